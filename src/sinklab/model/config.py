@@ -1,0 +1,118 @@
+"""`ModelConfig`: every architectural choice of the decoder, as plain values Hydra can hold.
+
+Components are chosen by name (as in litgpt) so the config stays plain YAML; derived sizes and
+validation live in `__post_init__`, so an invalid combination fails when the config is built,
+before any weights exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sinklab.configs import from_mapping
+from sinklab.errors import check, check_choice
+
+POSITIONS = ("rope", "alibi", "learned", "sinusoidal", "none")
+NORMS = ("rmsnorm", "layernorm")
+NORM_POSITIONS = ("pre", "post")
+MLPS = ("swiglu", "geglu", "gelu", "relu", "none")
+ATTENTIONS = (
+    "softmax",
+    "sigmoid",
+    "sigmoid_norm",
+    "softmax_off_by_one",
+    "sink_logit",
+    "gated",
+    "relu",
+)
+GATES = ("per_head", "per_channel")
+# Variants whose attention rows sum to one over all columns (tokens plus extra slots).
+NORMALISED_ATTENTIONS = ("softmax", "sigmoid_norm", "softmax_off_by_one", "sink_logit", "gated")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a Llama-style decoder. `None` sizes are derived in `__post_init__`."""
+
+    vocab_size: int = 4096
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 8
+    n_kv_heads: Optional[int] = None  # None: n_heads (plain multi-head attention)
+    head_dim: Optional[int] = None  # None: d_model // n_heads
+    d_ff: Optional[int] = None  # None: 4*d_model for gelu/relu, 8/3*d_model (multiple of 8) for GLUs
+    max_seq_len: int = 256
+    pos: str = "rope"
+    rope_theta: float = 10000.0
+    norm: str = "rmsnorm"
+    norm_eps: float = 1e-5
+    norm_position: str = "pre"
+    qk_norm: bool = False
+    mlp: str = "swiglu"
+    bias: bool = False
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+    init_std: float = 0.02
+    attention: str = "softmax"
+    gate: str = "per_head"  # only read when attention == "gated"
+    n_sink_tokens: int = 0
+    kv_bias: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("model.pos", self.pos, POSITIONS)
+        check_choice("model.norm", self.norm, NORMS)
+        check_choice("model.norm_position", self.norm_position, NORM_POSITIONS)
+        check_choice("model.mlp", self.mlp, MLPS)
+        check_choice("model.attention", self.attention, ATTENTIONS)
+        check_choice("model.gate", self.gate, GATES)
+        for key in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
+            check(int(getattr(self, key)) > 0, f"model.{key}", f"must be positive, got {getattr(self, key)}")
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        check(self.n_kv_heads > 0, "model.n_kv_heads", f"must be positive, got {self.n_kv_heads}")
+        check(
+            self.n_heads % self.n_kv_heads == 0,
+            "model.n_kv_heads",
+            f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}",
+        )
+        if self.head_dim is None:
+            check(
+                self.d_model % self.n_heads == 0,
+                "model.n_heads",
+                f"n_heads={self.n_heads} does not divide d_model={self.d_model}; set model.head_dim or change model.n_heads",
+            )
+            self.head_dim = self.d_model // self.n_heads
+        check(
+            self.n_heads * self.head_dim == self.d_model,
+            "model.head_dim",
+            f"n_heads*head_dim={self.n_heads}*{self.head_dim}={self.n_heads * self.head_dim} does not match d_model={self.d_model}",
+        )
+        if self.pos == "rope":
+            check(self.head_dim % 2 == 0, "model.head_dim", f"RoPE needs an even head_dim, got {self.head_dim}")
+        if self.pos == "sinusoidal":
+            check(self.d_model % 2 == 0, "model.d_model", f"sinusoidal positions need an even d_model, got {self.d_model}")
+        if self.d_ff is None:
+            if self.mlp in ("swiglu", "geglu"):
+                self.d_ff = 8 * ((int(8 * self.d_model / 3) + 7) // 8)
+            else:
+                self.d_ff = 4 * self.d_model
+        check(self.d_ff > 0 or self.mlp == "none", "model.d_ff", f"must be positive, got {self.d_ff}")
+        check(self.n_sink_tokens >= 0, "model.n_sink_tokens", f"must be >= 0, got {self.n_sink_tokens}")
+        check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.norm_eps > 0, "model.norm_eps", f"must be positive, got {self.norm_eps}")
+        check(self.rope_theta > 0, "model.rope_theta", f"must be positive, got {self.rope_theta}")
+
+    @property
+    def normalised_attention(self) -> bool:
+        """Whether attention rows sum to one, so sink scores need no proxy."""
+        return self.attention in NORMALISED_ATTENTIONS
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Build from a plain mapping; an unknown key is a one-line ConfigError."""
+        return from_mapping(cls, values, "model")
