@@ -1,0 +1,111 @@
+"""`sinklab-train` / `python -m sinklab.train`: the Hydra entry point for training.
+
+Examples:
+    sinklab-train                                  # the default recipe (see README)
+    sinklab-train model.pos=alibi optim.lr=3e-3
+    sinklab-train -m model.pos=rope,alibi,learned,none
+    sinklab-train ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt   # resume that run
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from sinklab.errors import ConfigError
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def fail(message: str, run_dir: Path | None, code: int = 2) -> None:
+    """Print one line, remove the half-made run folder, exit non-zero."""
+    print(f"error: {message}", file=sys.stderr)
+    if run_dir is not None and run_dir.exists() and _only_hydra_files(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    sys.exit(code)
+
+
+def _only_hydra_files(run_dir: Path) -> bool:
+    """True when the folder holds nothing but what Hydra wrote before our code ran."""
+    allowed = {".hydra", "train.log"}
+    return all(p.name in allowed or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+def resumed_run_dir(ckpt_path: str | None) -> Path | None:
+    """A checkpoint inside `<run>/checkpoints/` resumes into `<run>` itself."""
+    if not ckpt_path:
+        return None
+    parent = Path(ckpt_path).resolve().parent
+    if parent.name == "checkpoints" and (parent.parent / "probe").exists():
+        return parent.parent
+    return None
+
+
+def run(cfg: DictConfig) -> dict:
+    from sinklab.training.module import NonFiniteLossError
+    from sinklab.training.run import train, validate_config
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        run_cfg = validate_config(cfg)
+    except ConfigError as err:
+        fail(str(err), run_dir)
+    target = resumed_run_dir(run_cfg.ckpt_path)
+    if target is not None and target != run_dir:
+        # Keep this invocation's config beside the run it continues, then drop the new folder.
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        shutil.copytree(run_dir / ".hydra", target / "resumes" / stamp, dirs_exist_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir = target
+    group = run_cfg.experiment_name
+    name = run_cfg.run_name or hydra_cfg.job.override_dirname or run_dir.name
+    try:
+        result = train(run_cfg, run_dir, group=group, name=name)
+    except ConfigError as err:
+        fail(str(err), run_dir)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)
+    summary = result.summary()
+    _print_summary(summary, result.probe_history)
+    return summary
+
+
+def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
+    lines = ["", "sinklab run finished"]
+    for key in ("final_train_loss", "final_val_loss", "tokens_seen", "tokens_per_s", "fit_seconds", "probe_share_pct"):
+        value = summary.get(key)
+        lines.append(f"  {key:18s} {value:.4g}" if isinstance(value, float) else f"  {key:18s} {value}")
+    if probes:
+        first, last = min(probes), max(probes)
+        for metric in ("sink/sink1_pct", "sink/sink_ratio_pct", "sink/first_token_mass"):
+            if metric in probes[first] and metric in probes[last]:
+                lines.append(f"  {metric:18s} step {first}: {probes[first][metric]:.3g} -> step {last}: {probes[last][metric]:.3g}")
+    run_dir = Path(summary["run_dir"])
+    lines += [
+        f"  outputs            {run_dir}",
+        f"    metrics          {run_dir / 'metrics' / 'probes.parquet'}",
+        f"    checkpoints      {run_dir / 'checkpoints'}",
+        f"    summary          {run_dir / 'summary.json'}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

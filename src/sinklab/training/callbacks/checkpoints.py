@@ -1,0 +1,93 @@
+"""Checkpoints on Pythia's log-spaced schedule, written atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+
+from sinklab.training.config import CheckpointConfig
+from sinklab.training.schedule import is_scheduled
+
+
+def checkpoint_name(step: int, tokens_seen: int) -> str:
+    """`step0000512-tokens1048576.ckpt`: sortable by step, and says how much data it has seen."""
+    return f"step{step:07d}-tokens{tokens_seen}.ckpt"
+
+
+class LogSpacedCheckpoint(L.Callback):
+    """Saves at steps 0, 1, 2, 4, ..., `log_spaced_until`, then every `every` steps, plus
+    `last.ckpt`. A SIGKILL mid-write leaves the previous files intact: each file is written to
+    a temporary name in the same folder and renamed into place."""
+
+    def __init__(self, dirpath: Path, cfg: CheckpointConfig, max_steps: int) -> None:
+        self.dirpath = Path(dirpath)
+        self.cfg = cfg
+        self.max_steps = max_steps
+        self._last_saved: int | None = None
+        self.seconds = 0.0
+        self.saved: list[Path] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == 0:
+            self._save(trainer, pl_module)
+        else:  # resumed: the step we resumed from is already on disk
+            self._last_saved = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+        step = trainer.global_step
+        if step != self._last_saved and is_scheduled(step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every):
+            self._save(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._last_saved:
+            self._save(trainer, pl_module)
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        start = time.perf_counter()
+        step = trainer.global_step
+        final = self.dirpath / checkpoint_name(step, pl_module.tokens_seen)
+        atomic_save_checkpoint(trainer, final)
+        if self.cfg.save_last:
+            atomic_link(trainer, final, self.dirpath / "last.ckpt")
+        self._last_saved = step
+        self.saved.append(final)
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        pl_module.overhead_seconds += elapsed
+
+
+def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """`trainer.save_checkpoint` into a temporary name, then an atomic rename on rank 0."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp)  # every rank must call this (it may gather state)
+    if trainer.is_global_zero:
+        _fsync(tmp)
+        os.replace(tmp, path)
+    trainer.strategy.barrier("sinklab_checkpoint")
+
+
+def atomic_link(trainer: L.Trainer, source: Path, link: Path) -> None:
+    """Point `link` at `source` (a hard link when the filesystem allows, else a copy), atomically."""
+    if not trainer.is_global_zero:
+        return
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, link)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

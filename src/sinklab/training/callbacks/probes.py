@@ -1,0 +1,123 @@
+"""The probe callback: measure sinks and massive activations on the run's fixed probe set at
+every scheduled step, append tidy rows to `<run>/metrics/probes.parquet`, and log the
+aggregate curves (and, on W&B, pictures) to the logger.
+
+It calls the same `sinklab.analysis` functions as the reanalysis script, so a checkpoint
+re-measured later gives the numbers logged here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+
+from sinklab.analysis import MetricsConfig, capture, logger_scalars, measure
+from sinklab.analysis.records import append_rows, tag_rows
+from sinklab.data import ProbeSet
+from sinklab.training.callbacks.checkpoints import checkpoint_name
+from sinklab.training.config import ProbeConfig
+from sinklab.training.schedule import is_scheduled
+
+
+def measure_probe_set(
+    model: torch.nn.Module,
+    probe_set: ProbeSet,
+    metrics_cfg: MetricsConfig,
+    *,
+    batch_size: int = 25,
+    device: torch.device | str | None = None,
+) -> tuple[pd.DataFrame, Any]:
+    """Capture and measure one model on one probe set: the single path used everywhere."""
+    input_ids = probe_set.input_ids
+    probe = capture(model, input_ids, batch_size=batch_size, device=device)
+    rows = measure(
+        probe,
+        model=model,
+        cfg=metrics_cfg,
+        trigger_mask=probe_set.trigger_mask,
+        bos_present=probe_set.has_bos,
+        input_ids=input_ids,
+    )
+    return rows, probe
+
+
+class ProbeCallback(L.Callback):
+    def __init__(
+        self,
+        run_dir: Path,
+        probe_set: ProbeSet,
+        cfg: ProbeConfig,
+        metrics_cfg: MetricsConfig,
+        max_steps: int,
+        run_id: str,
+        config_hash: str,
+        checkpoint_steps: set[int] | None = None,
+    ) -> None:
+        self.table = Path(run_dir) / "metrics" / "probes.parquet"
+        self.probe_set = probe_set
+        self.cfg = cfg
+        self.metrics_cfg = metrics_cfg
+        self.max_steps = max_steps
+        self.run_id = run_id
+        self.config_hash = config_hash
+        self.checkpoint_steps = checkpoint_steps or set()
+        self._last_step: int | None = None
+        self.seconds = 0.0
+        self.history: dict[int, dict[str, float]] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == 0:
+            self._probe(trainer, pl_module)
+        else:  # resumed from a checkpoint that was already probed
+            self._last_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+        step = trainer.global_step
+        if step != self._last_step and is_scheduled(step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every):
+            self._probe(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._last_step:
+            self._probe(trainer, pl_module)
+
+    def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        self._last_step = step
+        if not trainer.is_global_zero:
+            return
+        start = time.perf_counter()
+        rows, probe = measure_probe_set(
+            pl_module.model, self.probe_set, self.metrics_cfg, batch_size=self.cfg.batch_size, device=pl_module.device
+        )
+        tokens = pl_module.tokens_seen
+        ckpt = checkpoint_name(step, tokens) if step in self.checkpoint_steps else ""
+        rows = tag_rows(
+            rows, run_id=self.run_id, step=step, tokens_seen=tokens, config_hash=self.config_hash, checkpoint=ckpt
+        )
+        append_rows(self.table, rows)
+        scalars = logger_scalars(rows)
+        self.history[step] = scalars
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=step)
+        if self.cfg.images:
+            self._log_images(trainer, probe, step)
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        pl_module.overhead_seconds += elapsed
+
+    def _log_images(self, trainer: L.Trainer, probe: Any, step: int) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not wandb_loggers:
+            return
+        from sinklab.plots import attention_maps_figure, figure_to_image, head_averaged_patterns
+
+        image = figure_to_image(attention_maps_figure(head_averaged_patterns(probe), title=f"step {step}"))
+        for lg in wandb_loggers:
+            lg.log_image("probe/attention_maps", [image], step=step)

@@ -1,0 +1,106 @@
+"""Validated dataclasses for the optimiser, trainer and callback sections of the Hydra config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from sinklab.errors import check, check_choice
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant", "linear")
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+NONFINITE = ("stop", "skip")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule (warm-up, then cosine, linear or constant)."""
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    decay_embeddings: bool = False  # embeddings, sink tokens and kv biases are exempt by default
+    decay_norms_and_biases: bool = False  # 1-D tensors (gains, biases, sink logits)
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # final lr / peak lr for cosine and linear
+    grad_clip: Optional[float] = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("optim.name", self.name, OPTIMIZERS)
+        check_choice("optim.schedule", self.schedule, SCHEDULES)
+        check(self.lr > 0, "optim.lr", f"must be positive, got {self.lr}")
+        check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        betas = tuple(float(b) for b in self.betas)
+        check(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optim.betas", f"must be two values in [0, 1), got {list(self.betas)}")
+        self.betas = betas  # type: ignore[assignment]
+        check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", f"must be positive or null, got {self.grad_clip}")
+
+
+@dataclass
+class TrainerConfig:
+    """What Lightning's Trainer needs, plus the few switches sinklab adds (compile, threads)."""
+
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: int = 2000
+    accumulate_grad_batches: int = 1
+    val_every_n_steps: int = 250
+    log_every_n_steps: int = 10
+    compile: bool = False
+    deterministic: bool = False
+    threads: Optional[int] = None  # torch CPU threads; null keeps torch's default
+    on_nonfinite: str = "stop"  # stop the run, or skip the batch and count it
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
+        check_choice("trainer.precision", str(self.precision), PRECISIONS)
+        check_choice("trainer.on_nonfinite", self.on_nonfinite, NONFINITE)
+        check(self.max_steps > 0, "trainer.max_steps", f"must be positive, got {self.max_steps}")
+        check(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1")
+        check(self.val_every_n_steps >= 1, "trainer.val_every_n_steps", "must be >= 1")
+        check(self.threads is None or self.threads >= 1, "trainer.threads", f"must be >= 1 or null, got {self.threads}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Pythia-style log-spaced steps: 0, 1, 2, 4, ... up to `log_spaced_until`, then every `every`."""
+
+    enabled: bool = True
+    log_spaced_until: int = 512
+    every: int = 1000
+
+    def __post_init__(self) -> None:
+        check(self.log_spaced_until >= 0, "log_spaced_until", "must be >= 0")
+        check(self.every >= 1, "every", f"must be >= 1, got {self.every}")
+
+
+@dataclass
+class CheckpointConfig(ScheduleConfig):
+    save_last: bool = True
+    export_safetensors: bool = True  # model weights alone, loadable without any pickle
+
+
+@dataclass
+class ProbeConfig(ScheduleConfig):
+    batch_size: int = 25
+    images: bool = True  # attention maps and activation plots on W&B
+    metrics: dict[str, Any] = field(default_factory=dict)  # overrides of analysis.MetricsConfig
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    probe: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,82 @@
+"""Loggers: W&B (offline unless a key or WANDB_MODE says otherwise), CSV, or none.
+
+W&B pitfalls handled here: `log_model` stays off (it raises with offline runs), every run is
+finished in `finish_loggers` (called from a `finally`, so each job of a multirun gets its own
+run), and values are only logged at the trainer's global step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from sinklab.errors import check_choice
+
+LOGGER_KINDS = ("wandb", "csv", "none")
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "wandb"
+    project: str = "sinklab"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # null: the experiment's name
+    name: Optional[str] = None  # null: derived from the command-line overrides
+    mode: Optional[str] = None  # null: online if WANDB_API_KEY is set, else offline
+    tags: list[str] = field(default_factory=list)
+    csv: bool = True  # also keep Lightning's metrics.csv next to the run
+
+    def __post_init__(self) -> None:
+        check_choice("logger.kind", self.kind, LOGGER_KINDS)
+        if self.mode is not None:
+            check_choice("logger.mode", self.mode, WANDB_MODES)
+
+
+def wandb_mode(cfg: LoggerConfig, environ: dict[str, str] | None = None) -> str:
+    """Offline by default; online only when asked or when an API key is present."""
+    environ = os.environ if environ is None else environ
+    if cfg.mode:
+        return cfg.mode
+    if environ.get("WANDB_MODE"):
+        return environ["WANDB_MODE"]
+    return "online" if environ.get("WANDB_API_KEY") else "offline"
+
+
+def build_loggers(cfg: LoggerConfig, run_dir: Path, group: str, name: str, config: dict[str, Any]) -> list[Logger]:
+    loggers: list[Logger] = []
+    if cfg.kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        mode = wandb_mode(cfg)
+        loggers.append(
+            WandbLogger(
+                project=cfg.project,
+                entity=cfg.entity,
+                group=cfg.group or group,
+                name=cfg.name or name,
+                save_dir=str(run_dir),
+                offline=mode == "offline",
+                mode=mode,
+                tags=list(cfg.tags),
+                log_model=False,
+                config=config,
+            )
+        )
+    if cfg.kind == "csv" or (cfg.kind == "wandb" and cfg.csv):
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+    return loggers
+
+
+def finish_loggers() -> None:
+    """Close the W&B run, if one is open, so the next job of a multirun starts its own."""
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return
+    if wandb.run is not None:
+        wandb.finish()
