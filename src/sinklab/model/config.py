@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from sinklab.configs import from_mapping
 from sinklab.errors import check, check_choice
@@ -40,9 +40,9 @@ class ModelConfig:
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 8
-    n_kv_heads: Optional[int] = None  # None: n_heads (plain multi-head attention)
-    head_dim: Optional[int] = None  # None: d_model // n_heads
-    d_ff: Optional[int] = None  # None: 4*d_model for gelu/relu, 8/3*d_model (multiple of 8) for GLUs
+    n_kv_heads: int | None = None  # None: n_heads (plain multi-head attention)
+    head_dim: int | None = None  # None: d_model // n_heads
+    d_ff: int | None = None  # None: 4*d_model for gelu/relu, 8/3*d_model (multiple of 8) for GLUs
     max_seq_len: int = 256
     pos: str = "rope"
     rope_theta: float = 10000.0

@@ -1,0 +1,204 @@
+"""Causal self-attention with every variant the study compares, in a fused and an explicit path.
+
+Key axis layout, shared by both paths and by the probe pattern:
+
+    [sink_logit slot] [kv_bias slot] [sink tokens 0..S-1] [tokens 0..T-1]
+
+The two leading slots exist only when configured. A logit slot (`sink_logit`, and
+`softmax_off_by_one` with its logit fixed at 0) is a zero key with a zero value whose score is
+supplied by the additive bias, so the softmax gains one column that absorbs mass and
+contributes nothing to the output. The kv_bias slot is a learned key/value pair per kv head,
+without position encoding, visible from every query. Sink tokens are ordinary sequence
+positions: being first, causal masking already keeps them visible.
+
+Variants:
+- softmax / gated / sink_logit / softmax_off_by_one: softmax over all columns; the fused path
+  is `scaled_dot_product_attention`, mask-free (`is_causal=True`) when there is no slot and no
+  ALiBi, so flash kernels apply on a GPU.
+- sigmoid: sigmoid(score) per column, causal, no normalisation. Gu et al. (2025) add a
+  learned/constant bias inside the sigmoid; we use sigmoid(score) directly.
+- sigmoid_norm: sigmoid(score) divided by its row sum.
+- relu: ReLU(score) / L with L the sequence length (sink tokens plus tokens), following
+  Guo et al.'s ReLU attention; no normalisation.
+The last three have no fused kernel and always take the explicit path; its T x T weights live
+only inside the op (and autograd's saved tensors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sinklab.model.config import ModelConfig
+from sinklab.model.layers import RMSNorm
+from sinklab.model.position import apply_rope, causal_bias
+from sinklab.model.recorder import NULL_RECORDER, Recorder
+
+SOFTMAX_FAMILY = ("softmax", "gated", "sink_logit", "softmax_off_by_one")
+
+
+@dataclass
+class Positions:
+    """Position information shared by every layer of one forward pass over L = S + T positions."""
+
+    length: int
+    n_prefix: int
+    device: torch.device
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    slopes: torch.Tensor | None = None
+    _bias: torch.Tensor | None = field(default=None, repr=False)
+
+    def seq_bias(self) -> torch.Tensor:
+        """Causal (+ ALiBi) additive bias [H or 1, L, L], built once per forward and only if needed."""
+        if self._bias is None:
+            self._bias = causal_bias(self.length, self.slopes, self.device)
+        return self._bias
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d, H, Hkv, hd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = H, Hkv, hd
+        self.variant = cfg.attention
+        self.scale = 1.0 / math.sqrt(hd)
+        self.dropout = cfg.dropout
+        self.wq = nn.Linear(d, H * hd, bias=cfg.bias)
+        self.wk = nn.Linear(d, Hkv * hd, bias=cfg.bias)
+        self.wv = nn.Linear(d, Hkv * hd, bias=cfg.bias)
+        self.wo = nn.Linear(H * hd, d, bias=cfg.bias)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(hd, cfg.norm_eps)
+            self.k_norm = RMSNorm(hd, cfg.norm_eps)
+        if cfg.attention == "gated":
+            self.gate_per_head = cfg.gate == "per_head"
+            self.gate = nn.Linear(d, H if self.gate_per_head else H * hd, bias=cfg.bias)
+        if cfg.attention == "sink_logit":
+            self.sink_logit = nn.Parameter(torch.zeros(H))
+        self.logit_slot = cfg.attention in ("sink_logit", "softmax_off_by_one")
+        if cfg.kv_bias:
+            self.k_bias = nn.Parameter(torch.zeros(Hkv, hd))
+            self.v_bias = nn.Parameter(torch.zeros(Hkv, hd))
+        self.has_kv_bias = cfg.kv_bias
+        self.n_slots = int(self.logit_slot) + int(cfg.kv_bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos: Positions,
+        head_scale: torch.Tensor | None = None,
+        rec: Recorder = NULL_RECORDER,
+    ) -> torch.Tensor:
+        N, L, _ = x.shape
+        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        q = self.wq(x).view(N, L, H, hd).transpose(1, 2)
+        k = self.wk(x).view(N, L, Hkv, hd).transpose(1, 2)
+        v = self.wv(x).view(N, L, Hkv, hd).transpose(1, 2)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        if pos.rope is not None:
+            cos, sin = pos.rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        rec.keep("q", q, pos_dim=2)
+        rec.keep("k", k, pos_dim=2)
+        rec.keep("v", v, pos_dim=2)
+
+        k, v = self._prepend_slots(k, v)
+        if self.variant in SOFTMAX_FAMILY and not rec.wants("pattern"):
+            z = self._fused(q, k, v, pos)
+        else:
+            z, weights = self._explicit(q, k, v, pos)
+            rec.keep("pattern", weights, pos_dim=2)
+
+        if self.variant == "gated":
+            g = torch.sigmoid(self.gate(x)).view(N, L, H, 1 if self.gate_per_head else hd)
+            z = z * g.transpose(1, 2)
+        if head_scale is not None:
+            z = self._scale_heads(z, head_scale, pos.n_prefix)
+        rec.keep("z", z, pos_dim=2)
+        return self.wo(z.transpose(1, 2).reshape(N, L, H * hd))
+
+    # -- the extra slots -------------------------------------------------------------------
+
+    def _prepend_slots(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        N = k.shape[0]
+        ks, vs = [], []
+        if self.logit_slot:
+            zero = k.new_zeros(N, self.n_kv_heads, 1, self.head_dim)
+            ks.append(zero)
+            vs.append(zero)
+        if self.has_kv_bias:
+            ks.append(self.k_bias.to(k.dtype)[None, :, None].expand(N, -1, -1, -1))
+            vs.append(self.v_bias.to(v.dtype)[None, :, None].expand(N, -1, -1, -1))
+        if not ks:
+            return k, v
+        return torch.cat([*ks, k], dim=2), torch.cat([*vs, v], dim=2)
+
+    def _bias(self, pos: Positions) -> torch.Tensor:
+        """Additive bias over the whole key axis: [H or 1, L, n_slots + L]."""
+        seq = pos.seq_bias()
+        if not self.n_slots:
+            return seq
+        cols = []
+        if self.logit_slot:
+            logit = self.sink_logit if hasattr(self, "sink_logit") else seq.new_zeros(1)
+            cols.append(logit.float()[:, None, None].expand(-1, pos.length, 1))
+        if self.has_kv_bias:
+            cols.append(seq.new_zeros(1, pos.length, 1))
+        heads = max(seq.shape[0], *(c.shape[0] for c in cols))
+        parts = [c.expand(heads, -1, -1) for c in cols] + [seq.expand(heads, -1, -1)]
+        return torch.cat(parts, dim=2)
+
+    # -- the two paths ----------------------------------------------------------------------
+
+    def _fused(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: Positions
+    ) -> torch.Tensor:
+        p = self.dropout if self.training else 0.0
+        gqa = self.n_kv_heads != self.n_heads
+        if not self.n_slots and pos.slopes is None:
+            return F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=p, scale=self.scale, enable_gqa=gqa
+            )
+        mask = self._bias(pos).to(q.dtype)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, scale=self.scale, enable_gqa=gqa
+        )
+
+    def _explicit(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: Positions
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores, weights and output by plain matmuls. Returns (z, weights [N, H, L, slots + L])."""
+        rep = self.n_heads // self.n_kv_heads
+        if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1, as in HF's repeat_kv
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        scores = (q @ k.transpose(-2, -1)).float() * self.scale + self._bias(pos)
+        if self.variant in SOFTMAX_FAMILY:
+            weights = torch.softmax(scores, dim=-1)
+        elif self.variant == "sigmoid":
+            weights = torch.sigmoid(scores)
+        elif self.variant == "sigmoid_norm":
+            weights = torch.sigmoid(scores)
+            weights = weights / weights.sum(-1, keepdim=True)
+        elif self.variant == "relu":
+            weights = torch.relu(scores) / pos.length
+        else:  # pragma: no cover - ModelConfig rejects unknown variants
+            raise ValueError(self.variant)
+        weights = weights.to(q.dtype)
+        used = F.dropout(weights, self.dropout) if self.training and self.dropout else weights
+        return used @ v, weights
+
+    def _scale_heads(
+        self, z: torch.Tensor, head_scale: torch.Tensor, n_prefix: int
+    ) -> torch.Tensor:
+        """Multiply head outputs by `head_scale` (broadcastable to [N, H, T], token positions only)."""
+        N, H, L, _ = z.shape
+        scale = torch.as_tensor(head_scale, dtype=z.dtype, device=z.device)
+        scale = torch.broadcast_to(scale, (N, H, L - n_prefix))
+        if n_prefix:
+            scale = torch.cat([scale.new_ones(N, H, n_prefix), scale], dim=2)
+        return z * scale[..., None]

@@ -1,0 +1,185 @@
+"""The decoder: embeddings (+ optional sink-token prefix), blocks, final norm, LM head.
+
+`forward` is the training path (fused attention, nothing kept); `forward_probe` runs the same
+modules with a recorder and returns the named tensors documented in `probe.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sinklab.model.attention import Attention, Positions
+from sinklab.model.config import ModelConfig
+from sinklab.model.layers import MLP, make_norm
+from sinklab.model.position import alibi_slopes, rope_cos_sin, sinusoidal_table
+from sinklab.model.probe import NameFilter, ProbeOutput, name_filter
+from sinklab.model.recorder import NULL_RECORDER, Recorder
+
+
+class Block(nn.Module):
+    """Attention then MLP, each with a residual; the norm before (pre) or after (post) the sum."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.pre_norm = cfg.norm_position == "pre"
+        self.norm_attn = make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.has_mlp = cfg.mlp != "none"
+        if self.has_mlp:
+            self.norm_mlp = make_norm(cfg)
+            self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos: Positions,
+        head_scale: torch.Tensor | None = None,
+        rec: Recorder = NULL_RECORDER,
+    ) -> torch.Tensor:
+        attn_rec, mlp_rec = rec.child("attn"), rec.child("mlp")
+        if self.pre_norm:
+            rec.keep("norm_attn.input", x, pos_dim=1)
+            x = x + self.drop(self.attn(self.norm_attn(x), pos, head_scale, attn_rec))
+            if self.has_mlp:
+                rec.keep("norm_mlp.input", x, pos_dim=1)
+                x = x + self.drop(self.mlp(self.norm_mlp(x), mlp_rec))
+        else:
+            x = x + self.drop(self.attn(x, pos, head_scale, attn_rec))
+            rec.keep("norm_attn.input", x, pos_dim=1)
+            x = self.norm_attn(x)
+            if self.has_mlp:
+                x = x + self.drop(self.mlp(x, mlp_rec))
+                rec.keep("norm_mlp.input", x, pos_dim=1)
+                x = self.norm_mlp(x)
+        rec.keep("resid_post", x, pos_dim=1)
+        return x
+
+
+class Transformer(nn.Module):
+    """Llama-style decoder whose every architectural choice comes from a `ModelConfig`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        S = cfg.n_sink_tokens
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.pos == "learned":
+            self.pos_emb = nn.Embedding(cfg.max_seq_len + S, cfg.d_model)
+        if S:
+            self.sink_tokens = nn.Parameter(torch.zeros(S, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm_final = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        self.reset_parameters()
+
+    @property
+    def extra_slots(self) -> tuple[str, ...]:
+        """Names of the leading columns of `attn.pattern`, in order."""
+        attn = self.cfg.attention
+        slots = ["sink_logit"] if attn in ("sink_logit", "softmax_off_by_one") else []
+        if self.cfg.kv_bias:
+            slots.append("kv_bias")
+        slots += [f"sink_token_{i}" for i in range(self.cfg.n_sink_tokens)]
+        return tuple(slots)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """normal(0, init_std) for matrices, embeddings and extra slots; zeros for biases and
+        sink logits; ones for norm gains. Residual output projections (attn.wo, mlp.w_down) get
+        std / sqrt(2 * n_layers), as in GPT-2 and nanoGPT, so the residual stream's variance
+        does not grow with depth."""
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "bias" or leaf == "sink_logit":
+                nn.init.zeros_(p)
+            elif "norm" in name:
+                nn.init.ones_(p)
+            elif name.endswith(("attn.wo.weight", "mlp.w_down.weight")):
+                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.n_layers))
+            else:
+                nn.init.normal_(p, 0.0, std)
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(
+        self, input_ids: torch.Tensor, *, head_scale: dict[int, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Logits [N, T, V]; the fast path used for training."""
+        return self._run(input_ids, head_scale, NULL_RECORDER)
+
+    def forward_probe(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        names: NameFilter = None,
+        head_scale: dict[int, torch.Tensor] | None = None,
+    ) -> ProbeOutput:
+        """Logits plus the named tensors of `probe.py` that pass `names`.
+
+        Attention is computed explicitly (matmul + softmax) in every layer whose pattern is
+        asked for; other layers use the fused kernel. Gradients follow the caller's grad mode.
+        """
+        rec = Recorder(name_filter(names), n_prefix=self.cfg.n_sink_tokens)
+        logits = self._run(input_ids, head_scale, rec)
+        return ProbeOutput(
+            logits=logits,
+            cache=rec.cache,
+            n_layers=self.cfg.n_layers,
+            extra_slots=self.extra_slots,
+            normalised=self.cfg.normalised_attention,
+        )
+
+    def _run(
+        self, input_ids: torch.Tensor, head_scale: dict[int, torch.Tensor] | None, rec: Recorder
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        S = cfg.n_sink_tokens
+        N, T = input_ids.shape
+        if cfg.pos in ("learned", "sinusoidal") and T > cfg.max_seq_len:
+            raise ValueError(f"sequence length {T} exceeds model.max_seq_len={cfg.max_seq_len}")
+        if head_scale:
+            bad = [i for i in head_scale if not 0 <= i < cfg.n_layers]
+            if bad:
+                raise ValueError(f"head_scale names layers {bad}; the model has {cfg.n_layers}")
+        pos = self._positions(S + T, input_ids.device)
+
+        x = self.tok_emb(input_ids)
+        if S:
+            x = torch.cat([self.sink_tokens[None].expand(N, -1, -1).to(x.dtype), x], dim=1)
+        if cfg.pos == "learned":
+            x = x + self.pos_emb(torch.arange(S + T, device=x.device))
+        elif cfg.pos == "sinusoidal":
+            x = x + sinusoidal_table(S + T, cfg.d_model, x.device).to(x.dtype)
+        x = self.drop(x)
+        rec.keep("embed", x, pos_dim=1)
+
+        for i, block in enumerate(self.blocks):
+            scale = head_scale.get(i) if head_scale else None
+            x = block(x, pos, scale, rec.child(f"blocks.{i}"))
+
+        x = x[:, S:]
+        if rec.wants("norm_final.input"):
+            rec.cache["norm_final.input"] = x
+        return self.lm_head(self.norm_final(x))
+
+    def _positions(self, length: int, device: torch.device) -> Positions:
+        cfg = self.cfg
+        pos = Positions(length=length, n_prefix=cfg.n_sink_tokens, device=device)
+        if cfg.pos == "rope":
+            pos.rope = rope_cos_sin(length, cfg.head_dim, cfg.rope_theta, device)
+        elif cfg.pos == "alibi":
+            pos.slopes = alibi_slopes(cfg.n_heads).to(device)
+        return pos
+
+
+def build_model(cfg: ModelConfig) -> Transformer:
+    """The one constructor the trainer and the analysis code call."""
+    return Transformer(cfg)

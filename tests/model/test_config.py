@@ -1,0 +1,67 @@
+"""Invalid configs fail with a one-line ConfigError naming the key; presets list every key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sinklab.errors import ConfigError
+from sinklab.model import ModelConfig, Transformer, num_params
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (dict(n_heads=8, n_kv_heads=3), "model.n_kv_heads"),
+        (dict(d_model=12, n_heads=4, pos="rope"), "model.head_dim"),  # head_dim 3 is odd
+        (dict(d_model=30, n_heads=4, head_dim=8), "model.head_dim"),  # 4 * 8 != 30
+        (dict(d_model=30, n_heads=4), "model.n_heads"),  # 4 does not divide 30
+        (dict(pos="xpos"), "model.pos"),
+        (dict(attention="linear"), "model.attention"),
+        (dict(gate="per_token"), "model.gate"),
+        (dict(mlp="moe"), "model.mlp"),
+        (dict(norm_position="sandwich"), "model.norm_position"),
+        (dict(n_sink_tokens=-1), "model.n_sink_tokens"),
+        (dict(dropout=1.0), "model.dropout"),
+    ],
+)
+def test_invalid_config_names_the_key(overrides: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        ModelConfig(**overrides)
+    assert err.value.key == key
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
+
+
+def test_unknown_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="model.n_layer"):
+        ModelConfig.from_dict({"n_layer": 3})
+
+
+@pytest.mark.parametrize("preset", ["tiny", "gu60m"])
+def test_presets_list_every_key_and_build(preset: str) -> None:
+    values = yaml.safe_load((CONF / f"{preset}.yaml").read_text())
+    assert set(values) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert values["vocab_size"] is None  # filled from the tokenizer by the trainer
+    cfg = ModelConfig.from_dict({**values, "vocab_size": 32000})
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    if preset == "tiny":
+        assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.max_seq_len) == (128, 4, 8, 256)
+        assert cfg.tie_embeddings and cfg.pos == "rope" and cfg.mlp == "swiglu"
+    else:
+        assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.max_seq_len) == (
+            768,
+            10,
+            8,
+            1536,
+            2048,
+        )
+        # Gu et al.'s "60M": the blocks alone hold 10 * (4 * 768^2 + 3 * 768 * 1536 + 2 * 768)
+        blocks = num_params(model) - num_params(model.tok_emb) - num_params(model.lm_head) - 768
+        assert blocks == 10 * (4 * 768**2 + 3 * 768 * 1536 + 2 * 768)
