@@ -1,0 +1,284 @@
+"""`measure`: the single code path from a `ProbeOutput` to tidy metric rows.
+
+The training callback, the reanalysis script and the pretrained-model analysis all call
+this, so a number means the same wherever it was computed. It walks the layers once
+(each layer's tensors are vectorised over windows and heads) and asks each metric module
+for its values; this module only chooses what to compute and shapes the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import pandas as pd
+import torch
+from torch import nn
+
+from sinklab.analysis import activations, dormancy, frames, sinks
+from sinklab.analysis.config import MetricsConfig
+from sinklab.model.probe import ProbeOutput
+
+COLUMNS = ["layer", "head", "metric", "value"]
+_GLU_MLPS = ("swiglu", "geglu")
+
+
+class _Rows:
+    """Collects rows; per-head metrics get their layer and model means added at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, str, float]] = []
+        self._per_head: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def heads(self, metric: str, layer: int, values: torch.Tensor, aggregate: bool = True) -> None:
+        """One row per head, plus the layer mean; the model mean is added in `frame()`."""
+        vals = values.detach().double().cpu()
+        self.rows.extend((layer, h, metric, float(v)) for h, v in enumerate(vals.tolist()))
+        if aggregate:
+            self.rows.append((layer, -1, metric, _nanmean(vals)))
+            self._per_head[metric].append(vals)
+
+    def layer(self, metric: str, layer: int, value: float) -> None:
+        self.rows.append((layer, -1, metric, float(value)))
+
+    def model(self, metric: str, value: float) -> None:
+        self.rows.append((-1, -1, metric, float(value)))
+
+    def frame(self) -> pd.DataFrame:
+        for metric, parts in self._per_head.items():
+            self.model(metric, _nanmean(torch.cat(parts)))
+        df = pd.DataFrame(self.rows, columns=COLUMNS)
+        return df.astype(
+            {"layer": "int64", "head": "int64", "metric": "string", "value": "float64"}
+        )
+
+
+def _nanmean(x: torch.Tensor) -> float:
+    ok = ~torch.isnan(x)
+    return float(x[ok].mean()) if bool(ok.any()) else math.nan
+
+
+def _layer_tokens(probe: ProbeOutput, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(slots, token columns) of a layer's attention, as proxy scores when not normalised."""
+    name = f"blocks.{layer}.attn.pattern"
+    if name not in probe:
+        return None
+    pattern = probe[name].float()
+    if not probe.normalised:
+        pattern = sinks.proxy_scores(pattern)
+    return sinks.split_slots(pattern, len(probe.extra_slots))
+
+
+def _sink_rows(
+    rows: _Rows,
+    cfg: MetricsConfig,
+    layer: int,
+    slots: torch.Tensor,
+    tokens: torch.Tensor,
+    slot_names: tuple[str, ...],
+) -> torch.Tensor:
+    """Sink scores of one layer; returns the per-head alpha_0 (window mean) for the max curve."""
+    T = tokens.shape[-1]
+    alpha = sinks.alpha_gu(tokens)  # [N, H, T]
+    for k in range(min(cfg.early_keys, T)):
+        rows.heads(f"sink/alpha/key_{k}", layer, alpha[..., k].mean(0))
+    for k in cfg.sink_keys:
+        if k >= T:
+            continue
+        name = "sink/sink1_pct" if k == 0 else f"sink/sink_pct/key_{k}"
+        rows.heads(name, layer, 100.0 * (alpha[..., k] > cfg.eps).float().mean(0))
+    rows.heads(
+        "sink/sink_ratio_pct",
+        layer,
+        100.0 * sinks.sink_ratio_hit(tokens, cfg.eps, cfg.sink_ratio_max_key).mean(0),
+    )
+    rows.heads("sink/first_token_mass", layer, sinks.first_token_mass(tokens).mean(0))
+    slot_alpha = sinks.slot_alpha(slots)  # [N, H, E]
+    for e, slot in enumerate(slot_names):
+        rows.heads(f"slot_mass/{slot}", layer, slot_alpha[..., e].mean(0))
+        rows.heads(
+            f"slot_sink_pct/{slot}", layer, 100.0 * (slot_alpha[..., e] > cfg.eps).float().mean(0)
+        )
+    alpha0 = alpha[..., 0].mean(0)
+    rows.layer("sink/alpha_0_max", layer, float(alpha0.max()))
+    return alpha0
+
+
+def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tensor) -> int:
+    """Frame measurements per head and on the head-averaged map (head = -1); returns the layer's class."""
+    per_head = tokens.mean(0)  # [H, T, T], window-averaged
+    maps = torch.cat([per_head, per_head.mean(0, keepdim=True)], dim=0)
+    H = per_head.shape[0]
+    heads = list(range(H)) + [-1]
+    values = {
+        **frames.graph_measures(maps, cfg.tau),
+        **frames.spectral_measures(maps, cfg.top_column_frac),
+    }
+    r = frames.received_attention(maps)
+    order, count, fallback = frames.reference_tokens(
+        r, cfg.ref_threshold, cfg.ref_fallback_frac, cfg.ref_cap_frac
+    )
+    codes = frames.classify_frames(
+        r,
+        ref_threshold=cfg.ref_threshold,
+        central_dominance=cfg.central_dominance,
+        bidir_balance=cfg.bidir_balance,
+        edge_frac=cfg.edge_frac,
+    )
+    values["frames/ref_count"] = count.float()
+    values["frames/ref_fallback"] = fallback.float()
+    values["frames/class"] = codes.float()
+    for metric, v in values.items():
+        rows.rows.extend(
+            (layer, h, metric, float(x)) for h, x in zip(heads, v.tolist(), strict=True)
+        )
+    n_logged = min(cfg.max_ref_logged, r.shape[-1])
+    top_pos = order[:, :n_logged]
+    top_mass = r.gather(1, top_pos)
+    for b, h in enumerate(heads):
+        for i in range(min(n_logged, int(count[b]))):
+            rows.rows.append((layer, h, f"frames/ref_position/rank_{i}", float(top_pos[b, i])))
+            rows.rows.append((layer, h, f"frames/ref_mass/rank_{i}", float(top_mass[b, i])))
+    return int(codes[-1])
+
+
+def _massive_rows(rows: _Rows, cfg: MetricsConfig, probe: ProbeOutput, layer: int) -> None:
+    resid = probe.cache.get(f"blocks.{layer}.resid_post")
+    if resid is not None:
+        for metric, value in activations.residual_extremes(
+            resid, cfg.top_values, cfg.massive_abs, cfg.massive_rel
+        ).items():
+            rows.layer(metric, layer, value)
+        rows.layer(
+            "massive/norm_ratio/resid", layer, float(activations.first_token_norm_ratio(resid))
+        )
+    for kind in ("key", "value"):
+        x = probe.cache.get(f"blocks.{layer}.attn.{kind[0]}")
+        if x is not None:
+            rows.heads(
+                f"massive/norm_ratio/{kind}",
+                layer,
+                activations.first_token_norm_ratio(x),
+                aggregate=True,
+            )
+
+
+def _spike_rows(
+    rows: _Rows, cfg: MetricsConfig, probe: ProbeOutput, model: nn.Module, layer: int
+) -> None:
+    resid = probe.cache.get(f"blocks.{layer}.resid_post")
+    if resid is None or cfg.spike_channels == 0:
+        return
+    mlp = model.blocks[layer].mlp
+    channels = activations.top_channels(resid, cfg.spike_channels)
+    with torch.no_grad():
+        found = activations.spike_anatomy(
+            mlp.w_gate.weight, mlp.w_up.weight, mlp.w_down.weight, channels
+        )
+    for metric, value in found.items():
+        rows.layer(metric, layer, value)
+
+
+def _dormancy_rows(
+    rows: _Rows,
+    cfg: MetricsConfig,
+    probe: ProbeOutput,
+    layer: int,
+    tokens: torch.Tensor | None,
+    trigger_mask: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """BOS metrics of one layer; returns its labels [N, H, T] (None without attention)."""
+    resid = probe.cache.get(f"blocks.{layer}.resid_post")
+    if resid is not None:
+        rows.layer("dormancy/resid_peak", layer, float(activations.first_token_norm_ratio(resid)))
+    v = probe.cache.get(f"blocks.{layer}.attn.v")
+    if v is not None:
+        rows.heads("dormancy/value_drain", layer, activations.first_token_norm_ratio(v))
+    if tokens is None:
+        return None
+    bos = dormancy.bos_attention(tokens)
+    labels = dormancy.dormancy_labels(bos, cfg.dormant_threshold)
+    rows.heads("dormancy/dormant_frac", layer, dormancy.dormant_fraction(labels))
+    if trigger_mask is not None:
+        trig, other = dormancy.split_by_trigger(bos, trigger_mask)
+        rows.heads("dormancy/bos_attn_trigger", layer, trig)
+        rows.heads("dormancy/bos_attn_nontrigger", layer, other)
+        ftrig, fother = dormancy.split_by_trigger(labels.float(), trigger_mask)
+        rows.heads("dormancy/dormant_frac_trigger", layer, ftrig)
+        rows.heads("dormancy/dormant_frac_nontrigger", layer, fother)
+    return labels
+
+
+def measure(
+    probe: ProbeOutput,
+    *,
+    model: nn.Module | None = None,
+    cfg: MetricsConfig = MetricsConfig(),  # noqa: B008 - frozen, so sharing is safe
+    trigger_mask: torch.Tensor | None = None,
+    bos_present: bool | None = None,
+    input_ids: torch.Tensor | None = None,
+    loss_mask: torch.Tensor | None = None,
+) -> pd.DataFrame:
+    """All enabled metric groups of `cfg` on one capture, as rows (layer, head, metric, value).
+
+    Groups read only the tensors they need and are skipped when the probe lacks them.
+    `model` is needed for the spike anatomy (its MLP weights) and, with `input_ids` and
+    `cfg.intervention`, for the dormancy intervention. `trigger_mask` [N, T] (True at
+    trigger positions) splits the BOS attention by query type. `bos_present` says whether
+    position 0 is a BOS token; the dormancy group (all about BOS) runs only when it is
+    True, or when it is None and a trigger mask is given (the Bigram-Backcopy probe set
+    always starts with BOS). `loss_mask` selects the predictions the intervention scores.
+    """
+    rows = _Rows()
+    n_layers = probe.n_layers
+    bos = bos_present if bos_present is not None else trigger_mask is not None
+    do_dormancy = cfg.dormancy and bos
+    spikes_ok = (
+        cfg.spikes
+        and model is not None
+        and getattr(getattr(model, "cfg", None), "mlp", None) in _GLU_MLPS
+    )
+    if cfg.sinks:
+        rows.model("sink/proxy_scores", 0.0 if probe.normalised else 1.0)
+
+    alpha0_all: list[torch.Tensor] = []
+    layer_codes: list[int] = []
+    labels: list[torch.Tensor | None] = []
+    for layer in range(n_layers):
+        split = _layer_tokens(probe, layer)
+        slots, tokens = split if split is not None else (None, None)
+        if tokens is not None and cfg.sinks:
+            alpha0_all.append(_sink_rows(rows, cfg, layer, slots, tokens, probe.extra_slots))
+        q, k = probe.cache.get(f"blocks.{layer}.attn.q"), probe.cache.get(f"blocks.{layer}.attn.k")
+        if cfg.qk and q is not None and k is not None:
+            for metric, value in sinks.qk_geometry(q, k).items():
+                rows.heads(metric, layer, value.mean(0))
+        if cfg.massive:
+            _massive_rows(rows, cfg, probe, layer)
+        if spikes_ok:
+            _spike_rows(rows, cfg, probe, model, layer)
+        if cfg.frames and tokens is not None:
+            layer_codes.append(_frame_rows(rows, cfg, layer, tokens))
+        if do_dormancy:
+            labels.append(_dormancy_rows(rows, cfg, probe, layer, tokens, trigger_mask))
+
+    if alpha0_all:
+        rows.model("sink/alpha_0_max", float(torch.cat(alpha0_all).max()))
+    if layer_codes:
+        rows.model("frames/class", float(frames.model_frame(layer_codes)))
+    out = rows.frame()
+
+    have_labels = bool(labels) and all(lab is not None for lab in labels)
+    if (
+        do_dormancy
+        and cfg.intervention
+        and model is not None
+        and input_ids is not None
+        and have_labels
+    ):
+        stacked = torch.stack(labels, dim=1)  # [N, L, H, T]
+        extra = dormancy.dormancy_intervention(
+            model, input_ids, stacked, loss_mask=loss_mask, batch_size=cfg.intervention_batch_size
+        )
+        out = pd.concat([out, extra.astype(out.dtypes.to_dict())], ignore_index=True)
+    return out

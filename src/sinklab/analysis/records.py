@@ -1,0 +1,105 @@
+"""The run's metric table on disk: a parquet file that only ever grows, written so that a
+crash at any moment leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+RUN_COLUMNS = [
+    "run_id",
+    "step",
+    "tokens_seen",
+    "layer",
+    "head",
+    "metric",
+    "value",
+    "config_hash",
+    "checkpoint",
+]
+_DTYPES = {
+    "run_id": "string",
+    "step": "int64",
+    "tokens_seen": "int64",
+    "layer": "int64",
+    "head": "int64",
+    "metric": "string",
+    "value": "float64",
+    "config_hash": "string",
+    "checkpoint": "string",
+}
+
+
+def tag_rows(df: pd.DataFrame, **constants: object) -> pd.DataFrame:
+    """A copy of `df` with constant columns added in front (run_id=..., step=..., ...)."""
+    out = df.copy()
+    for i, (name, value) in enumerate(constants.items()):
+        if name in out.columns:
+            out[name] = value
+        else:
+            out.insert(i, name, value)
+    return _typed(out)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Known columns get one dtype everywhere, so appended chunks always concatenate."""
+    known = {c: t for c, t in _DTYPES.items() if c in df.columns}
+    ordered = [c for c in RUN_COLUMNS if c in df.columns] + [
+        c for c in df.columns if c not in RUN_COLUMNS
+    ]
+    return df[ordered].astype(known)
+
+
+def read_rows(path: Path | str) -> pd.DataFrame:
+    """The table at `path`; an empty frame with the run columns when there is none yet.
+
+    Only `path` itself is read: a temp file a crashed writer left beside it is ignored.
+    """
+    path = Path(path)
+    if not path.exists():
+        return _typed(pd.DataFrame({c: pd.Series(dtype=t) for c, t in _DTYPES.items()}))
+    return _typed(pd.read_parquet(path))
+
+
+def append_rows(path: Path | str, df: pd.DataFrame) -> None:
+    """Append `df` to the parquet table at `path` (created with its folder if missing).
+
+    Reads the old rows, writes old + new to a temp file in the same folder, fsyncs it and
+    `os.replace`s it over `path` (atomic on POSIX and Windows), then fsyncs the folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = _typed(df)
+    if path.exists():
+        old = read_rows(path)
+        new = _typed(pd.concat([old, new], ignore_index=True)) if len(old) else new
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            new.to_parquet(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; not every platform lets a folder be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

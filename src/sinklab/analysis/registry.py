@@ -1,0 +1,115 @@
+"""`METRICS`: every metric name `measure` can emit, with a one-sentence definition.
+
+Names with `{...}` are templates: `{k}` a 0-based key position, `{i}` a 0-based rank,
+`{n}` a 1-based rank, `{slot}` an extra slot's name. Row convention (tidy table): a
+per-head metric has rows at (layer, head), at (layer, -1) the mean over the layer's heads
+and at (-1, -1) the mean over all layers and heads, unless its definition says otherwise;
+a per-layer metric has head = -1. `frames/*` rows are per head, and at head = -1 they are
+measured on the head-averaged map (not the mean of the heads); only `frames/class` has a
+model row. The README renders this table (`metrics_markdown`); a test checks that every
+emitted name resolves here and that every entry is emitted.
+"""
+
+from __future__ import annotations
+
+import re
+
+METRICS: dict[str, str] = {
+    # sinks (metrics.md section 1); A is the attention of one window, layer and head
+    "sink/alpha/key_{k}": "Gu et al.'s importance of key k, sum_{t>=k} A[t,k] / (T-k), averaged over windows.",
+    "sink/alpha_0_max": "Largest window-averaged alpha_0 over the heads of a layer (layer rows) or of the model (model row).",
+    "sink/sink1_pct": "Gu et al.'s Sink_1: 100 x the share of (window, head) with alpha_0 > eps (0.3).",
+    "sink/sink_pct/key_{k}": "Gu et al.'s Sink score for key position k > 0: 100 x the share of (window, head) with alpha_k > eps.",
+    "sink/sink_ratio_pct": "The Spike paper's sink ratio: 100 x the share of (window, head) with max_{k<=T/2} sum_t A[t,k]/T > eps.",
+    "sink/first_token_mass": "Mean over queries t >= 1 of A[t,0], averaged over windows.",
+    "sink/proxy_scores": "Model row: 1 when the attention was not normalised and the sink scores use the proxy |s|/sum|s|, else 0.",
+    "slot_mass/{slot}": "Mean attention on the extra slot over all T queries (an always-visible slot), averaged over windows.",
+    "slot_sink_pct/{slot}": "100 x the share of (window, head) whose slot mass exceeds eps: the Sink score of the extra slot.",
+    # query-key geometry
+    "qk/k0_norm": "|k_0|, the first key's norm, averaged over windows (per query head; GQA keys are shared).",
+    "qk/kt_norm_mean": "Mean |k_t| over keys t >= 1, averaged over windows.",
+    "qk/cos_q_k0": "Mean cos(q_t, k_0) over queries t >= 1, averaged over windows.",
+    "qk/cos_q_kj": "Mean cos(q_t, k_j) over causal pairs 1 <= j <= t, averaged over windows.",
+    # massive activations (metrics.md section 2), per layer on the residual stream after the block
+    "massive/top{n}": "The n-th largest |h| of a window over positions and channels, averaged over windows (layer rows).",
+    "massive/top{n}_position": "Position of a window's n-th largest |h|, the most common one over windows (layer rows).",
+    "massive/top{n}_channel": "Channel of a window's n-th largest |h|, the most common one over windows (layer rows).",
+    "massive/top{n}_location_share": "Share of windows whose n-th largest |h| sits at the reported (position, channel) (layer rows).",
+    "massive/median": "Median |h| of a window (lower median), averaged over windows (layer rows).",
+    "massive/top1_over_median": "Per-window top-1 |h| / median |h|, averaged over windows: the small-scale massive-activation curve (layer rows).",
+    "massive/sun_count": "Mean number of values per window with |a| > 100 and |a| >= 1000 x the window's median: Sun et al.'s rule (layer rows).",
+    "massive/norm_ratio/resid": "mean_n |h_0| / mean_{n,t>=1} |h_t| on the residual stream after the block (layer rows).",
+    "massive/norm_ratio/key": "mean_n |k_0| / mean_{n,t>=1} |k_t| per key head (head = kv head index).",
+    "massive/norm_ratio/value": "mean_n |v_0| / mean_{n,t>=1} |v_t| per value head (head = kv head index).",
+    "spike/channel/rank_{i}": "The residual channel with the i-th largest |h| in the probe batch, analysed below (layer rows, SwiGLU/GeGLU only).",
+    "spike/u_fro/rank_{i}": "|U_k|_F for that channel k, U_k = sum_j W_down[k,j] W_gate[j,:]^T W_up[j,:] (layer rows).",
+    "spike/top_eig/rank_{i}": "The largest-magnitude (signed) eigenvalue of S_k = (U_k + U_k^T)/2 for that channel (layer rows).",
+    "spike/eig_share/rank_{i}": "|top eigenvalue| / sum |eigenvalues| of S_k: 1 = one dominant direction (layer rows).",
+    "spike/eigvec_align": "Mean |cos| between the top eigenvector of the rank-0 channel's S_k and those of the other ranks (layer rows).",
+    "spike/u_fro_median": "Median |U_k|_F over all output channels, the baseline for the spike channels (layer rows).",
+    # reference frames (metrics.md section 3); layer rows are measured on the head-averaged map
+    "frames/ref_count": "Number of reference tokens: keys with mean received attention > 0.1, capped at 30 % of keys; the fallback count when none passes.",
+    "frames/ref_fallback": "1 when no key passed 0.1 and the top 10 % of keys were taken as reference tokens, else 0.",
+    "frames/ref_position/rank_{i}": "Position of the i-th reference token by received attention (rows only for existing reference tokens).",
+    "frames/ref_mass/rank_{i}": "Mean attention received, sum_t A[t,k]/T, by the i-th reference token.",
+    "frames/indegree_gini": "Gini coefficient of in-degrees of the graph with edges t->k where A[t,k] > tau (0.02), t != k.",
+    "frames/star_likeness": "0.3 x max in-degree / (T-1) + 0.7 x in-degree Gini of the thresholded graph.",
+    "frames/degree_centralisation": "sum_i (d_max - d_i) / (T-1)^2 over in-degrees of the thresholded graph.",
+    "frames/fiedler": "Second-smallest Laplacian eigenvalue of the symmetrised, thresholded weighted graph.",
+    "frames/participation_ratio": "(sum|lambda|)^2 / sum lambda^2 over eigenvalues of the symmetrised map (A + A^T)/2.",
+    "frames/stable_rank": "sum sigma^2 / sigma_1^2 over the singular values of the window-averaged map.",
+    "frames/top_column_mass": "Share of the total attention received by the top 10 % of keys.",
+    "frames/row_entropy": "Mean entropy (nats) of the attention rows t >= 1.",
+    "frames/row_entropy_norm": "Mean over rows t >= 1 of entropy / log(number of visible keys): 1 = uniform.",
+    "frames/class": "Frame class code, 0 none, 1 centralized, 2 distributed, 3 bidirectional (rule in frames.py); model row: majority over layers.",
+    # active / dormant heads (Guo et al. 2024); BOS = position 0
+    "dormancy/bos_attn_trigger": "Attention on BOS averaged over trigger query positions t >= 1 (all windows).",
+    "dormancy/bos_attn_nontrigger": "Attention on BOS averaged over non-trigger query positions t >= 1 (all windows).",
+    "dormancy/dormant_frac": "Share of query positions t >= 1 where the head is labelled dormant (attention on BOS >= 0.5).",
+    "dormancy/dormant_frac_trigger": "Share of trigger query positions t >= 1 where the head is labelled dormant.",
+    "dormancy/dormant_frac_nontrigger": "Share of non-trigger query positions t >= 1 where the head is labelled dormant.",
+    "dormancy/value_drain": "Value-state drain |v_BOS| / mean_{t>=1} |v_t| (windows pooled) per value head.",
+    "dormancy/resid_peak": "Residual-state peak |h_BOS| / mean_{t>=1} |h_t| (windows pooled) after the block (layer rows).",
+    "dormancy/base_loss": "Mean next-token loss of the unmodified model on the probe batch (model row).",
+    "dormancy/delta_loss_dormant": "Loss change when the head's output is zeroed at the positions where it is labelled dormant (head rows only).",
+    "dormancy/delta_loss_active": "Loss change when the head's output is zeroed at the positions where it is labelled active (head rows only).",
+    "dormancy/zeroed_frac_dormant": "Share of all positions (t >= 0) zeroed in the dormant run (head rows only).",
+}
+
+_PLACEHOLDER = {"k": r"\d+", "i": r"\d+", "n": r"\d+", "slot": r"[^/]+"}
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{([a-z]+)\}", template)
+    # re.split alternates literal text and placeholder names
+    body = "".join(re.escape(p) if j % 2 == 0 else _PLACEHOLDER[p] for j, p in enumerate(parts))
+    return re.compile("^" + body + "$")
+
+
+_PATTERNS = [(_compile(template), template) for template in METRICS]
+
+
+def template_of(name: str) -> str | None:
+    """The METRICS key that `name` instantiates, or None when it is not registered."""
+    if name in METRICS:
+        return name
+    for pattern, template in _PATTERNS:
+        if pattern.match(name):
+            return template
+    return None
+
+
+def describe(name: str) -> str:
+    """The one-sentence definition of an emitted metric name; KeyError when unregistered."""
+    template = template_of(name)
+    if template is None:
+        raise KeyError(f"metric {name!r} is not in sinklab.analysis.METRICS")
+    return METRICS[template]
+
+
+def metrics_markdown() -> str:
+    """The registry as a markdown table (metric column name, definition) for the README."""
+    lines = ["| metric | definition |", "| --- | --- |"]
+    pipe = "\\|"  # a literal | inside a table cell
+    lines += [f"| `{name}` | {text.replace('|', pipe)} |" for name, text in METRICS.items()]
+    return "\n".join(lines)

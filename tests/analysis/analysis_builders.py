@@ -1,0 +1,110 @@
+"""Hand-built attention maps, probes and a stand-in model whose metric values are known."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from sinklab.model.probe import ProbeOutput
+
+
+def uniform_causal(T: int) -> torch.Tensor:
+    """Row t spreads 1 evenly over keys 0..t."""
+    vis = torch.ones(T, T).tril()
+    return vis / vis.sum(-1, keepdim=True)
+
+
+def sink_map(T: int, key: int, mass: float) -> torch.Tensor:
+    """Rows t >= key put `mass` on `key` and spread the rest evenly over the other visible
+    keys (row 0 of a key-0 sink sees only key 0 and puts 1 there); rows t < key are uniform."""
+    a = uniform_causal(T).clone()
+    for t in range(key, T):
+        others = t  # visible keys 0..t minus `key`
+        row = torch.zeros(T)
+        row[: t + 1] = (1 - mass) / others if others else 0.0
+        row[key] = mass if others else 1.0
+        a[t] = row
+    return a
+
+
+def probe_from_maps(
+    maps: list[torch.Tensor],
+    *,
+    extra_slots: tuple[str, ...] = (),
+    normalised: bool = True,
+    cache: dict[str, torch.Tensor] | None = None,
+) -> ProbeOutput:
+    """One pattern per layer, each [N, H, T, E + T] (or [T, E + T], broadcast to N=2, H=3)."""
+    full = {}
+    for layer, m in enumerate(maps):
+        if m.dim() == 2:
+            m = m.expand(2, 3, *m.shape).clone()
+        full[f"blocks.{layer}.attn.pattern"] = m
+    full.update(cache or {})
+    n = next(iter(full.values())).shape[0]
+    return ProbeOutput(
+        logits=torch.zeros(n, 1, 1),
+        cache=full,
+        n_layers=len(maps),
+        extra_slots=extra_slots,
+        normalised=normalised,
+    )
+
+
+class _MLP(nn.Module):
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.w_gate = nn.Linear(d, d_ff, bias=False)
+        self.w_up = nn.Linear(d, d_ff, bias=False)
+        self.w_down = nn.Linear(d_ff, d, bias=False)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.mlp = _MLP(d, d_ff)
+
+
+class OracleModel(nn.Module):
+    """A stand-in for `sinklab.model.Transformer` whose loss is known in closed form.
+
+    Logits are zero (loss log V) except where head 0 of layer 0 "helps": at the query
+    positions in `helps` [N, T] it adds `boost` to the true next token's logit. head_scale
+    multiplies that help, exactly as the real model scales a head's output. Other heads and
+    layers contribute nothing, so zeroing them changes nothing.
+    """
+
+    def __init__(
+        self,
+        helps: torch.Tensor,
+        vocab: int = 5,
+        n_layers: int = 1,
+        n_heads: int = 2,
+        boost: float = 10.0,
+        d: int = 8,
+        d_ff: int = 12,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("helps", helps.float())
+        self.vocab, self.boost, self.n_heads = vocab, boost, n_heads
+        self.cfg = SimpleNamespace(mlp="swiglu", n_layers=n_layers)
+        self.blocks = nn.ModuleList(_Block(d, d_ff) for _ in range(n_layers))
+
+    def forward(
+        self, input_ids: torch.Tensor, *, head_scale: dict[int, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        N, T = input_ids.shape
+        rows = self._rows(input_ids)
+        help_ = self.helps[rows]
+        if head_scale and 0 in head_scale:
+            help_ = help_ * torch.broadcast_to(head_scale[0], (N, self.n_heads, T))[:, 0]
+        logits = torch.zeros(N, T, self.vocab)
+        target = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1)
+        logits.scatter_(2, target[..., None], (self.boost * help_)[..., None])
+        return logits
+
+    def _rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Windows are identified by their first token (tests give each a distinct one)."""
+        return input_ids[:, 0].long()

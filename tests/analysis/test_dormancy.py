@@ -1,0 +1,138 @@
+"""Active / dormant heads on a constructed map with triggers, and the intervention on a
+stand-in model whose loss is known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from analysis_builders import OracleModel, probe_from_maps
+
+from sinklab.analysis import MetricsConfig, dormancy_intervention, measure
+
+N, T, H = 4, 16, 2
+
+
+def triggers() -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    mask = torch.rand(N, T, generator=g) < 0.3
+    mask[:, 0] = False  # BOS is never a trigger
+    mask[:, 5] = True  # at least one trigger per window
+    return mask
+
+
+def bos_map(mask: torch.Tensor) -> torch.Tensor:
+    """Head 0 parks 0.9 on BOS at non-triggers and 0.05 at triggers (Guo et al.'s dormant
+    head); head 1 always gives BOS 0.1. The rest of each row is spread over keys 1..t."""
+    bos = torch.where(mask, 0.05, 0.9)[:, None, :].expand(N, H, T).clone()
+    bos[:, 1] = 0.1
+    pattern = torch.zeros(N, H, T, T)
+    for t in range(1, T):
+        pattern[..., t, 1 : t + 1] = ((1 - bos[..., t]) / t)[..., None]
+    pattern[..., :, 0] = bos
+    pattern[..., 0, 0] = 1.0
+    return pattern
+
+
+def rows(df, metric):
+    return df[(df.metric == metric) & (df.layer == 0) & (df["head"] >= 0)].set_index("head").value
+
+
+def test_active_dormant_switch_on_constructed_map():
+    mask = triggers()
+    pattern = bos_map(mask)
+    assert torch.allclose(pattern.sum(-1), torch.ones(N, H, T))
+    df = measure(probe_from_maps([pattern]), trigger_mask=mask)
+    assert rows(df, "dormancy/bos_attn_trigger").tolist() == pytest.approx([0.05, 0.1])
+    assert rows(df, "dormancy/bos_attn_nontrigger").tolist() == pytest.approx([0.9, 0.1])
+    assert rows(df, "dormancy/dormant_frac_trigger").tolist() == [0.0, 0.0]
+    assert rows(df, "dormancy/dormant_frac_nontrigger").tolist() == [1.0, 0.0]
+    share_nontrigger = float((~mask[:, 1:]).float().mean())
+    assert rows(df, "dormancy/dormant_frac").tolist() == pytest.approx([share_nontrigger, 0.0])
+
+
+def test_no_bos_metrics_when_bos_is_absent():
+    mask = triggers()
+    df = measure(probe_from_maps([bos_map(mask)]), trigger_mask=mask, bos_present=False)
+    assert not df.metric.str.startswith("dormancy/").any()
+    df = measure(probe_from_maps([bos_map(mask)]))  # bos unknown and no triggers: Gu's protocol
+    assert not df.metric.str.startswith("dormancy/").any()
+
+
+def test_value_drain_and_residual_peak():
+    mask = triggers()
+    v = torch.ones(N, 1, T, 4)
+    v[:, 0, 0] = 0.5
+    h = torch.ones(N, T, 8)
+    h[:, 0] = 3.0
+    df = measure(
+        probe_from_maps([bos_map(mask)], cache={"blocks.0.attn.v": v, "blocks.0.resid_post": h}),
+        bos_present=True,
+    )
+    assert rows(df, "dormancy/value_drain").tolist() == pytest.approx([0.5])
+    peak = df[(df.metric == "dormancy/resid_peak") & (df.layer == 0)].value.item()
+    assert peak == pytest.approx(3.0)
+
+
+def ids_for(n: int, vocab: int) -> torch.Tensor:
+    ids = torch.randint(0, vocab, (n, T))
+    ids[:, 0] = torch.arange(n)  # OracleModel finds its window by the first token
+    return ids
+
+
+def test_intervention_on_a_model_where_the_answer_is_known():
+    """Head 0 helps only at triggers; the label says it is dormant elsewhere. Zeroing it where
+    dormant leaves the loss exactly unchanged; zeroing it where active costs exactly the help."""
+    mask = triggers()
+    vocab, boost = 8, 10.0
+    model = OracleModel(helps=mask, vocab=vocab, boost=boost)
+    model.train()
+    ids = ids_for(N, vocab)
+    labels = (~mask)[:, None, None, :].expand(N, 1, H, T).clone()  # head 0 and 1 labelled alike
+    df = dormancy_intervention(model, ids, labels, batch_size=3)
+    assert model.training  # mode restored
+    at = lambda m, h: df[(df.metric == m) & (df["head"] == h)].value.item()  # noqa: E731
+    helped = float(mask[:, :-1].sum())
+    preds = N * (T - 1)
+    good, bad = math.log(1 + (vocab - 1) * math.exp(-boost)), math.log(vocab)
+    base = (helped * good + (preds - helped) * bad) / preds
+    assert df[df.metric == "dormancy/base_loss"].value.item() == pytest.approx(base)
+    assert at("dormancy/delta_loss_dormant", 0) == pytest.approx(0.0, abs=1e-9)
+    assert at("dormancy/delta_loss_active", 0) == pytest.approx(helped / preds * (bad - good))
+    assert at("dormancy/delta_loss_active", 1) == pytest.approx(
+        0.0, abs=1e-9
+    )  # head 1 does nothing
+    assert at("dormancy/zeroed_frac_dormant", 0) == pytest.approx(float((~mask).float().mean()))
+
+
+def test_intervention_respects_the_loss_mask():
+    mask = triggers()
+    model = OracleModel(helps=mask, vocab=8)
+    ids = ids_for(N, 8)
+    labels = (~mask)[:, None, None, :].expand(N, 1, H, T).clone()
+    only_nontrigger = ~mask  # score only predictions made at non-triggers: head 0 never helps there
+    df = dormancy_intervention(model, ids, labels, loss_mask=only_nontrigger, heads=[(0, 0)])
+    assert df[df.metric == "dormancy/base_loss"].value.item() == pytest.approx(math.log(8))
+    assert df[df.metric == "dormancy/delta_loss_active"].value.item() == pytest.approx(
+        0.0, abs=1e-9
+    )
+    assert set(df["head"]) == {-1, 0}
+
+
+def test_measure_runs_the_intervention_from_its_own_labels():
+    mask = triggers()
+    model = OracleModel(helps=mask, vocab=8)
+    ids = ids_for(N, 8)
+    probe = probe_from_maps([bos_map(mask)])
+    cfg = MetricsConfig(intervention=True)
+    df = measure(probe, model=model, cfg=cfg, trigger_mask=mask, input_ids=ids)
+    d0 = df[(df.metric == "dormancy/delta_loss_dormant") & (df["head"] == 0)].value.item()
+    a0 = df[(df.metric == "dormancy/delta_loss_active") & (df["head"] == 0)].value.item()
+    assert d0 == pytest.approx(0.0, abs=1e-9)
+    assert a0 > 0.5
+    assert (
+        not measure(probe, model=model, trigger_mask=mask, input_ids=ids)
+        .metric.str.contains("delta_loss")
+        .any()
+    )
