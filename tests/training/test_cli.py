@@ -1,0 +1,63 @@
+"""The real command line: a run, a bad config, a two-job multirun, W&B offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tests.training.conftest import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "sinklab.train", *args, "trainer.threads=1"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_run_with_wandb_offline(tmp_path: Path) -> None:
+    run_dir = tmp_path / "cli_run"
+    proc = _cli(tiny_overrides(tmp_path) + ["logger=wandb", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sinklab run finished" in proc.stdout
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert list((run_dir / "wandb").glob("offline-run-*")), "W&B should have written an offline run"
+    rows = pd.read_parquet(run_dir / "metrics" / "probes.parquet")
+    assert rows["step"].max() == 4
+
+
+def test_bad_value_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "bad_run"
+    proc = _cli(tiny_overrides(tmp_path) + ["model.pos=spiral", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 2
+    error_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert error_lines[-1].startswith("error: model.pos:") and "rope" in error_lines[-1]
+    assert not run_dir.exists()
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    proc = _cli(tiny_overrides(tmp_path) + ["+model.colour=red", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert proc.returncode == 2
+    assert "model.colour" in proc.stderr
+
+
+def test_multirun_of_two_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = _cli(["-m", *tiny_overrides(tmp_path), "model.pos=rope,alibi", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / "metrics" / "probes.parquet").exists()
+        assert (job / "checkpoints" / "last.ckpt").exists()
