@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from analysis_builders import probe_from_maps, uniform_causal
+from tests.analysis.analysis_builders import probe_from_maps, uniform_causal
 
 from sinklab.analysis import activations, measure
 

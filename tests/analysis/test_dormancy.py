@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from analysis_builders import OracleModel, probe_from_maps
+from tests.analysis.analysis_builders import OracleModel, probe_from_maps
 
 from sinklab.analysis import MetricsConfig, dormancy_intervention, measure
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from analysis_builders import probe_from_maps, sink_map, uniform_causal
+from tests.analysis.analysis_builders import probe_from_maps, sink_map, uniform_causal
 
 from sinklab.analysis import FRAME_CODE, frames, measure
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from analysis_builders import OracleModel, probe_from_maps, sink_map, uniform_causal
+from tests.analysis.analysis_builders import OracleModel, probe_from_maps, sink_map, uniform_causal
 
 from sinklab.analysis import METRICS, MetricsConfig, describe, logger_scalars, measure, template_of
 

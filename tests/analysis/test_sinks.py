@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from analysis_builders import probe_from_maps, sink_map, uniform_causal
+from tests.analysis.analysis_builders import probe_from_maps, sink_map, uniform_causal
 
 from sinklab.analysis import MetricsConfig, measure, sinks
 
