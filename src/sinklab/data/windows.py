@@ -1,0 +1,97 @@
+"""Cut fixed-length windows from a packed stream and give each its targets and loss mask.
+
+BOS modes (Gu et al.'s and Xiao et al.'s settings):
+- `none`: windows are raw slices of `doc EOS doc EOS ...`;
+- `document_start`: slices of `BOS doc EOS BOS doc EOS ...`, so BOS appears where a document
+  starts, wherever that falls in the window;
+- `every_window`: token 0 of every window is BOS, followed by seq_len - 1 stream tokens.
+`first_token` random/fixed then replaces token 0 (Gu et al.'s first-token experiments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Everything needed to turn stream offsets into a training batch."""
+
+    seq_len: int
+    bos: str
+    bos_id: int | None
+    min_context: int
+    context_end: int
+    first_token: str = "natural"
+    first_token_id: int | None = None
+    vocab_size: int = 0
+    special_ids: tuple[int, ...] = ()
+
+    @property
+    def window_tokens(self) -> int:
+        """Stream tokens one window reads (inputs plus the last target)."""
+        return self.seq_len if self.bos == "every_window" else self.seq_len + 1
+
+
+def cut(stream: np.ndarray, starts: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, targets), each int64 [len(starts), seq_len]."""
+    chunk = np.asarray(stream[starts[:, None] + np.arange(spec.window_tokens)], dtype=np.int64)
+    if spec.bos == "every_window":
+        if spec.bos_id is None:
+            raise ValueError("bos=every_window needs a tokenizer with a BOS token")
+        inputs = np.concatenate(
+            [np.full((len(starts), 1), spec.bos_id, dtype=np.int64), chunk[:, :-1]], 1
+        )
+        return inputs, chunk
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def replace_first_token(
+    inputs: np.ndarray, spec: WindowSpec, gen: np.random.Generator
+) -> np.ndarray:
+    """Apply `first_token`: random draws token 0 uniformly from the non-special tokens."""
+    if spec.first_token == "natural":
+        return inputs
+    inputs = inputs.copy()
+    if spec.first_token == "fixed":
+        inputs[:, 0] = spec.first_token_id
+    else:
+        allowed = np.setdiff1d(
+            np.arange(spec.vocab_size), np.asarray(spec.special_ids, dtype=np.int64)
+        )
+        inputs[:, 0] = gen.choice(allowed, size=inputs.shape[0])
+    return inputs
+
+
+def context_mask(batch: int, spec: WindowSpec) -> np.ndarray:
+    """True where a position carries loss: min_context <= t < max_context."""
+    t = np.arange(spec.seq_len)
+    row = (t >= spec.min_context) & (t < spec.context_end)
+    return np.broadcast_to(row, (batch, spec.seq_len)).copy()
+
+
+def to_batch(inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
+    return {
+        "input_ids": torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.int64)),
+        "targets": torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64)),
+        "loss_mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=bool)),
+    }
+
+
+def make_batch(
+    stream: np.ndarray,
+    starts: np.ndarray,
+    spec: WindowSpec,
+    gen: np.random.Generator,
+    pad_id: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """One batch of windows at `starts`, with loss masked by context and padding."""
+    inputs, targets = cut(stream, starts, spec)
+    inputs = replace_first_token(inputs, spec, gen)
+    mask = context_mask(len(starts), spec)
+    if pad_id is not None:
+        mask &= targets != pad_id
+    return to_batch(inputs, targets, mask)
