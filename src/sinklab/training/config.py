@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from sinklab.errors import check, check_choice
 
@@ -30,7 +30,7 @@ class OptimConfig:
     schedule: str = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # final lr / peak lr for cosine and linear
-    grad_clip: Optional[float] = 1.0
+    grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
         check_choice("optim.name", self.name, OPTIMIZERS)
@@ -60,7 +60,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     compile: bool = False
     deterministic: bool = False
-    threads: Optional[int] = None  # torch CPU threads; null keeps torch's default
+    threads: int | None = None  # torch CPU threads; null keeps torch's default
     on_nonfinite: str = "stop"  # stop the run, or skip the batch and count it
     progress_bar: bool = True
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -24,10 +24,10 @@ WANDB_MODES = ("online", "offline", "disabled")
 class LoggerConfig:
     kind: str = "wandb"
     project: str = "sinklab"
-    entity: Optional[str] = None
-    group: Optional[str] = None  # null: the experiment's name
-    name: Optional[str] = None  # null: derived from the command-line overrides
-    mode: Optional[str] = None  # null: online if WANDB_API_KEY is set, else offline
+    entity: str | None = None
+    group: str | None = None  # null: the experiment's name
+    name: str | None = None  # null: derived from the command-line overrides
+    mode: str | None = None  # null: online if WANDB_API_KEY is set, else offline
     tags: list[str] = field(default_factory=list)
     csv: bool = True  # also keep Lightning's metrics.csv next to the run
 

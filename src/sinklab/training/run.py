@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from sinklab.data import DataConfig, ProbeSet, SinkDataModule, load_probe_set, s
 from sinklab.errors import ConfigError, check
 from sinklab.model import ModelConfig
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
+from sinklab.training.checkpoint_io import export_safetensors
 from sinklab.training.config import CheckpointConfig, OptimConfig, ProbeConfig, TrainerConfig
 from sinklab.training.loggers import LoggerConfig, build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
@@ -240,12 +239,7 @@ def _finish(run_dir: Path, trainer: L.Trainer, module: SinkLabModule, callbacks:
     ckpt = next((c for c in callbacks if isinstance(c, LogSpacedCheckpoint)), None)
     probe = next((c for c in callbacks if isinstance(c, ProbeCallback)), None)
     if trainer.is_global_zero and (ckpt is None or ckpt.cfg.export_safetensors):
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
-        tmp = run_dir / ".model.safetensors.tmp"
-        save_file(_untie(state), str(tmp), metadata={"step": str(trainer.global_step)})
-        os.replace(tmp, run_dir / "model.safetensors")
+        export_safetensors(module.model, run_dir / "model.safetensors", {"step": str(trainer.global_step)})
     metrics = trainer.callback_metrics
     result = RunResult(
         run_dir=run_dir,
@@ -262,19 +256,6 @@ def _finish(run_dir: Path, trainer: L.Trainer, module: SinkLabModule, callbacks:
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2))
     return result
-
-
-def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses shared storage (tied embeddings): store the tied copy once."""
-    seen: dict[int, str] = {}
-    out = {}
-    for key, tensor in state.items():
-        ptr = tensor.data_ptr()
-        if ptr in seen:
-            continue
-        seen[ptr] = key
-        out[key] = tensor
-    return out
 
 
 def _device_count(trainer: TrainerConfig) -> int:

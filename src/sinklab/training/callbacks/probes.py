@@ -13,37 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
-import torch
 
-from sinklab.analysis import MetricsConfig, capture, logger_scalars, measure
+from sinklab.analysis import MetricsConfig, logger_scalars
+from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import append_rows, tag_rows
 from sinklab.data import ProbeSet
 from sinklab.training.callbacks.checkpoints import checkpoint_name
 from sinklab.training.config import ProbeConfig
 from sinklab.training.schedule import is_scheduled
-
-
-def measure_probe_set(
-    model: torch.nn.Module,
-    probe_set: ProbeSet,
-    metrics_cfg: MetricsConfig,
-    *,
-    batch_size: int = 25,
-    device: torch.device | str | None = None,
-) -> tuple[pd.DataFrame, Any]:
-    """Capture and measure one model on one probe set: the single path used everywhere."""
-    input_ids = probe_set.input_ids
-    probe = capture(model, input_ids, batch_size=batch_size, device=device)
-    rows = measure(
-        probe,
-        model=model,
-        cfg=metrics_cfg,
-        trigger_mask=probe_set.trigger_mask,
-        bos_present=probe_set.has_bos,
-        input_ids=input_ids,
-    )
-    return rows, probe
 
 
 class ProbeCallback(L.Callback):

@@ -1,0 +1,93 @@
+"""Reading and writing model weights safely.
+
+Every load uses `torch.load(weights_only=True)`: a checkpoint from the internet can carry
+tensors and plain values, never code. A file that needs arbitrary objects unpickled is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sinklab.model import ModelConfig, Transformer
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The file would need arbitrary Python objects unpickled; we refuse to run its code."""
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """The file is truncated, corrupted or not a checkpoint."""
+
+
+@dataclass
+class CheckpointInfo:
+    path: Path
+    step: int
+    tokens_seen: int
+    model_config: ModelConfig
+
+
+def load_checkpoint_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """`torch.load` with weights_only=True, turning failures into two clear error types."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise UnsafeCheckpointError(
+                f"{path}: refusing to load, it needs arbitrary objects unpickled (weights_only=True failed). "
+                "Only load checkpoints you trust, and re-save them with plain tensors."
+            ) from None
+        raise UnreadableCheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise UnreadableCheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+
+
+def load_checkpoint_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Transformer, CheckpointInfo]:
+    """Rebuild the trained `Transformer` from a sinklab Lightning checkpoint."""
+    state = load_checkpoint_state(path, map_location)
+    try:
+        model_dict = state["hyper_parameters"]["model"]
+        weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    except (KeyError, TypeError):
+        raise UnreadableCheckpointError(f"{path}: not a sinklab checkpoint (no model hyper-parameters)") from None
+    cfg = ModelConfig.from_dict(model_dict)
+    model = Transformer(cfg)
+    model.load_state_dict(weights)
+    model.eval()
+    step = int(state.get("global_step", 0))
+    tokens = int(state.get("sinklab", {}).get("tokens_seen", 0))
+    return model, CheckpointInfo(Path(path), step, tokens, cfg)
+
+
+def export_safetensors(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Model weights alone, as safetensors (no pickle at all), written atomically."""
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:  # tied embeddings: store the shared tensor once
+            continue
+        seen.add(tensor.data_ptr())
+        state[key] = tensor.detach().cpu().contiguous()
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=metadata or {})
+    os.replace(tmp, path)
+
+
+def load_safetensors_model(weights: Path, cfg: ModelConfig) -> Transformer:
+    """The inverse of `export_safetensors` (tied weights are re-tied by the model itself)."""
+    from safetensors.torch import load_file
+
+    model = Transformer(cfg)
+    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
+    if unexpected or set(missing) - tied:
+        raise UnreadableCheckpointError(f"{weights}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    return model.eval()
