@@ -33,10 +33,15 @@ class CheckpointInfo:
     model_config: ModelConfig
 
 
-def load_checkpoint_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """`torch.load` with weights_only=True, turning failures into two clear error types."""
+def load_checkpoint_state(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """`torch.load` with weights_only=True, turning failures into two clear error types.
+
+    `mmap=True` maps the tensors instead of reading them: a cheap look at a big checkpoint.
+    """
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise UnsafeCheckpointError(

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 
 from sinklab.errors import check_choice
+from sinklab.training.csv_log import SafeCSVLogger
 
 LOGGER_KINDS = ("wandb", "csv", "none")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -47,7 +48,10 @@ def wandb_mode(cfg: LoggerConfig, environ: dict[str, str] | None = None) -> str:
     return "online" if environ.get("WANDB_API_KEY") else "offline"
 
 
-def build_loggers(cfg: LoggerConfig, run_dir: Path, group: str, name: str, config: dict[str, Any]) -> list[Logger]:
+def build_loggers(
+    cfg: LoggerConfig, run_dir: Path, group: str, name: str, config: dict[str, Any], resume_step: int = 0
+) -> list[Logger]:
+    """The configured loggers; `resume_step` > 0 keeps metrics.csv rows from before that step."""
     loggers: list[Logger] = []
     if cfg.kind == "wandb":
         from lightning.pytorch.loggers import WandbLogger
@@ -68,7 +72,7 @@ def build_loggers(cfg: LoggerConfig, run_dir: Path, group: str, name: str, confi
             )
         )
     if cfg.kind == "csv" or (cfg.kind == "wandb" and cfg.csv):
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        loggers.append(SafeCSVLogger(save_dir=str(run_dir), resume_step=resume_step))
     return loggers
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ from sinklab.data import DataConfig, ProbeSet, SinkDataModule, load_probe_set, s
 from sinklab.errors import ConfigError, check
 from sinklab.model import ModelConfig
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
-from sinklab.training.checkpoint_io import export_safetensors
+from sinklab.training.checkpoint_io import (
+    UnreadableCheckpointError,
+    UnsafeCheckpointError,
+    export_safetensors,
+    load_checkpoint_state,
+)
 from sinklab.training.config import CheckpointConfig, OptimConfig, ProbeConfig, TrainerConfig
 from sinklab.training.loggers import LoggerConfig, build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
@@ -112,14 +118,25 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     )
 
 
-def check_resume_compatible(ckpt_path: str, model: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose model config differs from this run's, naming the keys."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    saved = state.get("hyper_parameters", {}).get("model", {})
+def check_resume_compatible(ckpt_path: str, model: dict[str, Any]) -> int:
+    """Refuse a checkpoint that is unsafe, unreadable, or was trained with a different model
+    config (naming the keys that differ); return the step it resumes from.
+
+    Lightning loads it again in `trainer.fit(..., weights_only=True)`; this first look turns
+    every refusal into a one-line ConfigError before anything is built or written.
+    """
+    try:
+        state = load_checkpoint_state(ckpt_path, mmap=True)
+    except (UnsafeCheckpointError, UnreadableCheckpointError) as err:
+        raise ConfigError("ckpt_path", str(err)) from None
+    saved = state.get("hyper_parameters", {}).get("model", {}) if isinstance(state, dict) else {}
+    if not saved:
+        raise ConfigError("ckpt_path", f"{ckpt_path} is not a sinklab training checkpoint (no model config)")
     differ = sorted(k for k in set(saved) | set(model) if saved.get(k) != model.get(k))
     if differ:
         detail = ", ".join(f"model.{k} (checkpoint {saved.get(k)!r}, config {model.get(k)!r})" for k in differ)
         raise ConfigError("ckpt_path", f"checkpoint was trained with a different model config: {detail}")
+    return int(state.get("global_step", 0))
 
 
 @dataclass
@@ -163,15 +180,26 @@ def prepare_data(run: RunConfig, run_dir: Path) -> tuple[SinkDataModule, ProbeSe
     return datamodule, probe_set
 
 
+def quiet_lightning_logs() -> None:
+    """Route Lightning's messages through the root logger once (Hydra already prints and files
+    them), and drop its advertising and hardware banner."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
 def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "run") -> RunResult:
     """Fit one model; everything the run produces lands in `run_dir`."""
+    quiet_lightning_logs()
     L.seed_everything(run.seed, workers=True, verbose=False)
     if run.trainer.threads:
         torch.set_num_threads(run.trainer.threads)
     datamodule, probe_set = prepare_data(run, run_dir)
     model_dict = {**run.model, "vocab_size": run.model.get("vocab_size") or datamodule.vocab_size}
-    if run.ckpt_path:
-        check_resume_compatible(run.ckpt_path, model_dict)
+    resume_step = check_resume_compatible(run.ckpt_path, model_dict) if run.ckpt_path else 0
     world = int(run.trainer.num_nodes) * _device_count(run.trainer)
     tokens_per_step = run.data.batch_size * run.data.seq_len * run.trainer.accumulate_grad_batches * world
     module = SinkLabModule(
@@ -188,10 +216,11 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     callbacks: list[L.Callback] = [ThroughputMonitor()]
     checkpoint_steps: set[int] = set()
     if run.checkpoint.enabled:
-        callbacks.append(LogSpacedCheckpoint(ckpt_dir, run.checkpoint, run.trainer.max_steps))
         checkpoint_steps = set(
             log_spaced_steps(run.trainer.max_steps, run.checkpoint.log_spaced_until, run.checkpoint.every)
         )
+    # Probe before checkpoint: at a step with both, the probe rows are written first, so every
+    # checkpoint on disk implies its probe rows are too (what a resume relies on).
     if run.probe.enabled:
         callbacks.append(
             ProbeCallback(
@@ -205,7 +234,11 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
                 checkpoint_steps=checkpoint_steps,
             )
         )
-    loggers = build_loggers(run.logger, run_dir, group=group, name=name, config=run.resolved)
+    if run.checkpoint.enabled:
+        callbacks.append(LogSpacedCheckpoint(ckpt_dir, run.checkpoint, run.trainer.max_steps))
+    loggers = build_loggers(
+        run.logger, run_dir, group=group, name=name, config=run.resolved, resume_step=resume_step
+    )
     trainer = L.Trainer(
         accelerator=run.trainer.accelerator,
         devices=run.trainer.devices,

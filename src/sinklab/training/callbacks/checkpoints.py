@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import lightning as L
 
+from sinklab.training.atomic import commit, temp_name
 from sinklab.training.config import CheckpointConfig
 from sinklab.training.schedule import is_scheduled
 
@@ -60,13 +62,23 @@ class LogSpacedCheckpoint(L.Callback):
 
 
 def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
-    """`trainer.save_checkpoint` into a temporary name, then an atomic rename on rank 0."""
+    """`trainer.save_checkpoint` into a temporary name, then an atomic rename on rank 0.
+
+    A kill mid-write leaves only a torn `.<name>.tmp`; a failed write (a full disk) removes it
+    and re-raises, so the checkpoints already on disk, and `last.ckpt`, stay as they were.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp)  # every rank must call this (it may gather state)
-    if trainer.is_global_zero:
-        _fsync(tmp)
-        os.replace(tmp, path)
+    tmp = temp_name(path)
+    try:
+        # Full state (optimizer, loops, data position) for exact resume; still plain tensors and
+        # values, so it loads with torch.load(weights_only=True). Every rank must call this.
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            commit(tmp, path)
+    except BaseException:
+        if trainer.is_global_zero:
+            tmp.unlink(missing_ok=True)
+        raise
     trainer.strategy.barrier("sinklab_checkpoint")
 
 
@@ -74,20 +86,14 @@ def atomic_link(trainer: L.Trainer, source: Path, link: Path) -> None:
     """Point `link` at `source` (a hard link when the filesystem allows, else a copy), atomically."""
     if not trainer.is_global_zero:
         return
-    tmp = link.with_name(f".{link.name}.tmp")
+    tmp = temp_name(link)
     tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, link)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        commit(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

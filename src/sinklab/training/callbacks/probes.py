@@ -16,14 +16,34 @@ import lightning as L
 
 from sinklab.analysis import MetricsConfig, logger_scalars
 from sinklab.analysis.pipeline import measure_probe_set
-from sinklab.analysis.records import append_rows, tag_rows
+from sinklab.analysis.records import append_rows, read_rows, tag_rows
 from sinklab.data import ProbeSet
+from sinklab.training.atomic import atomic_write
 from sinklab.training.callbacks.checkpoints import checkpoint_name
 from sinklab.training.config import ProbeConfig
 from sinklab.training.schedule import is_scheduled
 
 
+def drop_rows_after(table: Path, step: int) -> int:
+    """Remove rows measured after `step` (atomically); returns how many were dropped.
+
+    A run killed after its last checkpoint may have probed further; resuming from that
+    checkpoint re-measures those steps, identically, so the old rows would be duplicates.
+    """
+    if not table.exists():
+        return 0
+    rows = read_rows(table)
+    keep = rows[rows["step"] <= step]
+    if len(keep) == len(rows):
+        return 0
+    atomic_write(table, lambda fh: keep.to_parquet(fh, index=False))
+    return len(rows) - len(keep)
+
+
 class ProbeCallback(L.Callback):
+    """Probes at the scheduled steps. Put it before the checkpoint callback: at a step with
+    both, the rows are on disk before the checkpoint, so a checkpoint always implies its probe."""
+
     def __init__(
         self,
         run_dir: Path,
@@ -50,8 +70,10 @@ class ProbeCallback(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step == 0:
             self._probe(trainer, pl_module)
-        else:  # resumed from a checkpoint that was already probed
+        else:  # resumed: the probe runs before the checkpoint, so this step is already measured
             self._last_step = trainer.global_step
+            if trainer.is_global_zero:
+                drop_rows_after(self.table, trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
         step = trainer.global_step
