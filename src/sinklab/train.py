@@ -9,6 +9,8 @@ Examples:
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sys
 import time
@@ -32,9 +34,32 @@ def fail(message: str, run_dir: Path | None, code: int = 2) -> None:
 
 
 def _only_hydra_files(run_dir: Path) -> bool:
-    """True when the folder holds nothing but what Hydra wrote before our code ran."""
-    allowed = {".hydra", "train.log"}
+    """True when the folder holds nothing but what Hydra wrote before our code ran, and the
+    probe set `train` derives from the config first (a resumed run's folder has checkpoints)."""
+    allowed = {".hydra", "train.log", "probe"}
     return all(p.name in allowed or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+# Exit codes: 2 a bad config or input, 3 a non-finite loss or gradient, 4 the output cannot be written.
+EXIT_CONFIG, EXIT_NONFINITE, EXIT_OUTPUT = 2, 3, 4
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line: what failed, on which path, and what to do when the output is full or read-only."""
+    name = errno.errorcode.get(err.errno or 0, "")
+    where = f" ({err.filename})" if err.filename else ""
+    what = err.strerror or str(err)
+    hint = ""
+    if err.errno in _WRITE_ERRNOS:
+        hint = "; the output folder is full or not writable: free space or point paths.output_dir elsewhere"
+    return f"cannot write output{where}: {what} [{name}]{hint}" if name else f"{what}{where}{hint}"
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run (temporary files are never listed)."""
+    ckpts = sorted((run_dir / "checkpoints").glob("step*.ckpt"))
+    return ckpts[-1] if ckpts else None
 
 
 def resumed_run_dir(ckpt_path: str | None) -> Path | None:
@@ -71,8 +96,18 @@ def run(cfg: DictConfig) -> dict:
     except ConfigError as err:
         fail(str(err), run_dir)
     except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(3)
+        kept = last_checkpoint(run_dir)
+        note = f"; last good checkpoint: {kept}" if kept else ""
+        print(f"error: {err}{note}", file=sys.stderr)
+        sys.exit(EXIT_NONFINITE)
+    except OSError as err:
+        fail(describe_os_error(err), run_dir, EXIT_OUTPUT)
+    except RuntimeError as err:
+        # torch.save reports a failed write (a full disk) as a RuntimeError around the OSError.
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        fail(describe_os_error(cause), run_dir, EXIT_OUTPUT)
     summary = result.summary()
     _print_summary(summary, result.probe_history)
     return summary
@@ -98,13 +133,50 @@ def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind an exception (its cause or context chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    if "file write failed" in str(err) or "No space left" in str(err):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 
 
 def main() -> None:
-    _hydra_main()
+    """Run Hydra; an output folder Hydra itself cannot create (read-only, under a file, full)
+    becomes one `error:` line and exit 4 instead of a traceback.
+
+    Hydra prints and swallows exceptions unless HYDRA_FULL_ERROR=1, so we set it for the call
+    and report the failures we understand; a user who set it keeps the full traceback.
+    """
+    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_main()
+    except OSError as err:
+        if user_wants_traceback:
+            raise
+        fail(describe_os_error(err), None, EXIT_OUTPUT)
+    except Exception as err:  # Hydra's own errors (bad override syntax, missing key): one line
+        if user_wants_traceback or not type(err).__module__.startswith(("hydra", "omegaconf")):
+            raise
+        fail(" ".join(str(err).split()), None, EXIT_CONFIG)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 if __name__ == "__main__":

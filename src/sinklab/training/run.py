@@ -118,25 +118,36 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     )
 
 
-def check_resume_compatible(ckpt_path: str, model: dict[str, Any]) -> int:
-    """Refuse a checkpoint that is unsafe, unreadable, or was trained with a different model
-    config (naming the keys that differ); return the step it resumes from.
+def read_resume_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], int]:
+    """The model config a checkpoint was trained with and its step, or a one-line ConfigError
+    when it is unsafe (needs code unpickled), unreadable, or not a sinklab checkpoint.
 
-    Lightning loads it again in `trainer.fit(..., weights_only=True)`; this first look turns
-    every refusal into a one-line ConfigError before anything is built or written.
+    Lightning loads it again in `trainer.fit(..., weights_only=True)`; this first look runs
+    before anything is built or written.
     """
     try:
         state = load_checkpoint_state(ckpt_path, mmap=True)
     except (UnsafeCheckpointError, UnreadableCheckpointError) as err:
         raise ConfigError("ckpt_path", str(err)) from None
-    saved = state.get("hyper_parameters", {}).get("model", {}) if isinstance(state, dict) else {}
-    if not saved:
+    saved = state.get("hyper_parameters", {}).get("model") if isinstance(state, dict) else None
+    if not isinstance(saved, dict) or not saved:
         raise ConfigError("ckpt_path", f"{ckpt_path} is not a sinklab training checkpoint (no model config)")
+    return saved, int(state.get("global_step", 0))
+
+
+def compare_model_configs(saved: dict[str, Any], model: dict[str, Any]) -> None:
+    """Refuse to resume with a different architecture, naming every key that differs."""
     differ = sorted(k for k in set(saved) | set(model) if saved.get(k) != model.get(k))
     if differ:
         detail = ", ".join(f"model.{k} (checkpoint {saved.get(k)!r}, config {model.get(k)!r})" for k in differ)
         raise ConfigError("ckpt_path", f"checkpoint was trained with a different model config: {detail}")
-    return int(state.get("global_step", 0))
+
+
+def check_resume_compatible(ckpt_path: str, model: dict[str, Any]) -> int:
+    """Both checks at once; returns the step the checkpoint resumes from."""
+    saved, step = read_resume_checkpoint(ckpt_path)
+    compare_model_configs(saved, model)
+    return step
 
 
 @dataclass
@@ -197,9 +208,11 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     L.seed_everything(run.seed, workers=True, verbose=False)
     if run.trainer.threads:
         torch.set_num_threads(run.trainer.threads)
+    saved_model, resume_step = read_resume_checkpoint(run.ckpt_path) if run.ckpt_path else ({}, 0)
     datamodule, probe_set = prepare_data(run, run_dir)
     model_dict = {**run.model, "vocab_size": run.model.get("vocab_size") or datamodule.vocab_size}
-    resume_step = check_resume_compatible(run.ckpt_path, model_dict) if run.ckpt_path else 0
+    if run.ckpt_path:
+        compare_model_configs(saved_model, model_dict)
     world = int(run.trainer.num_nodes) * _device_count(run.trainer)
     tokens_per_step = run.data.batch_size * run.data.seq_len * run.trainer.accumulate_grad_batches * world
     module = SinkLabModule(
