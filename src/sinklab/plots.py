@@ -1,12 +1,17 @@
 """Figures shared by the probe callback (W&B images) and the reanalysis scripts (PNG files).
 
-Matplotlib runs headless (Agg); every function returns a Figure so callers decide where it goes.
+Matplotlib runs headless (Agg); every function returns a Figure so callers decide where it
+goes (`save_figure` for a PNG, `figure_to_image` for W&B). Functions that take a table
+expect the tidy metric rows of `sinklab.analysis.records` (step, layer, head, metric,
+value, ...); curves use the aggregate rows (head == -1: layer rows, and layer == -1 for the
+whole model), as `logger_scalars` does.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -15,6 +20,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+X_LABELS = {"step": "training step", "tokens_seen": "tokens seen"}
+MASSIVE_CURVES = (
+    ("massive/top1", "o-", "top-1"),
+    ("massive/top2", "s-", "top-2"),
+    ("massive/top3", "^-", "top-3"),
+    ("massive/median", "x--", "median"),
+)
 
 
 def head_averaged_patterns(probe: Any) -> list[np.ndarray]:
@@ -27,43 +40,208 @@ def head_averaged_patterns(probe: Any) -> list[np.ndarray]:
     return maps
 
 
-def attention_maps_figure(maps: Sequence[np.ndarray], title: str = "", max_cols: int = 4) -> plt.Figure:
-    """One heatmap per layer (query rows, key columns), on a shared colour scale."""
+def attention_maps_figure(
+    maps: Sequence[np.ndarray], title: str = "", max_cols: int = 4, layer_labels: Sequence[int] | None = None
+) -> plt.Figure:
+    """One heatmap per layer (query rows, key columns), on a shared colour scale.
+
+    `layer_labels` names the panels when `maps` is a subset of the layers.
+    """
     n = max(1, len(maps))
     cols = min(max_cols, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 0.8, 2.8 * rows + 0.4), squeeze=False, layout="constrained")
     vmax = max((float(m.max()) for m in maps), default=1.0)
+    im = None
     for i, ax in enumerate(axes.flat):
         if i >= len(maps):
             ax.axis("off")
             continue
         im = ax.imshow(maps[i], cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
-        ax.set_title(f"layer {i}", fontsize=9)
+        ax.set_title(f"layer {layer_labels[i] if layer_labels else i}", fontsize=9)
         ax.set_xlabel("key", fontsize=8)
         ax.set_ylabel("query", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
-def activation_profile_figure(rows: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Sun et al.'s picture: top-1/2/3 and median |h| per layer, log scale."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for metric, style in (("top1_abs", "o-"), ("top2_abs", "s-"), ("top3_abs", "^-"), ("median_abs", "x--")):
-        part = rows[(rows["metric"] == f"massive/{metric}") & (rows["head"] == -1)].sort_values("layer")
-        if len(part):
-            ax.plot(part["layer"], part["value"], style, label=metric.replace("_abs", ""))
-    ax.set_yscale("log")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("|activation|")
-    ax.legend(fontsize=8)
+def attention_steps_figure(
+    maps_by_step: Mapping[int, Sequence[np.ndarray]],
+    title: str = "",
+    layer_labels: Sequence[int] | None = None,
+    row_label: str = "step {}",
+) -> plt.Figure:
+    """Head-averaged maps as a grid: one row per training step, one column per layer.
+
+    One colour scale per row's maximum would hide the sink's growth; a shared scale shows it.
+    `layer_labels` names the columns when the maps are a subset of the layers.
+    """
+    steps = sorted(maps_by_step)
+    n_layers = max((len(maps_by_step[s]) for s in steps), default=1)
+    fig, axes = plt.subplots(
+        max(1, len(steps)), n_layers, figsize=(2.2 * n_layers + 1.2, 2.0 * max(1, len(steps)) + 0.4),
+        squeeze=False, layout="constrained",
+    )
+    vmax = max((float(m.max()) for s in steps for m in maps_by_step[s]), default=1.0)
+    im = None
+    for r, step in enumerate(steps):
+        for c in range(n_layers):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(maps_by_step[step]):
+                ax.axis("off")
+                continue
+            im = ax.imshow(maps_by_step[step][c], cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+            if r == 0:
+                ax.set_title(f"layer {layer_labels[c] if layer_labels else c}", fontsize=9)
+            if c == 0 and row_label:
+                ax.set_ylabel(row_label.format(step), fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="attention")
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def aggregate_curve(df: pd.DataFrame, metric: str, layer: int = -1, x: str = "step") -> pd.DataFrame:
+    """(x, value) of one metric's aggregate row (head == -1) for one layer (-1: model), by x."""
+    part = df[(df["metric"] == metric) & (df["head"] == -1) & (df["layer"] == layer)]
+    return part[[x, "value"]].groupby(x, as_index=False)["value"].mean().sort_values(x)
+
+
+def _x_axis(ax: plt.Axes, x: str, logx: bool) -> None:
+    if logx:
+        # symlog keeps step 0 (the initialisation) on the axis, where log would drop it
+        ax.set_xscale("symlog", linthresh=1.0 if x == "step" else 1e3)
+    ax.set_xlabel(X_LABELS.get(x, x) + (" (log)" if logx else ""))
+
+
+def emergence_figure(df: pd.DataFrame, metric: str, x: str = "step", logx: bool = False, title: str = "") -> plt.Figure:
+    """A metric against step or tokens: one line per layer, the model aggregate in black."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    layers = sorted(int(v) for v in df.loc[(df["metric"] == metric) & (df["head"] == -1), "layer"].unique())
+    if not layers:
+        raise ValueError(f"no aggregate rows for metric {metric!r}")
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len([v for v in layers if v >= 0]))))
+    for i, layer in enumerate(v for v in layers if v >= 0):
+        curve = aggregate_curve(df, metric, layer, x)
+        ax.plot(curve[x], curve["value"], "o-", ms=3, lw=1.2, color=colors[i], label=f"layer {layer}")
+    if -1 in layers:
+        curve = aggregate_curve(df, metric, -1, x)
+        ax.plot(curve[x], curve["value"], "k--", lw=1.6, label="all layers")
+    _x_axis(ax, x, logx)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(layers) > 6 else 1)
+    ax.set_title(title or metric, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def layer_step_heatmap(df: pd.DataFrame, metric: str, title: str = "", x: str = "step") -> plt.Figure:
+    """Layer (rows) x checkpoint (columns) of a per-layer aggregate; columns evenly spaced."""
+    part = df[(df["metric"] == metric) & (df["head"] == -1) & (df["layer"] >= 0)]
+    if not len(part):
+        raise ValueError(f"no layer rows for metric {metric!r}")
+    grid = part.pivot_table(index="layer", columns=x, values="value", aggfunc="mean").sort_index()
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * grid.shape[1] + 2.0), max(2.4, 0.3 * grid.shape[0] + 1.4)))
+    im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="magma", origin="lower", interpolation="nearest")
+    ax.set_xticks(range(grid.shape[1]))
+    ax.set_xticklabels([str(int(c)) for c in grid.columns], rotation=60, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]))
+    ax.set_yticklabels([str(int(i)) for i in grid.index], fontsize=7)
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel("layer")
+    fig.colorbar(im, ax=ax, label=metric)
+    ax.set_title(title or metric, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def activation_profile_figure(rows: pd.DataFrame, title: str = "", step: int | None = None) -> plt.Figure:
+    """Sun et al.'s picture: top-1/2/3 and median |h| per layer, log scale.
+
+    `rows` may hold several steps: `step` picks one (default: the last one in the table).
+    """
+    if "step" in rows.columns and len(rows):
+        rows = rows[rows["step"] == (rows["step"].max() if step is None else step)]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for metric, style, label in MASSIVE_CURVES:
+        part = rows[(rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] >= 0)].sort_values("layer")
+        if len(part):
+            ax.plot(part["layer"], part["value"], style, ms=4, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (residual stream after the block)")
+    ax.set_ylabel("|activation|")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def layer_profile_figure(rows: pd.DataFrame, metric: str, title: str = "", step: int | None = None) -> plt.Figure:
+    """One metric's layer rows (head == -1) against depth, at one step (default: the last):
+    where in the network a pretrained model's sink sits."""
+    if "step" in rows.columns and len(rows):
+        rows = rows[rows["step"] == (rows["step"].max() if step is None else step)]
+    part = rows[(rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] >= 0)].sort_values("layer")
+    if not len(part):
+        raise ValueError(f"no layer rows for metric {metric!r}")
+    fig, ax = plt.subplots(figsize=(5, 3.0))
+    ax.bar(part["layer"], part["value"], color="tab:blue")
+    model = rows[(rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] == -1)]
+    if len(model):
+        ax.axhline(float(model["value"].iloc[0]), color="k", ls="--", lw=1.2, label="all layers")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title or metric, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(
+    curves: pd.DataFrame, metric: str, by: str, x: str = "step", logx: bool = False, title: str = ""
+) -> plt.Figure:
+    """Curves of several runs grouped by a config value: the mean over a group's seeds as a
+    line, their min-max spread as a band (no band for a group of one run).
+
+    `curves` has columns group, run, `x`, value (one row per run and x).
+    """
+    fig, ax = plt.subplots(figsize=(5.4, 3.5))
+    groups = sorted(curves["group"].astype(str).unique())
+    colors = plt.cm.tab10(np.arange(len(groups)) % 10)
+    for color, group in zip(colors, groups, strict=True):
+        part = curves[curves["group"].astype(str) == group]
+        stats = part.groupby(x)["value"].agg(["mean", "min", "max"]).sort_index()
+        n = part["run"].nunique()
+        ax.plot(stats.index, stats["mean"], "o-", ms=3, lw=1.4, color=color, label=f"{by}={group} (n={n})")
+        if n > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
+    _x_axis(ax, x, logx)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{metric} by {by}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: Path | str, dpi: int = 90) -> Path:
+    """Write a PNG (folder created) and free the figure; small dpi keeps committed PNGs small."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def figure_to_image(fig: plt.Figure) -> Any:

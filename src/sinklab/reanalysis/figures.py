@@ -1,0 +1,162 @@
+"""Figures from run tables: what scripts/plot_emergence.py and scripts/compare_sweep.py draw.
+
+Tables are read from disk (the callback's `probes.parquet` or the reanalysis table), so a
+figure can be redrawn at any time without touching a model; only the attention maps at
+chosen steps load checkpoints (one at a time, attention patterns only).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from sinklab import plots
+from sinklab.analysis.capture import capture
+from sinklab.analysis.records import read_rows
+from sinklab.data.probe_set import load_probe_set
+from sinklab.errors import ConfigError
+from sinklab.reanalysis.targets import is_run_dir, job_dirs, list_checkpoints
+from sinklab.training.checkpoint_io import load_checkpoint_model
+
+TABLES = {"probes": "probes.parquet", "reanalysis": "reanalysis.parquet"}
+DEFAULT_METRICS = ("sink/sink1_pct", "sink/first_token_mass", "massive/top1_over_median")
+
+
+def run_table(run_dir: Path, table: str = "probes") -> pd.DataFrame:
+    """The metric rows of a run: `probes` (logged while training) or `reanalysis`."""
+    if table not in TABLES:
+        raise ConfigError("table", f"{table!r} is not allowed; choose one of: {', '.join(TABLES)}")
+    path = Path(run_dir) / "metrics" / TABLES[table]
+    if not path.is_file():
+        raise ConfigError("table", f"no {TABLES[table]} in {Path(run_dir) / 'metrics'}")
+    return read_rows(path)
+
+
+def slug(metric: str) -> str:
+    """A file-name-safe form of a metric name (`sink/sink1_pct` -> `sink-sink1_pct`)."""
+    return metric.replace("/", "-")
+
+
+def attention_maps_at_steps(run_dir: Path, steps: Sequence[int], batch_size: int = 25) -> dict[int, list]:
+    """Head-averaged attention maps of the run's probe set at the checkpoints nearest `steps`."""
+    ckpts = list_checkpoints(Path(run_dir))
+    if not ckpts:
+        raise ConfigError("steps", f"{run_dir} has no checkpoints")
+    probe_set = load_probe_set(Path(run_dir))
+    maps: dict[int, list] = {}
+    for want in steps:
+        ckpt = min(ckpts, key=lambda c: abs(c.step - want))
+        if ckpt.step in maps:
+            continue
+        model, _ = load_checkpoint_model(ckpt.path)
+        probe = capture(model, probe_set.input_ids, batch_size=batch_size, names=lambda n: n.endswith("attn.pattern"))
+        maps[ckpt.step] = plots.head_averaged_patterns(probe)
+        del model, probe
+        gc.collect()
+    return maps
+
+
+def emergence_report(
+    run_dir: Path,
+    out_dir: Path,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    x: str = "step",
+    logx: bool = True,
+    map_steps: Sequence[int] = (),
+    table: str = "probes",
+    dpi: int = 90,
+) -> list[Path]:
+    """Emergence curves and layer x step heatmaps per metric, the massive-activation profile
+    at the last step, and (if `map_steps`) attention maps at those steps."""
+    df = run_table(run_dir, table)
+    name = Path(run_dir).name
+    written = []
+    for metric in metrics:
+        written.append(plots.save_figure(
+            plots.emergence_figure(df, metric, x=x, logx=logx, title=f"{metric} ({name})"),
+            out_dir / f"emergence_{slug(metric)}.png", dpi))
+        if ((df["metric"] == metric) & (df["head"] == -1) & (df["layer"] >= 0)).any():
+            written.append(plots.save_figure(
+                plots.layer_step_heatmap(df, metric, title=f"{metric} by layer"),
+                out_dir / f"heatmap_{slug(metric)}.png", dpi))
+    last = int(df["step"].max())
+    written.append(plots.save_figure(
+        plots.activation_profile_figure(df, title=f"residual |h| per layer, step {last}", step=last),
+        out_dir / "massive_profile.png", dpi))
+    if map_steps:
+        maps = attention_maps_at_steps(run_dir, map_steps)
+        written.append(plots.save_figure(
+            plots.attention_steps_figure(maps, title="head-averaged attention"),
+            out_dir / "attention_maps.png", dpi))
+    return written
+
+
+def sweep_runs(folders: Sequence[Path]) -> list[Path]:
+    """Run folders from a mix of multirun folders and run folders (several seeds' sweeps)."""
+    runs: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if is_run_dir(folder):
+            runs.append(folder)
+        else:
+            jobs = job_dirs(folder) if folder.is_dir() else []
+            if not jobs:
+                raise ConfigError("sweep", f"{folder}: neither a run nor a multirun folder")
+            runs.extend(jobs)
+    return runs
+
+
+def config_value(run_dir: Path, key: str) -> str:
+    """`key` (dotted, e.g. model.pos) from the run's saved .hydra/config.yaml."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ConfigError("by", f"{run_dir} has no .hydra/config.yaml to group by")
+    value = OmegaConf.select(OmegaConf.load(path), key, default="__missing__", throw_on_resolution_failure=False)
+    if value == "__missing__":
+        raise ConfigError("by", f"{key!r} is not a key of {path}")
+    return str(value)
+
+
+def sweep_curves(runs: Sequence[Path], by: str, metric: str, layer: int = -1, x: str = "step", table: str = "probes") -> pd.DataFrame:
+    """One curve per run (group = its `by` value): columns group, run, x, value."""
+    parts = []
+    for run in runs:
+        df = run_table(run, table)
+        curve = plots.aggregate_curve(df, metric, layer, x)
+        if not len(curve) and layer == -1:  # a per-layer metric has no model row: mean over layers
+            rows = df[(df["metric"] == metric) & (df["head"] == -1) & (df["layer"] >= 0)]
+            curve = rows.groupby(x, as_index=False)["value"].mean().sort_values(x)
+        if not len(curve):
+            raise ValueError(f"{run}: no rows for metric {metric!r} at layer {layer}")
+        curve.insert(0, "run", str(run))
+        curve.insert(0, "group", config_value(run, by))
+        parts.append(curve)
+    return pd.concat(parts, ignore_index=True)
+
+
+def compare_sweep(
+    folders: Sequence[Path],
+    by: str,
+    out_dir: Path,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    layer: int = -1,
+    x: str = "step",
+    logx: bool = True,
+    table: str = "probes",
+    dpi: int = 90,
+) -> list[Path]:
+    """A sweep figure per metric (`sweep_<by>_<metric>.png`) plus the curves as CSV."""
+    runs = sweep_runs(folders)
+    written = []
+    for metric in metrics:
+        curves = sweep_curves(runs, by, metric, layer, x, table)
+        where = "all layers" if layer == -1 else f"layer {layer}"  # model row, or mean of layer rows
+        fig = plots.sweep_figure(curves, metric, by, x=x, logx=logx, title=f"{metric} ({where}) by {by}")
+        stem = f"sweep_{slug(by)}_{slug(metric)}"
+        written.append(plots.save_figure(fig, out_dir / f"{stem}.png", dpi))
+        curves.to_csv(out_dir / f"{stem}.csv", index=False)
+    return written

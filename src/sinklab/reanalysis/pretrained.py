@@ -1,0 +1,132 @@
+"""The pretrained-model report: measure an imported model (SmolLM2-135M by default) on
+Gu et al.'s protocol, draw its figures and summarise Sink_1 and massive activations.
+
+The numbers come from the same `measure_probe_set` call as every training run; only the
+probe set differs (cut from a corpus with the model's own tokenizer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sinklab import plots
+from sinklab.analysis.capture import capture
+from sinklab.analysis.records import read_rows
+from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
+from sinklab.reanalysis.runner import analyze_pretrained
+from sinklab.reanalysis.targets import PretrainedTarget, resolve
+
+
+@dataclass
+class PretrainedSummary:
+    """The headline numbers of one pretrained model (model rows and per-layer extremes)."""
+
+    name: str
+    n_windows: int
+    seq_len: int
+    bos: str
+    sink1_pct: float
+    sink_ratio_pct: float
+    first_token_mass: float
+    layers: pd.DataFrame  # layer, sink1_pct, top1, top2, top3, median, top1_over_median, top1_position, top1_channel, sun_count
+
+
+def _value(df: pd.DataFrame, metric: str, layer: int = -1) -> float:
+    part = df[(df["metric"] == metric) & (df["head"] == -1) & (df["layer"] == layer)]
+    return float(part["value"].iloc[0]) if len(part) else math.nan
+
+
+def summarise(df: pd.DataFrame, cfg: AnalyzeConfig, name: str) -> PretrainedSummary:
+    """Pick the report's numbers out of the tidy rows."""
+    wanted = {
+        "sink/sink1_pct": "sink1_pct",
+        "massive/top1": "top1",
+        "massive/top2": "top2",
+        "massive/top3": "top3",
+        "massive/median": "median",
+        "massive/top1_over_median": "top1_over_median",
+        "massive/top1_position": "top1_position",
+        "massive/top1_channel": "top1_channel",
+        "massive/sun_count": "sun_count",
+    }
+    part = df[(df["head"] == -1) & (df["layer"] >= 0) & df["metric"].isin(list(wanted))]
+    layers = part.pivot_table(index="layer", columns="metric", values="value").rename(columns=wanted).reset_index()
+    return PretrainedSummary(
+        name=name,
+        n_windows=cfg.n_windows,
+        seq_len=cfg.seq_len,
+        bos=cfg.bos,
+        sink1_pct=_value(df, "sink/sink1_pct"),
+        sink_ratio_pct=_value(df, "sink/sink_ratio_pct"),
+        first_token_mass=_value(df, "sink/first_token_mass"),
+        layers=layers,
+    )
+
+
+def run_report(
+    target: str = "smollm2",
+    out_dir: Path | None = None,
+    fig_dir: Path | None = None,
+    device: str = "cpu",
+    corpus: str = "shakespeare",
+    n_windows: int = 100,
+    seq_len: int = 64,
+    bos: str = "none",
+    map_layers: tuple[int, ...] = (0, 1, 2, 5, 10, 15, 20, 29),
+    dpi: int = 90,
+) -> tuple[PretrainedSummary, list[Path]]:
+    """Measure (always afresh), write the table and figures, return the summary."""
+    cfg = from_mapping({
+        "target": target, "device": device, "out_dir": str(out_dir) if out_dir else None, "force": True,
+        "corpus": corpus, "n_windows": n_windows, "seq_len": seq_len, "bos": bos,
+    })
+    (pre,) = resolve(cfg.target)
+    assert isinstance(pre, PretrainedTarget), "the report is for pretrained targets"
+    report = analyze_pretrained(pre, cfg)
+    df = read_rows(report.table)
+    df = df[df["run_id"] == pre.name]
+    summary = summarise(df, cfg, pre.name)
+    fig_dir = Path(fig_dir) if fig_dir else report.table.parent / "figures"
+    written = [
+        plots.save_figure(plots.activation_profile_figure(df, title=f"{pre.name}: residual |h| per layer"),
+                          fig_dir / f"{pre.name}_massive_profile.png", dpi),
+        plots.save_figure(plots.layer_profile_figure(df, "sink/sink1_pct", title=f"{pre.name}: Sink_1 (eps 0.3) per layer"),
+                          fig_dir / f"{pre.name}_sink1_by_layer.png", dpi),
+    ]
+    layers, maps = _attention_maps(pre, cfg, report.table.parent, map_layers)
+    if maps:
+        written.append(plots.save_figure(
+            plots.attention_maps_figure(maps, title=f"{pre.name}: head-averaged attention", layer_labels=layers),
+            fig_dir / f"{pre.name}_attention_maps.png", dpi))
+    return summary, written
+
+
+def _attention_maps(pre: PretrainedTarget, cfg: AnalyzeConfig, folder: Path, layers: tuple[int, ...]) -> tuple[tuple[int, ...], list]:
+    """Head-averaged maps of chosen layers on the saved probe set (one more forward)."""
+    from sinklab.data.probe_set import load_probe_set
+    from sinklab.reanalysis.corpus_probe import load_pretrained
+
+    model, _ = load_pretrained(pre.kind, pre.path, cfg.cache_dir)
+    layers = tuple(i for i in layers if i < model.cfg.n_layers)
+    wanted = {f"blocks.{i}.attn.pattern" for i in layers}
+    probe = capture(model.to(cfg.device), load_probe_set(folder).input_ids, batch_size=25,
+                    names=lambda n: n in wanted, device=cfg.device)
+    return layers, [probe[f"blocks.{i}.attn.pattern"].float().mean(dim=(0, 1)).numpy() for i in layers]
+
+
+def markdown(summary: PretrainedSummary) -> str:
+    """The per-layer table of the report, as markdown."""
+    lines = [
+        "| layer | Sink_1 % | top-1 \\|h\\| | top-2 | top-3 | median \\|h\\| | top-1 / median | top-1 at (position, channel) | Sun count |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in summary.layers.itertuples(index=False):
+        lines.append(
+            f"| {int(r.layer)} | {r.sink1_pct:.1f} | {r.top1:.1f} | {r.top2:.1f} | {r.top3:.1f} | {r.median:.3f} | "
+            f"{r.top1_over_median:.0f} | ({int(r.top1_position)}, {int(r.top1_channel)}) | {r.sun_count:.2f} |"
+        )
+    return "\n".join(lines)

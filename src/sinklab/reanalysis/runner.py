@@ -1,0 +1,223 @@
+"""Re-measure runs and pretrained models with the probe callback's own code path.
+
+Every measurement goes through `measure_probe_set` with the run's saved probe set, the
+run's metric thresholds and the run's probe batch size, so a checkpoint re-measured here
+gives bit-for-bit the rows the callback logged at that step. One checkpoint is loaded at
+a time and dropped before the next, so memory stays flat however long the run was; the
+table is appended after every checkpoint, so an interrupted analysis keeps its progress.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from sinklab.analysis.config import GROUPS, MetricsConfig
+from sinklab.analysis.pipeline import measure_probe_set
+from sinklab.analysis.records import read_rows, tag_rows
+from sinklab.data.probe_set import load_probe_set, save_probe_set
+from sinklab.reanalysis import tables
+from sinklab.reanalysis.config import AnalyzeConfig
+from sinklab.reanalysis.targets import (
+    CKPT_RE,
+    CheckpointFile,
+    PretrainedTarget,
+    RunTarget,
+    list_checkpoints,
+    resolve,
+    select_steps,
+)
+from sinklab.training.callbacks.checkpoints import checkpoint_name
+from sinklab.training.checkpoint_io import (
+    UnreadableCheckpointError,
+    UnsafeCheckpointError,
+    load_checkpoint_model,
+)
+
+
+class ReanalysisWarning(UserWarning):
+    """A checkpoint was skipped (unreadable, unsafe) or an asked-for step does not exist."""
+
+
+@dataclass
+class Report:
+    """What one target's analysis did; `table` is the parquet file holding its rows."""
+
+    name: str
+    table: Path
+    measured: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # already in the table
+    failed: list[str] = field(default_factory=list)  # unreadable files
+
+
+def _probe_config(run_dir: Path) -> dict[str, Any]:
+    """The run's `callbacks.probe` section (thresholds, batch size) from .hydra/config.yaml.
+
+    Resolved where possible: the saved file also holds `${hydra:...}` interpolations that
+    only resolve inside Hydra, so only this section is resolved.
+    """
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    node = OmegaConf.select(OmegaConf.load(path), "callbacks.probe", default=None, throw_on_resolution_failure=False)
+    if node is None:
+        return {}
+    try:
+        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    except Exception:  # an interpolation that needs Hydra: keep the literal values
+        return OmegaConf.to_container(node, resolve=False)  # type: ignore[return-value]
+
+
+def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
+    """The run's thresholds (`base`), then `metrics=` overrides, then the `groups=` switch."""
+    values = {**base, **cfg.metrics}
+    if cfg.groups is not None:
+        values.update({g: g in cfg.groups for g in GROUPS})
+    try:
+        return MetricsConfig.from_dict(values)
+    except TypeError as err:
+        from sinklab.errors import ConfigError
+
+        raise ConfigError("metrics", str(err)) from None
+
+
+def _config_hash(run_dir: Path) -> str:
+    """The hash the callback stamped on its rows, else a hash of the saved config file."""
+    probes = run_dir / "metrics" / "probes.parquet"
+    if probes.is_file():
+        hashes = read_rows(probes)["config_hash"].dropna()
+        if len(hashes):
+            return str(hashes.iloc[0])
+    cfg = run_dir / ".hydra" / "config.yaml"
+    return hashlib.sha256(cfg.read_bytes()).hexdigest()[:12] if cfg.is_file() else ""
+
+
+def table_path(run_dir: Path, cfg: AnalyzeConfig, n_runs: int) -> Path:
+    """`<run>/metrics/reanalysis.parquet`, or under out_dir (one subfolder per job of a sweep)."""
+    if cfg.out_dir is None:
+        return run_dir / "metrics" / tables.TABLE_NAME
+    out = Path(cfg.out_dir)
+    return (out / run_dir.name if n_runs > 1 else out) / tables.TABLE_NAME
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ReanalysisWarning, stacklevel=3)
+
+
+def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Report:
+    """Measure the selected checkpoints of one run; already measured ones are skipped."""
+    run_dir = target.run_dir
+    probe_cfg = _probe_config(run_dir)
+    mcfg = metrics_config(dict(probe_cfg.get("metrics") or {}), cfg)
+    batch_size = cfg.batch_size or int(probe_cfg.get("batch_size") or 25)
+    probe_set = load_probe_set(run_dir)
+    run_id, config_hash = run_dir.name, _config_hash(run_dir)
+    out = table_path(run_dir, cfg, n_runs)
+    report = Report(run_id, out)
+
+    if target.only is not None:
+        chosen = []
+        for p in target.only:
+            m = CKPT_RE.match(p.name)
+            chosen.append(CheckpointFile(p, int(m.group(1)), int(m.group(2))) if m else CheckpointFile(p, -1, -1))
+    else:
+        chosen, missing = select_steps(list_checkpoints(run_dir), cfg.steps)
+        if missing:
+            _warn(f"{run_id}: no checkpoint for steps {missing}")
+    names = {checkpoint_name(c.step, c.tokens_seen) for c in chosen if c.step >= 0}
+    if cfg.force:
+        tables.drop_checkpoints(out, run_id, names)
+    done = set() if cfg.force else tables.measured_checkpoints(out, run_id)
+
+    bar = tqdm(chosen, desc=f"analyze {run_id}", unit="ckpt", disable=not cfg.progress)
+    for ckpt in bar:
+        name = checkpoint_name(ckpt.step, ckpt.tokens_seen) if ckpt.step >= 0 else None
+        if name in done:
+            report.skipped.append(ckpt.step)
+            continue
+        try:
+            model, info = load_checkpoint_model(ckpt.path)
+        except (UnreadableCheckpointError, UnsafeCheckpointError) as err:
+            _warn(f"skipping checkpoint: {err}")
+            report.failed.append(str(ckpt.path))
+            continue
+        name = checkpoint_name(info.step, info.tokens_seen)
+        if name in done and ckpt.step < 0:  # last.ckpt named a step measured before
+            report.skipped.append(info.step)
+            del model
+            continue
+        if cfg.force and ckpt.step < 0:
+            tables.drop_checkpoints(out, run_id, {name})
+        model.to(cfg.device)
+        rows, _ = measure_probe_set(model, probe_set, mcfg, batch_size=batch_size, device=cfg.device)
+        rows = tag_rows(rows, run_id=run_id, step=info.step, tokens_seen=info.tokens_seen, config_hash=config_hash, checkpoint=name)
+        tables.append_rows(out, rows)
+        done.add(name)
+        report.measured.append(info.step)
+        del model, rows, info
+        gc.collect()
+    if out.exists():
+        tables.write_csv(out)
+    return report
+
+
+def analyze_pretrained(target: PretrainedTarget, cfg: AnalyzeConfig) -> Report:
+    """Measure an imported model on a probe set cut from `cfg.corpus` with its own tokenizer.
+
+    Rows get step = tokens_seen = -1 (no training step) and checkpoint = the model source.
+    The probe set is saved beside the table, so the numbers can be checked later.
+    """
+    from sinklab.reanalysis.corpus_probe import build_probe_set, corpus_documents, load_pretrained
+
+    folder = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.output_dir) / "analysis" / target.name
+    out = folder / tables.TABLE_NAME
+    source = target.kind if target.path is None else f"{target.kind}:{target.path}"
+    report = Report(target.name, out)
+    probe_tag = f"{source}|{cfg.corpus}|{cfg.n_windows}x{cfg.seq_len}|bos={cfg.bos}"
+    if cfg.force:
+        tables.drop_checkpoints(out, target.name, {probe_tag})
+    elif probe_tag in tables.measured_checkpoints(out, target.name):
+        report.skipped.append(-1)
+        return report
+    docs = corpus_documents(cfg.corpus, cfg.cache_dir)
+    model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
+    probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
+    save_probe_set(probe_set, folder)
+    mcfg = metrics_config({}, cfg)
+    model.to(cfg.device)
+    batch_size = cfg.batch_size or 25
+    rows, _ = measure_probe_set(model, probe_set, mcfg, batch_size=batch_size, device=cfg.device)
+    rows = tag_rows(rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="", checkpoint=probe_tag)
+    tables.append_rows(out, rows)
+    tables.write_csv(out)
+    report.measured.append(-1)
+    return report
+
+
+def analyze(cfg: AnalyzeConfig) -> list[Report]:
+    """Resolve `cfg.target` and measure every run (or the pretrained model) it names."""
+    targets = resolve(cfg.target)
+    reports = []
+    for target in targets:
+        if isinstance(target, PretrainedTarget):
+            reports.append(analyze_pretrained(target, cfg))
+        else:
+            reports.append(analyze_run(target, cfg, n_runs=len(targets)))
+    return reports
+
+
+def with_options(cfg: AnalyzeConfig, **changes: Any) -> AnalyzeConfig:
+    """A copy of `cfg` with some fields changed (tests and scripts)."""
+    return replace(cfg, **changes)
+
+
+def load_table(path: Path) -> pd.DataFrame:
+    return read_rows(path)

@@ -1,0 +1,60 @@
+"""Options and targets are checked before any work: one-line errors, exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sinklab.errors import ConfigError
+from sinklab.reanalysis import from_mapping
+from sinklab.reanalysis.targets import CheckpointFile, select_steps
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"target": ""}, "target"),
+        ({"target": "x", "steps": "some"}, "steps"),
+        ({"target": "x", "steps": [1, -2]}, "steps"),
+        ({"target": "x", "groups": ["sinks", "vibes"]}, "groups"),
+        ({"target": "x", "bos": "yes"}, "bos"),
+        ({"target": "x", "batch_size": 0}, "batch_size"),
+        ({"target": "x", "device": "tpu:banana"}, "device"),
+        ({"target": "x", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_options_name_their_key(raw: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_mapping(raw)
+    assert err.value.key == key and "\n" not in str(err.value)
+
+
+def test_bad_targets(tmp_path: Path) -> None:
+    from sinklab.reanalysis.targets import resolve
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "loose.ckpt").write_bytes(b"x")
+    for target in (str(tmp_path / "nope"), str(tmp_path / "empty"), str(tmp_path / "loose.ckpt"), f"hf:{tmp_path}", "gguf:/no/file.gguf"):
+        with pytest.raises(ConfigError, match="^target: "):
+            resolve(target)
+
+
+def test_log_steps_keep_zero_powers_of_two_and_last() -> None:
+    ckpts = [CheckpointFile(Path(f"{s}.ckpt"), s, s * 10) for s in (0, 1, 2, 3, 4, 8, 100, 200, 300)]
+    keep, missing = select_steps(ckpts, "log")
+    assert [c.step for c in keep] == [0, 1, 2, 4, 8, 300] and missing == []
+
+
+def test_cli_bad_target_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sinklab.analyze", f"target={tmp_path / 'missing'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: target: ") and "\n" not in done.stderr.strip()
+    assert list(tmp_path.iterdir()) == []  # nothing written
