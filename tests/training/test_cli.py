@@ -53,10 +53,14 @@ def test_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_multirun_of_two_jobs(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    proc = _cli(["-m", *tiny_overrides(tmp_path), "model.pos=rope,alibi", f"hydra.sweep.dir={sweep}"], tmp_path)
+    """Default output paths (no paths.output_dir, no sweep dir): they resolve before Hydra's
+    runtime exists, under the folder the command was started from."""
+    args = [o for o in tiny_overrides(tmp_path) if not o.startswith("paths.output_dir")]
+    proc = _cli(["-m", *args, "model.pos=rope,alibi"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    sweeps = list((tmp_path / "outputs" / "multirun").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [j.name for j in jobs] == ["0", "1"]
     for job in jobs:
         assert (job / "metrics" / "probes.parquet").exists()
