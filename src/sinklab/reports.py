@@ -1,0 +1,170 @@
+"""Study reports: the final-step table and the emergence figures of one sweep, written into
+the study's section of docs/results.md (between markers, so the commentary around it stays).
+
+`make study-<name>` runs the sweep and then this, so every number in the report comes from
+runs that the make target reproduces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from sinklab import plots
+from sinklab.reanalysis.targets import job_dirs
+
+# (column title, metric, how to reduce over layers): the model-level row (-1) or a layer reduction.
+FINAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Sink_1 %", "sink/sink1_pct", "model"),
+    ("sink ratio %", "sink/sink_ratio_pct", "model"),
+    ("first-token mass", "sink/first_token_mass", "model"),
+    ("max alpha_0", "sink/alpha_0_max", "model"),
+    ("top-1/median (max layer)", "massive/top1_over_median", "max"),
+    ("BOS value ratio (min layer)", "dormancy/value_drain", "min"),
+    ("BOS resid ratio (last layer)", "dormancy/resid_peak", "last"),
+)
+FIGURE_METRICS = ("sink/first_token_mass", "sink/sink1_pct", "sink/sink_ratio_pct")
+
+
+@dataclass
+class Job:
+    folder: Path
+    label: str
+    rows: pd.DataFrame
+    val_loss: float | None
+
+
+def swept_keys(study_dir: Path) -> list[str]:
+    """The keys the sweeper varied, from Hydra's multirun.yaml."""
+    cfg = OmegaConf.load(study_dir / "multirun.yaml")
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    return list(params.keys())
+
+
+def job_label(folder: Path, keys: list[str]) -> str:
+    """`model.pos=alibi`: the job's values of the swept keys, from its saved overrides."""
+    overrides = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
+    picked = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+    return ",".join(picked) if picked else folder.name
+
+
+def load_jobs(study_dir: Path) -> list[Job]:
+    keys = swept_keys(study_dir)
+    jobs = []
+    for folder in job_dirs(study_dir):
+        table = folder / "metrics" / "probes.parquet"
+        if not table.exists():
+            continue
+        summary = folder / "summary.json"
+        val = json.loads(summary.read_text()).get("final_val_loss") if summary.exists() else None
+        jobs.append(Job(folder, job_label(folder, keys), pd.read_parquet(table), val))
+    return jobs
+
+
+def final_value(rows: pd.DataFrame, metric: str, how: str) -> float | None:
+    last = rows[rows["step"] == rows["step"].max()]
+    part = last[(last["metric"] == metric) & (last["head"] == -1)]
+    if how == "model":
+        part = part[part["layer"] == -1]
+        return float(part["value"].iloc[0]) if len(part) else None
+    part = part[part["layer"] >= 0].sort_values("layer")
+    if not len(part):
+        return None
+    values = part["value"]
+    return float({"max": values.max(), "min": values.min(), "last": values.iloc[-1]}[how])
+
+
+def slot_columns(jobs: list[Job]) -> list[str]:
+    """Extra-slot scores (sink token, kv bias, sink logit) that any job reports."""
+    names = set()
+    for job in jobs:
+        names.update(m for m in job.rows["metric"].unique() if m.startswith("slot_sink_pct/"))
+    return sorted(names)
+
+
+def final_table(jobs: list[Job]) -> pd.DataFrame:
+    records = []
+    for job in jobs:
+        record: dict[str, object] = {"run": job.label}
+        for title, metric, how in FINAL_COLUMNS:
+            record[title] = final_value(job.rows, metric, how)
+        for slot in slot_columns(jobs):
+            record[f"{slot.split('/', 1)[1]} slot Sink %"] = final_value(job.rows, slot, "model")
+        record["val loss"] = job.val_loss
+        records.append(record)
+    table = pd.DataFrame.from_records(records)
+    return table.dropna(axis=1, how="all")
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    def fmt(value: object) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return str(value)
+
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def study_figures(jobs: list[Job], name: str, out_dir: Path, metrics: tuple[str, ...] = FIGURE_METRICS) -> list[Path]:
+    written = []
+    for metric in metrics:
+        parts = []
+        for job in jobs:
+            curve = plots.aggregate_curve(job.rows, metric)
+            curve.insert(0, "run", str(job.folder))
+            curve.insert(0, "group", job.label)
+            parts.append(curve)
+        curves = pd.concat(parts, ignore_index=True)
+        if curves.empty:
+            continue
+        fig = plots.sweep_figure(curves, metric, by="", logx=True, title=f"{name}: {metric}")
+        slug = re.sub(r"[^a-z0-9]+", "_", metric.lower()).strip("_")
+        written.append(plots.save_figure(fig, out_dir / f"{name}_{slug}.png", dpi=80))
+    return written
+
+
+def update_section(document: Path, name: str, body: str) -> None:
+    """Replace the text between `<!-- study:NAME -->` and `<!-- /study:NAME -->`, or append."""
+    start, end = f"<!-- study:{name} -->", f"<!-- /study:{name} -->"
+    text = document.read_text() if document.exists() else "# Results\n"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
+    tmp = document.with_name(f".{document.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(document)
+
+
+def study_report(study_dir: Path, docs: Path) -> str:
+    """Write the study's figures and its generated section; return the section's markdown."""
+    study_dir = Path(study_dir)
+    name = study_dir.name
+    jobs = load_jobs(study_dir)
+    if not jobs:
+        raise FileNotFoundError(f"{study_dir}: no finished jobs with metrics/probes.parquet")
+    figures = study_figures(jobs, name, docs / "figures")
+    steps = int(max(job.rows["step"].max() for job in jobs))
+    tokens = int(max(job.rows["tokens_seen"].max() for job in jobs))
+    lines = [
+        f"Final step {steps} ({tokens / 1e6:.1f}M tokens), {len(jobs)} runs, seed 0; "
+        f"generated by `make study-{name}` from `outputs/studies/{name}/`.",
+        "",
+        markdown_table(final_table(jobs)),
+        "",
+        " ".join(f"![{p.stem}](figures/{p.name})" for p in figures),
+    ]
+    body = "\n".join(lines)
+    update_section(docs / "results.md", name, body)
+    return body
