@@ -223,7 +223,7 @@ def sweep_figure(
         part = curves[curves["group"].astype(str) == group]
         stats = part.groupby(x)["value"].agg(["mean", "min", "max"]).sort_index()
         n = part["run"].nunique()
-        ax.plot(stats.index, stats["mean"], "o-", ms=3, lw=1.4, color=color, label=f"{by}={group} (n={n})")
+        ax.plot(stats.index, stats["mean"], "o-", ms=3, lw=1.4, color=color, label=(f"{by}={group}" if by else group) + (f" (n={n})" if n > 1 else ""))
         if n > 1:
             ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
     _x_axis(ax, x, logx)

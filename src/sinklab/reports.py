@@ -49,8 +49,10 @@ def swept_keys(study_dir: Path) -> list[str]:
 def job_label(folder: Path, keys: list[str]) -> str:
     """`model.pos=alibi`: the job's values of the swept keys, from its saved overrides."""
     overrides = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
-    picked = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
-    return ",".join(picked) if picked else folder.name
+    picked = [o.lstrip("+~") for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+    # "model.attention=relu" -> "attention=relu": the group prefix only makes legends longer.
+    short = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (p.split("=", 1) for p in picked)]
+    return ",".join(short) if short else folder.name
 
 
 def load_jobs(study_dir: Path) -> list[Job]:

@@ -38,8 +38,8 @@ def test_table_and_section(tmp_path: Path) -> None:
 
     body = study_report(study, docs)
 
-    lines = [line for line in body.splitlines() if line.startswith("| model.pos")]
-    assert lines[0].split(" | ")[:2] == ["| model.pos=rope", "40"]
+    lines = [line for line in body.splitlines() if line.startswith("| pos=")]
+    assert lines[0].split(" | ")[:2] == ["| pos=rope", "40"]
     assert "| 10 " in lines[1] and "| 6 " in lines[1]  # alibi: Sink_1 10, max layer top1/median 3 * 2
     text = (docs / "results.md").read_text()
     assert "old" not in text and text.startswith("# Results\n\nintro") and text.rstrip().endswith("after")
