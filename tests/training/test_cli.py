@@ -53,10 +53,10 @@ def test_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_multirun_of_two_jobs(tmp_path: Path) -> None:
-    """Default output paths (no paths.output_dir, no sweep dir): they resolve before Hydra's
-    runtime exists, under the folder the command was started from."""
+    """`make sweep`'s path: joblib workers (two jobs side by side) and the default output
+    folders (no paths.output_dir, no sweep dir), under the folder the command started from."""
     args = [o for o in tiny_overrides(tmp_path) if not o.startswith("paths.output_dir")]
-    proc = _cli(["-m", *args, "model.pos=rope,alibi"], tmp_path)
+    proc = _cli(["-m", *args, "model.pos=rope,alibi", "hydra/launcher=local2"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "multirun").iterdir())
     assert len(sweeps) == 1
