@@ -244,6 +244,29 @@ def save_figure(fig: plt.Figure, path: Path | str, dpi: int = 90) -> Path:
     return path
 
 
+def attention_maps_image(maps: Sequence[np.ndarray], scale: int = 4, gap: int = 4) -> np.ndarray:
+    """The per-layer maps side by side as one RGB array (uint8), shared colour scale.
+
+    A colormap lookup and an upscale, no figure: about a millisecond, so the probe callback can
+    send an image to W&B at every probe (a matplotlib figure cost ~0.7 s, more than the probe).
+    """
+    vmax = max((float(m.max()) for m in maps), default=1.0) or 1.0
+    tiles = []
+    for m in maps:
+        rgb = (plt.get_cmap("viridis")(np.clip(m / vmax, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
+        tiles.append(np.kron(rgb, np.ones((scale, scale, 1), dtype=np.uint8)))
+    if not tiles:
+        return np.zeros((1, 1, 3), dtype=np.uint8)
+    height = max(t.shape[0] for t in tiles)
+    spacer = np.full((height, gap, 3), 255, dtype=np.uint8)
+    row: list[np.ndarray] = []
+    for tile in tiles:
+        padded = np.full((height, tile.shape[1], 3), 255, dtype=np.uint8)
+        padded[: tile.shape[0]] = tile
+        row += [padded, spacer]
+    return np.concatenate(row[:-1], axis=1)
+
+
 def figure_to_image(fig: plt.Figure) -> Any:
     """Render to a PIL image (what wandb.Image takes) and free the figure."""
     from PIL import Image

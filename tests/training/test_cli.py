@@ -33,6 +33,7 @@ def test_cli_run_with_wandb_offline(tmp_path: Path) -> None:
     assert "sinklab run finished" in proc.stdout
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert list((run_dir / "wandb").glob("offline-run-*")), "W&B should have written an offline run"
+    assert list(run_dir.glob("wandb/offline-run-*/files/media/images/probe/attention_maps_*.png")), "attention maps logged as images"
     rows = pd.read_parquet(run_dir / "metrics" / "probes.parquet")
     assert rows["step"].max() == 4
 

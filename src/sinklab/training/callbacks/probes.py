@@ -115,8 +115,10 @@ class ProbeCallback(L.Callback):
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not wandb_loggers:
             return
-        from sinklab.plots import attention_maps_figure, figure_to_image, head_averaged_patterns
+        from sinklab.plots import attention_maps_image, head_averaged_patterns
 
-        image = figure_to_image(attention_maps_figure(head_averaged_patterns(probe), title=f"step {step}"))
+        maps = head_averaged_patterns(probe)
+        image = attention_maps_image(maps)
+        caption = f"step {step}: head-averaged attention, layers 0-{len(maps) - 1} left to right"
         for lg in wandb_loggers:
-            lg.log_image("probe/attention_maps", [image], step=step)
+            lg.log_image("probe/attention_maps", [image], step=step, caption=[caption])
