@@ -1,0 +1,8 @@
+"""Performance measurement for sinklab: throughput against a plain PyTorch loop, MFU against
+the machine's measured matmul peak, and what probing and reanalysis cost.
+
+Modules, one job each: `timing` (summaries, interleaving, RSS), `peak` (matmul peak, MFU),
+`recipe` (the composed Hydra config both contenders share), `plain` (the reference loop),
+`lightning_path` (the real `train()` with a step clock), `costs` (probe and reanalysis),
+`kernels` (which SDPA kernel runs), `report` (tables, JSON), `cli` (`make bench`).
+"""
