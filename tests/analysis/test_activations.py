@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from tests.analysis.analysis_builders import probe_from_maps, uniform_causal
 
 from sinklab.analysis import activations, measure
+from tests.analysis.analysis_builders import probe_from_maps, uniform_causal
 
 
 def planted(N: int = 3, T: int = 8, d: int = 6) -> torch.Tensor:

@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from tests.analysis.analysis_builders import OracleModel, probe_from_maps
 
 from sinklab.analysis import MetricsConfig, dormancy_intervention, measure
+from tests.analysis.analysis_builders import OracleModel, probe_from_maps
 
 N, T, H = 4, 16, 2
 

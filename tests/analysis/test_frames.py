@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.analysis.analysis_builders import probe_from_maps, sink_map, uniform_causal
 
 from sinklab.analysis import FRAME_CODE, frames, measure
+from tests.analysis.analysis_builders import probe_from_maps, sink_map, uniform_causal
 
 T = 64
 

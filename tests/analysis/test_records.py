@@ -7,6 +7,7 @@ import os
 import pandas as pd
 import pytest
 
+from sinklab import atomic
 from sinklab.analysis import records
 
 
@@ -50,7 +51,7 @@ def test_crash_before_replace_keeps_previous_rows(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt("killed between write and rename")
 
-    monkeypatch.setattr(records.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
         records.append_rows(path, chunk(1))
     monkeypatch.undo()
@@ -94,6 +95,6 @@ def test_replace_is_the_only_step_that_touches_the_table(tmp_path, monkeypatch):
         seen.append(pd.read_parquet(src).step.tolist())  # the new file is complete before the swap
         real_replace(src, dst)
 
-    monkeypatch.setattr(records.os, "replace", spy)
+    monkeypatch.setattr(atomic.os, "replace", spy)
     records.append_rows(path, chunk(4))
     assert seen == [[0, 0, 0, 4, 4, 4]]

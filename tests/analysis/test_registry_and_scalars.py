@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from tests.analysis.analysis_builders import OracleModel, probe_from_maps, sink_map, uniform_causal
 
 from sinklab.analysis import METRICS, MetricsConfig, describe, logger_scalars, measure, template_of
+from tests.analysis.analysis_builders import OracleModel, probe_from_maps, sink_map, uniform_causal
 
 N, T, H = 4, 16, 2
 

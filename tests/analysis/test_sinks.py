@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from tests.analysis.analysis_builders import probe_from_maps, sink_map, uniform_causal
 
 from sinklab.analysis import MetricsConfig, measure, sinks
+from tests.analysis.analysis_builders import probe_from_maps, sink_map, uniform_causal
 
 T = 64
 

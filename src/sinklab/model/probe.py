@@ -56,6 +56,6 @@ class ProbeOutput:
     def __contains__(self, name: str) -> bool:
         return name in self.cache
 
-    def layer(self, l: int, name: str) -> torch.Tensor:
+    def layer(self, index: int, name: str) -> torch.Tensor:
         """`probe.layer(2, "attn.pattern")` is `probe["blocks.2.attn.pattern"]`."""
-        return self.cache[f"blocks.{l}.{name}"]
+        return self.cache[f"blocks.{index}.{name}"]

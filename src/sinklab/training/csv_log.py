@@ -17,7 +17,7 @@ from typing import IO, Any
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from sinklab.training.atomic import atomic_write
+from sinklab.atomic import atomic_write
 
 
 class SafeCSVWriter(ExperimentWriter):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 
-from sinklab.training.atomic import commit, temp_name
+from sinklab.atomic import commit, temp_name
 from sinklab.training.config import CheckpointConfig
 from sinklab.training.schedule import is_scheduled
 

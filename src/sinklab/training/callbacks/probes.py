@@ -17,8 +17,8 @@ import lightning as L
 from sinklab.analysis import MetricsConfig, logger_scalars
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import append_rows, read_rows, tag_rows
+from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet
-from sinklab.training.atomic import atomic_write
 from sinklab.training.callbacks.checkpoints import checkpoint_name
 from sinklab.training.config import ProbeConfig
 from sinklab.training.schedule import is_scheduled
