@@ -35,18 +35,9 @@ from sinklab.bench.recipe import Recipe, bench_overrides, build_recipe, compose_
 from sinklab.bench.timing import Stamp, abba_order, rates, summarize
 from sinklab.data import tokens_per_second
 from sinklab.model import ModelConfig, Transformer, flops_per_token
+from sinklab.model.config import ATTENTIONS, POSITIONS
 from sinklab.train import CONF_DIR
 
-POSITIONS = ("rope", "alibi", "learned", "sinusoidal", "none")
-ATTENTIONS = (
-    "softmax",
-    "sigmoid",
-    "sigmoid_norm",
-    "softmax_off_by_one",
-    "sink_logit",
-    "gated",
-    "relu",
-)
 KERNEL_VARIANTS = {  # name: model overrides; the first three must reach the flash kernel
     "rope softmax": {"pos": "rope"},
     "learned softmax": {"pos": "learned"},
