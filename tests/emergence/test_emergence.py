@@ -16,9 +16,8 @@ from tests.training.conftest import compose_train
 
 
 def _short_run(tmp_path: Path, extra: list[str]) -> pd.DataFrame:
-    overrides = [
+    overrides = [  # the corpus cache stays the user's ($SINKLAB_CACHE): one download per machine
         f"paths.output_dir={tmp_path}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
         "data.seq_len=64",
         "data.batch_size=16",
         "data.probe.n_windows=32",
