@@ -28,7 +28,22 @@ FINAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("BOS value ratio (min layer)", "dormancy/value_drain", "min"),
     ("BOS resid ratio (last layer)", "dormancy/resid_peak", "last"),
 )
-FIGURE_METRICS = ("sink/first_token_mass", "sink/sink1_pct", "sink/sink_ratio_pct")
+# (metric, layer): "model" is the whole-model row, "last" the last layer's (residual metrics
+# have no whole-model row).
+FIGURE_METRICS: tuple[tuple[str, str], ...] = (
+    ("sink/first_token_mass", "model"),
+    ("sink/sink1_pct", "model"),
+    ("sink/sink_ratio_pct", "model"),
+)
+# Studies that need more curves than the sink scores.
+EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "bb_dynamics": (
+        ("dormancy/value_drain", "model"),
+        ("dormancy/resid_peak", "last"),
+        ("dormancy/bos_attn_nontrigger", "model"),
+        ("dormancy/bos_attn_trigger", "model"),
+    ),
+}
 
 
 @dataclass
@@ -117,19 +132,21 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def study_figures(jobs: list[Job], name: str, out_dir: Path, metrics: tuple[str, ...] = FIGURE_METRICS) -> list[Path]:
+def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
     written = []
-    for metric in metrics:
+    for metric, which in FIGURE_METRICS + EXTRA_FIGURES.get(name, ()):
         parts = []
         for job in jobs:
-            curve = plots.aggregate_curve(job.rows, metric)
+            layer = -1 if which == "model" else int(job.rows["layer"].max())
+            curve = plots.aggregate_curve(job.rows, metric, layer=layer)
             curve.insert(0, "run", str(job.folder))
             curve.insert(0, "group", job.label)
             parts.append(curve)
         curves = pd.concat(parts, ignore_index=True)
         if curves.empty:
             continue
-        fig = plots.sweep_figure(curves, metric, by="", logx=True, title=f"{name}: {metric}")
+        where = "" if which == "model" else " (last layer)"
+        fig = plots.sweep_figure(curves, metric, by="", logx=True, title=f"{name}: {metric}{where}")
         slug = re.sub(r"[^a-z0-9]+", "_", metric.lower()).strip("_")
         written.append(plots.save_figure(fig, out_dir / f"{name}_{slug}.png", dpi=80))
     return written
