@@ -38,7 +38,7 @@ study-%: $(STAMP)  ## run one study end to end and regenerate its report section
 	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
 	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
 
-reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (~2.5 h on 2 cores)
+reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (~1 h on 2 cores)
 
 test: $(STAMP)  ## the test suite CI runs (under ~10 min on 2 cores)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
