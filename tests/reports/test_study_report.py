@@ -11,9 +11,10 @@ from omegaconf import OmegaConf
 from sinklab.reports import study_report
 
 
-def _job(folder: Path, pos: str, sink1: float, ratios: list[float]) -> None:
+def _job(folder: Path, pos: str, sink1: float, ratios: list[float], seed: int = 0) -> None:
     (folder / ".hydra").mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create([f"model.pos={pos}", "trainer.threads=1"]), folder / ".hydra" / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create([f"seed={seed}", f"model.pos={pos}", "trainer.threads=1"]), folder / ".hydra" / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"seed": seed, "model": {"pos": pos}}), folder / ".hydra" / "config.yaml")
     (folder / "probe").mkdir()
     (folder / "probe" / "probe_set.npz").write_bytes(b"")
     rows = []
@@ -46,3 +47,18 @@ def test_table_and_section(tmp_path: Path) -> None:
     assert (docs / "figures" / "pos_sweep_sink_sink1_pct.png").exists()
     study_report(study, docs)  # idempotent: the section is replaced, not appended
     assert (docs / "results.md").read_text().count("<!-- study:pos_sweep -->") == 1
+
+
+def test_seeds_of_one_setting_share_a_row(tmp_path: Path) -> None:
+    study = tmp_path / "pos_sweep"
+    study.mkdir()
+    params = {"seed": "0,1", "model.pos": "rope"}
+    OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": {"params": params}}}), study / "multirun.yaml")
+    _job(study / "0", "rope", 40.0, [2.0], seed=0)
+    _job(study / "1", "rope", 20.0, [4.0], seed=1)
+    body = study_report(study, tmp_path / "docs")
+    rows = [line for line in body.splitlines() if line.startswith("| pos=rope")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1] == "30" and cells[-1] == "40 / 20"  # mean Sink_1, then seed by seed
+    assert "seeds 0, 1" in body
