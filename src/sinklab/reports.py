@@ -76,11 +76,10 @@ def load_jobs(study_dir: Path) -> list[Job]:
     keys = swept_keys(study_dir)
     jobs = []
     for folder in job_dirs(study_dir):
-        table = folder / "metrics" / "probes.parquet"
-        if not table.exists():
+        table, summary = folder / "metrics" / "probes.parquet", folder / "summary.json"
+        if not (table.exists() and summary.exists()):  # a job still running, or one that failed
             continue
-        summary = folder / "summary.json"
-        val = json.loads(summary.read_text()).get("final_val_loss") if summary.exists() else None
+        val = json.loads(summary.read_text()).get("final_val_loss")
         jobs.append(Job(folder, job_label(folder, keys), pd.read_parquet(table), val))
     return jobs
 
