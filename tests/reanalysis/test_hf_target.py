@@ -47,3 +47,25 @@ def test_hf_folder_target_measures_on_its_own_tokenizer(tmp_path: Path) -> None:
     sink1 = rows[(rows["metric"] == "sink/sink1_pct") & (rows["layer"] == -1) & (rows["head"] == -1)]
     assert len(sink1) == 1 and 0.0 <= float(sink1["value"].iloc[0]) <= 100.0
     assert set(rows["layer"][rows["layer"] >= 0]) == {0, 1}
+
+
+def test_pretrained_report_loads_the_model_once(tmp_path: Path, monkeypatch) -> None:
+    """Table, profiles and attention maps all come from one load and one capture."""
+    from sinklab.reanalysis import corpus_probe
+    from sinklab.reanalysis.pretrained import run_report
+
+    folder = tmp_path / "tiny-llama"
+    _tiny_llama_folder(folder)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    loads = []
+    real_load = corpus_probe.load_pretrained
+    monkeypatch.setattr(corpus_probe, "load_pretrained", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    _, written = run_report(
+        target=f"hf:{folder}", out_dir=tmp_path / "out", fig_dir=tmp_path / "fig",
+        corpus=str(corpus), n_windows=4, seq_len=16, map_layers=(0, 1, 5),
+    )
+    assert len(loads) == 1
+    assert {p.name for p in written} == {
+        "tiny-llama_massive_profile.png", "tiny-llama_sink1_by_layer.png", "tiny-llama_attention_maps.png",
+    }

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from sinklab import plots
-from sinklab.analysis.capture import capture
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
 from sinklab.reanalysis.runner import analyze_pretrained
@@ -86,7 +85,7 @@ def run_report(
     })
     (pre,) = resolve(cfg.target)
     assert isinstance(pre, PretrainedTarget), "the report is for pretrained targets"
-    report = analyze_pretrained(pre, cfg)
+    report = analyze_pretrained(pre, cfg, map_layers)
     df = read_rows(report.table)
     df = df[df["run_id"] == pre.name]
     summary = summarise(df, cfg, pre.name)
@@ -97,25 +96,12 @@ def run_report(
         plots.save_figure(plots.layer_profile_figure(df, "sink/sink1_pct", title=f"{pre.name}: Sink_1 (eps 0.3) per layer"),
                           fig_dir / f"{pre.name}_sink1_by_layer.png", dpi),
     ]
-    layers, maps = _attention_maps(pre, cfg, report.table.parent, map_layers)
+    layers, maps = tuple(report.attention_maps), list(report.attention_maps.values())
     if maps:
         written.append(plots.save_figure(
             plots.attention_maps_figure(maps, title=f"{pre.name}: head-averaged attention", layer_labels=layers),
             fig_dir / f"{pre.name}_attention_maps.png", dpi))
     return summary, written
-
-
-def _attention_maps(pre: PretrainedTarget, cfg: AnalyzeConfig, folder: Path, layers: tuple[int, ...]) -> tuple[tuple[int, ...], list]:
-    """Head-averaged maps of chosen layers on the saved probe set (one more forward)."""
-    from sinklab.data.probe_set import load_probe_set
-    from sinklab.reanalysis.corpus_probe import load_pretrained
-
-    model, _ = load_pretrained(pre.kind, pre.path, cfg.cache_dir)
-    layers = tuple(i for i in layers if i < model.cfg.n_layers)
-    wanted = {f"blocks.{i}.attn.pattern" for i in layers}
-    probe = capture(model.to(cfg.device), load_probe_set(folder).input_ids, batch_size=25,
-                    names=lambda n: n in wanted, device=cfg.device)
-    return layers, [probe[f"blocks.{i}.attn.pattern"].float().mean(dim=(0, 1)).numpy() for i in layers]
 
 
 def markdown(summary: PretrainedSummary) -> str:

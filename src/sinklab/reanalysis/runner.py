@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from sinklab import plots
 from sinklab.analysis.config import GROUPS, MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import read_rows, tag_rows
@@ -56,6 +57,7 @@ class Report:
     measured: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # already in the table
     failed: list[str] = field(default_factory=list)  # unreadable files
+    attention_maps: dict[int, Any] = field(default_factory=dict)  # layer -> head-averaged map, when asked
 
 
 def _probe_config(run_dir: Path) -> dict[str, Any]:
@@ -169,11 +171,13 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
     return report
 
 
-def analyze_pretrained(target: PretrainedTarget, cfg: AnalyzeConfig) -> Report:
+def analyze_pretrained(target: PretrainedTarget, cfg: AnalyzeConfig, map_layers: tuple[int, ...] = ()) -> Report:
     """Measure an imported model on a probe set cut from `cfg.corpus` with its own tokenizer.
 
     Rows get step = tokens_seen = -1 (no training step) and checkpoint = the model source.
     The probe set is saved beside the table, so the numbers can be checked later.
+    `map_layers`: also keep those layers' head-averaged attention maps (from the same capture,
+    so a report needs no second load and forward of the model).
     """
     from sinklab.reanalysis.corpus_probe import build_probe_set, corpus_documents, load_pretrained
 
@@ -194,7 +198,10 @@ def analyze_pretrained(target: PretrainedTarget, cfg: AnalyzeConfig) -> Report:
     mcfg = metrics_config({}, cfg)
     model.to(cfg.device)
     batch_size = cfg.batch_size or 25
-    rows, _ = measure_probe_set(model, probe_set, mcfg, batch_size=batch_size, device=cfg.device)
+    rows, probe = measure_probe_set(model, probe_set, mcfg, batch_size=batch_size, device=cfg.device)
+    kept = [i for i in map_layers if i < probe.n_layers]
+    report.attention_maps = dict(zip(kept, plots.head_averaged_patterns(probe, kept), strict=True))
+    del probe
     rows = tag_rows(rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="", checkpoint=probe_tag)
     tables.append_rows(out, rows)
     tables.write_csv(out)
