@@ -8,6 +8,7 @@ starts with a dot, ends in `.tmp`, and the next write to the same name replaces 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -39,14 +40,21 @@ def commit(tmp: Path, path: Path) -> None:
     fsync_path(path.parent)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], unique: bool = False) -> None:
     """Call `write(fh)` on a temporary file, then move it over `path` in one rename.
 
     On an exception (a full disk, say) the temporary file is removed and `path` is untouched.
+    `unique=True` gives every writer its own temporary name, for shared caches that two jobs
+    of a sweep may build at the same moment (the last rename wins, both files are complete).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    if unique:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = temp_name(path)
     try:
         with open(tmp, "wb") as fh:
             write(fh)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sinklab.atomic import atomic_write
 from sinklab.data.config import DataConfig
 from sinklab.errors import ConfigError
 
@@ -230,7 +229,4 @@ def _find(tok, role: str) -> int | None:  # noqa: ANN001
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write then rename, so a concurrent job never reads half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), unique=True)
