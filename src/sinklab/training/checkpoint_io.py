@@ -6,7 +6,6 @@ tensors and plain values, never code. A file that needs arbitrary objects unpick
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import torch
 
+from sinklab.atomic import commit, temp_name
 from sinklab.model import ModelConfig, Transformer
 
 
@@ -81,9 +81,9 @@ def export_safetensors(model: torch.nn.Module, path: Path, metadata: dict[str, s
             continue
         seen.add(tensor.data_ptr())
         state[key] = tensor.detach().cpu().contiguous()
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_name(path)
     save_file(state, str(tmp), metadata=metadata or {})
-    os.replace(tmp, path)
+    commit(tmp, path)
 
 
 def load_safetensors_model(weights: Path, cfg: ModelConfig) -> Transformer:
