@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from sinklab.errors import ConfigError
-from sinklab.reanalysis.figures import DEFAULT_METRICS, TABLES, compare_sweep
+from sinklab.reports.figures import DEFAULT_METRICS, TABLES, compare_sweep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from sinklab.errors import ConfigError
-from sinklab.reanalysis.figures import DEFAULT_METRICS, TABLES, emergence_report
+from sinklab.reports.figures import DEFAULT_METRICS, TABLES, emergence_report
 
 
 def main(argv: list[str] | None = None) -> int:

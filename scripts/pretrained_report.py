@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from sinklab.errors import ConfigError
-from sinklab.reanalysis.pretrained import markdown, run_report
+from sinklab.reports.pretrained import markdown, run_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sinklab.reports import study_report
+from sinklab.reports.studies import study_report
 
 
 def main() -> int:

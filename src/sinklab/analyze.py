@@ -17,9 +17,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sinklab.configs import CONF_DIR
 from sinklab.errors import ConfigError
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def run(cfg: DictConfig) -> list:

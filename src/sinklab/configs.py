@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sinklab.errors import ConfigError
 
 T = TypeVar("T")
+
+# The Hydra config tree (conf/ at the repository root), for the entry points and the bench.
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any] | None, section: str) -> T:

@@ -20,9 +20,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from sinklab.configs import CONF_DIR
 from sinklab.errors import ConfigError
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def fail(message: str, run_dir: Path | None, code: int = 2) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinklab.data import DataConfig, SinkDataModule
+from sinklab.data import DataConfig
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.config import DataConfig as _DC
 from sinklab.errors import ConfigError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from sinklab.data import SinkDataModule
+from sinklab.training.datamodule import SinkDataModule
 
 
 class Recorder(L.LightningModule):

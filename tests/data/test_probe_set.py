@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinklab.data import ProbeSet, SinkDataModule, load_probe_set, save_probe_set
+from sinklab.data import ProbeSet, load_probe_set, save_probe_set
+from sinklab.training.datamodule import SinkDataModule
 
 
 def test_default_probe_is_gu_protocol(make_cfg) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sinklab.data import SinkDataModule
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.sampling import WindowSampler
 
 

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from sinklab.data import DataConfig, SinkDataModule
+from sinklab.data import DataConfig
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.config import SHAKESPEARE_SHA256
 from sinklab.data.shakespeare import read_plays
 from sinklab.data.sources import load_documents, split_documents

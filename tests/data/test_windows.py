@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sinklab.data import SinkDataModule
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.windows import WindowSpec, make_batch
 
 

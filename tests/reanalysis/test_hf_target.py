@@ -52,7 +52,7 @@ def test_hf_folder_target_measures_on_its_own_tokenizer(tmp_path: Path) -> None:
 def test_pretrained_report_loads_the_model_once(tmp_path: Path, monkeypatch) -> None:
     """Table, profiles and attention maps all come from one load and one capture."""
     from sinklab.reanalysis import corpus_probe
-    from sinklab.reanalysis.pretrained import run_report
+    from sinklab.reports.pretrained import run_report
 
     folder = tmp_path / "tiny-llama"
     _tiny_llama_folder(folder)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sinklab.analysis.records import read_rows
-from sinklab.training.checkpoint_io import load_checkpoint_state
+from sinklab.runs.checkpoints import load_checkpoint_state
 from tests.reliability.helpers import error_line, run_cli, run_in_process, tiny
 
 

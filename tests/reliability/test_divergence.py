@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sinklab.training.checkpoint_io import load_checkpoint_state
+from sinklab.runs.checkpoints import load_checkpoint_state
 from sinklab.training.module import NonFiniteLossError
 from sinklab.training.run import train, validate_config
 from tests.reliability import faults

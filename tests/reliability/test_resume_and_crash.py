@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sinklab.analysis.records import read_rows
-from sinklab.training.checkpoint_io import UnreadableCheckpointError, load_checkpoint_state
+from sinklab.runs.checkpoints import UnreadableCheckpointError, load_checkpoint_state
 from tests.reliability.helpers import error_line, run_cli, start_cli, tiny
 
 STEPS = 24

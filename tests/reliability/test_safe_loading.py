@@ -13,7 +13,7 @@ import torch
 from sinklab.errors import ConfigError
 from sinklab.model import ModelConfig
 from sinklab.training import run as run_module
-from sinklab.training.checkpoint_io import (
+from sinklab.runs.checkpoints import (
     UnsafeCheckpointError,
     load_checkpoint_model,
     load_checkpoint_state,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sinklab.reports import study_report
+from sinklab.reports.studies import study_report
 
 
 def _job(folder: Path, pos: str, sink1: float, ratios: list[float], seed: int = 0) -> None:

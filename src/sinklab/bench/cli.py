@@ -36,7 +36,7 @@ from sinklab.bench.timing import Stamp, abba_order, rates, summarize
 from sinklab.data import tokens_per_second
 from sinklab.model import ModelConfig, Transformer, flops_per_token
 from sinklab.model.config import ATTENTIONS, POSITIONS
-from sinklab.train import CONF_DIR
+from sinklab.configs import CONF_DIR
 
 KERNEL_VARIANTS = {  # name: model overrides; the first three must reach the flash kernel
     "rope softmax": {"pos": "rope"},

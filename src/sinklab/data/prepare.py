@@ -30,7 +30,7 @@ def _apply(raw: dict[str, Any], override: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sinklab.data.datamodule import SinkDataModule
+    from sinklab.training.datamodule import SinkDataModule
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from sinklab import plots
+from sinklab.reports import plots
 from sinklab.analysis.config import GROUPS, MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import read_rows, tag_rows
@@ -37,7 +37,7 @@ from sinklab.reanalysis.targets import (
     select_steps,
 )
 from sinklab.training.callbacks.checkpoints import checkpoint_name
-from sinklab.training.checkpoint_io import (
+from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     load_checkpoint_model,

@@ -21,11 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from sinklab.analysis import MetricsConfig
 from sinklab.configs import from_mapping
-from sinklab.data import DataConfig, ProbeSet, SinkDataModule, load_probe_set, save_probe_set
+from sinklab.data import DataConfig, ProbeSet, load_probe_set, save_probe_set
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.errors import ConfigError, check
 from sinklab.model import ModelConfig
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
-from sinklab.training.checkpoint_io import (
+from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     export_safetensors,

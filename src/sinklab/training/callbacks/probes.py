@@ -115,7 +115,7 @@ class ProbeCallback(L.Callback):
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not wandb_loggers:
             return
-        from sinklab.plots import attention_maps_image, head_averaged_patterns
+        from sinklab.reports.plots import attention_maps_image, head_averaged_patterns
 
         maps = head_averaged_patterns(probe)
         image = attention_maps_image(maps)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sinklab import plots
+from sinklab.reports import plots
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
 from sinklab.reanalysis.runner import analyze_pretrained

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sinklab.plots import attention_maps_image
+from sinklab.reports.plots import attention_maps_image
 
 
 def test_attention_maps_image_tiles_layers_on_a_shared_scale() -> None:

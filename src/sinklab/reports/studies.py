@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sinklab import plots
+from sinklab.reports import plots
 from sinklab.reanalysis.targets import job_dirs
 
 # (column title, metric, how to reduce over layers): the model-level row (-1) or a layer reduction.

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sinklab import plots
+from sinklab.reports import plots
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis import analyze, from_mapping
-from sinklab.reanalysis.figures import compare_sweep, emergence_report, sweep_curves, sweep_runs
+from sinklab.reports.figures import compare_sweep, emergence_report, sweep_curves, sweep_runs
 from tests.reanalysis.helpers import train_tiny
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
