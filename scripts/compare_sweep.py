@@ -20,7 +20,9 @@ from sinklab.reports.figures import DEFAULT_METRICS, TABLES, compare_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("folders", type=Path, nargs="+", help="multirun folders and/or run folders")
     ap.add_argument("--by", required=True, help="dotted config key, e.g. model.pos")
     ap.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
@@ -33,8 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         written = compare_sweep(
-            args.folders, args.by, args.out or args.folders[0] / "figures", args.metrics, args.layer,
-            args.x, not args.linear_x, args.table, args.dpi,
+            args.folders,
+            args.by,
+            args.out or args.folders[0] / "figures",
+            args.metrics,
+            args.layer,
+            args.x,
+            not args.linear_x,
+            args.table,
+            args.dpi,
         )
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

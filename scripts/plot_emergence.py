@@ -22,7 +22,9 @@ from sinklab.reports.figures import DEFAULT_METRICS, TABLES, emergence_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("run", type=Path, help="a run folder")
     ap.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     ap.add_argument("--x", choices=["step", "tokens_seen"], default="step")
@@ -35,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     try:
         written = emergence_report(
-            args.run, args.out or args.run / "figures", args.metrics, args.x, not args.linear_x, args.maps, args.table, args.dpi
+            args.run,
+            args.out or args.run / "figures",
+            args.metrics,
+            args.x,
+            not args.linear_x,
+            args.maps,
+            args.table,
+            args.dpi,
         )
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

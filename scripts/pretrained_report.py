@@ -19,11 +19,19 @@ from sinklab.reports.pretrained import markdown, run_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--target", default="smollm2", help="smollm2 | hf:<folder> | gguf:<file>")
-    ap.add_argument("--out-dir", type=Path, default=None, help="table folder (default outputs/analysis/<model>)")
-    ap.add_argument("--fig-dir", type=Path, default=None, help="figure folder (default <out-dir>/figures)")
-    ap.add_argument("--markdown", type=Path, default=None, help="also write the per-layer table here")
+    ap.add_argument(
+        "--out-dir", type=Path, default=None, help="table folder (default outputs/analysis/<model>)"
+    )
+    ap.add_argument(
+        "--fig-dir", type=Path, default=None, help="figure folder (default <out-dir>/figures)"
+    )
+    ap.add_argument(
+        "--markdown", type=Path, default=None, help="also write the per-layer table here"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--corpus", default="shakespeare")
     ap.add_argument("--n-windows", type=int, default=100)
@@ -34,13 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         summary, written = run_report(
-            args.target, args.out_dir, args.fig_dir, args.device, args.corpus, args.n_windows, args.seq_len, args.bos
+            args.target,
+            args.out_dir,
+            args.fig_dir,
+            args.device,
+            args.corpus,
+            args.n_windows,
+            args.seq_len,
+            args.bos,
         )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = markdown(summary)
-    print(f"{summary.name}: {summary.n_windows} windows x {summary.seq_len} tokens, bos={summary.bos}")
+    print(
+        f"{summary.name}: {summary.n_windows} windows x {summary.seq_len} tokens, bos={summary.bos}"
+    )
     print(f"  Sink_1 (eps 0.3)      {summary.sink1_pct:.2f} %")
     print(f"  sink ratio (eps 0.3)  {summary.sink_ratio_pct:.2f} %")
     print(f"  first-token mass      {summary.first_token_mass:.3f}")

@@ -1,6 +1,6 @@
 """Regenerate one study's section of docs/results.md from its sweep folder.
 
-    python scripts/study_report.py outputs/studies/pos_sweep --docs docs
+python scripts/study_report.py outputs/studies/pos_sweep --docs docs
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from sinklab.reports.studies import study_report
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study_dir", type=Path, help="a multirun folder, e.g. outputs/studies/pos_sweep")
-    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where results.md and figures/ live")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "study_dir", type=Path, help="a multirun folder, e.g. outputs/studies/pos_sweep"
+    )
+    parser.add_argument(
+        "--docs", type=Path, default=Path("docs"), help="where results.md and figures/ live"
+    )
     args = parser.parse_args()
     try:
         print(study_report(args.study_dir, args.docs))

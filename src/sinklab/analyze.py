@@ -21,14 +21,16 @@ from sinklab.configs import CONF_DIR
 from sinklab.errors import ConfigError
 
 
-
 def run(cfg: DictConfig) -> list:
     """Validate, analyse, print where the tables went; ConfigError -> one line, exit 2."""
     from sinklab.reanalysis import analyze, from_mapping
 
     try:
         if OmegaConf.is_missing(cfg, "target"):
-            raise ConfigError("target", "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2")
+            raise ConfigError(
+                "target",
+                "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2",
+            )
         raw = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(raw, dict)
         acfg = from_mapping(raw)

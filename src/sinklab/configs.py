@@ -25,7 +25,9 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None, section: str) -
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in values:
         if key not in known:
-            raise ConfigError(f"{section}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{section}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}"
+            )
     try:
         return cls(**values)
     except TypeError as err:  # a missing required field, for example

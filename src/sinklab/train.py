@@ -24,7 +24,6 @@ from sinklab.configs import CONF_DIR
 from sinklab.errors import ConfigError
 
 
-
 def fail(message: str, run_dir: Path | None, code: int = 2) -> None:
     """Print one line, remove the half-made run folder, exit non-zero."""
     print(f"error: {message}", file=sys.stderr)
@@ -42,7 +41,15 @@ def _only_hydra_files(run_dir: Path) -> bool:
 
 # Exit codes: 2 a bad config or input, 3 a non-finite loss or gradient, 4 the output cannot be written.
 EXIT_CONFIG, EXIT_NONFINITE, EXIT_OUTPUT = 2, 3, 4
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+_WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
 
 
 def describe_os_error(err: OSError) -> str:
@@ -115,14 +122,25 @@ def run(cfg: DictConfig) -> dict:
 
 def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
     lines = ["", "sinklab run finished"]
-    for key in ("final_train_loss", "final_val_loss", "tokens_seen", "tokens_per_s", "fit_seconds", "probe_share_pct"):
+    for key in (
+        "final_train_loss",
+        "final_val_loss",
+        "tokens_seen",
+        "tokens_per_s",
+        "fit_seconds",
+        "probe_share_pct",
+    ):
         value = summary.get(key)
-        lines.append(f"  {key:18s} {value:.4g}" if isinstance(value, float) else f"  {key:18s} {value}")
+        lines.append(
+            f"  {key:18s} {value:.4g}" if isinstance(value, float) else f"  {key:18s} {value}"
+        )
     if probes:
         first, last = min(probes), max(probes)
         for metric in ("sink/sink1_pct", "sink/sink_ratio_pct", "sink/first_token_mass"):
             if metric in probes[first] and metric in probes[last]:
-                lines.append(f"  {metric:18s} step {first}: {probes[first][metric]:.3g} -> step {last}: {probes[last][metric]:.3g}")
+                lines.append(
+                    f"  {metric:18s} step {first}: {probes[first][metric]:.3g} -> step {last}: {probes[last][metric]:.3g}"
+                )
     run_dir = Path(summary["run_dir"])
     lines += [
         f"  outputs            {run_dir}",

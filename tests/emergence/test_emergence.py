@@ -45,13 +45,17 @@ def _per_head(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def test_zipf_unigram_with_bos_grows_a_first_token_sink(tmp_path: Path) -> None:
     """Zipf tokens carry no context signal: attending to BOS is the cheapest no-op."""
-    rows = _short_run(tmp_path, ["data=synthetic", "data.synthetic.kind=zipf", "data.synthetic.vocab_size=64"])
+    rows = _short_run(
+        tmp_path, ["data=synthetic", "data.synthetic.kind=zipf", "data.synthetic.vocab_size=64"]
+    )
     mass = _per_head(rows, "sink/first_token_mass")
     assert list(mass.columns) == [0, 100, 200, 300]
     start, end = mass[0].max(), mass[300].max()
     assert start < 0.08, "at initialisation attention is near uniform (1/64 averaged over rows)"
     assert end > 3 * start, f"strongest head's first-token mass only went {start:.3f} -> {end:.3f}"
-    alpha_max = rows[(rows["metric"] == "sink/alpha_0_max") & (rows["layer"] == -1)].set_index("step")["value"]
+    alpha_max = rows[(rows["metric"] == "sink/alpha_0_max") & (rows["layer"] == -1)].set_index(
+        "step"
+    )["value"]
     assert alpha_max[300] > alpha_max[100] > alpha_max[0]
 
 
@@ -61,4 +65,6 @@ def test_bigram_backcopy_drains_the_bos_value(tmp_path: Path) -> None:
     mass = _per_head(rows, "sink/first_token_mass")
     assert mass[300].max() > 2.5 * mass[0].max()
     drain = _per_head(rows, "dormancy/value_drain")
-    assert drain[300].min() < 0.85 * drain[0].min(), f"value ratio {drain[0].min():.3f} -> {drain[300].min():.3f}"
+    assert drain[300].min() < 0.85 * drain[0].min(), (
+        f"value ratio {drain[0].min():.3f} -> {drain[300].min():.3f}"
+    )

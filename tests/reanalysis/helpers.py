@@ -13,7 +13,9 @@ from tests.training.conftest import compose_train, tiny_overrides
 
 def train_tiny(run_dir: Path, extra: list[str] | None = None, steps: int = 4) -> Path:
     """Train a 2-layer model for `steps` steps into `run_dir`; checkpoints at 0, 1, 2, 4."""
-    cfg = compose_train(tiny_overrides(run_dir.parent / f".{run_dir.name}-work", steps=steps) + list(extra or []))
+    cfg = compose_train(
+        tiny_overrides(run_dir.parent / f".{run_dir.name}-work", steps=steps) + list(extra or [])
+    )
     run_dir.mkdir(parents=True)
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")

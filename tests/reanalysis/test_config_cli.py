@@ -39,13 +39,21 @@ def test_bad_targets(tmp_path: Path) -> None:
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "loose.ckpt").write_bytes(b"x")
-    for target in (str(tmp_path / "nope"), str(tmp_path / "empty"), str(tmp_path / "loose.ckpt"), f"hf:{tmp_path}", "gguf:/no/file.gguf"):
+    for target in (
+        str(tmp_path / "nope"),
+        str(tmp_path / "empty"),
+        str(tmp_path / "loose.ckpt"),
+        f"hf:{tmp_path}",
+        "gguf:/no/file.gguf",
+    ):
         with pytest.raises(ConfigError, match="^target: "):
             resolve(target)
 
 
 def test_log_steps_keep_zero_powers_of_two_and_last() -> None:
-    ckpts = [CheckpointFile(Path(f"{s}.ckpt"), s, s * 10) for s in (0, 1, 2, 3, 4, 8, 100, 200, 300)]
+    ckpts = [
+        CheckpointFile(Path(f"{s}.ckpt"), s, s * 10) for s in (0, 1, 2, 3, 4, 8, 100, 200, 300)
+    ]
     keep, missing = select_steps(ckpts, "log")
     assert [c.step for c in keep] == [0, 1, 2, 4, 8, 300] and missing == []
 
@@ -53,7 +61,10 @@ def test_log_steps_keep_zero_powers_of_two_and_last() -> None:
 def test_cli_bad_target_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sinklab.analyze", f"target={tmp_path / 'missing'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: target: ") and "\n" not in done.stderr.strip()

@@ -18,7 +18,11 @@ class WordTokenizer:
 
     def __call__(self, docs: list[str], add_special_tokens: bool = False) -> dict:
         assert add_special_tokens is False
-        return {"input_ids": [[self.vocab.setdefault(w, len(self.vocab)) for w in d.split()] for d in docs]}
+        return {
+            "input_ids": [
+                [self.vocab.setdefault(w, len(self.vocab)) for w in d.split()] for d in docs
+            ]
+        }
 
     def decode(self, ids: list[int]) -> str:
         inverse = {v: k for k, v in self.vocab.items()}

@@ -22,7 +22,9 @@ def test_reanalysis_equals_the_callback_exactly(run_copy: Path) -> None:
     (report,) = analyze(_cfg(run_copy))
     assert report.measured == [0, 1, 2, 4]
     assert report.table == run_copy / "metrics" / "reanalysis.parquet"
-    logged = read_rows(run_copy / "metrics" / "probes.parquet").sort_values(KEYS).reset_index(drop=True)
+    logged = (
+        read_rows(run_copy / "metrics" / "probes.parquet").sort_values(KEYS).reset_index(drop=True)
+    )
     again = read_rows(report.table).sort_values(KEYS).reset_index(drop=True)
     # Same rows (same run_id, hash and checkpoint names), and bit-identical values.
     pd.testing.assert_frame_equal(again[KEYS], logged[KEYS])

@@ -37,12 +37,26 @@ def cli_args(args: list[str]) -> list[str]:
 def start_cli(args: list[str], cwd: Path, faults: str = "") -> subprocess.Popen:
     """The real `sinklab-train` (through the fault driver) in the background."""
     return subprocess.Popen(
-        cli_args(args), cwd=cwd, env=cli_env(faults), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cli_args(args),
+        cwd=cwd,
+        env=cli_env(faults),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def run_cli(args: list[str], cwd: Path, faults: str = "", timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_args(args), cwd=cwd, env=cli_env(faults), capture_output=True, text=True, timeout=timeout)
+def run_cli(
+    args: list[str], cwd: Path, faults: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_args(args),
+        cwd=cwd,
+        env=cli_env(faults),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def error_line(stderr: str) -> str:

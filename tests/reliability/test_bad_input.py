@@ -30,12 +30,24 @@ from tests.reliability.helpers import error_line, run_cli, run_in_process, tiny
         (["model.norm=batchnorm"], "error: model.norm: 'batchnorm' is not allowed"),
         (["model.mlp=moe"], "error: model.mlp: 'moe' is not allowed"),
         (["model.d_model=30"], "error: model.n_heads: n_heads=4 does not divide d_model=30"),
-        (["model.n_kv_heads=3"], "error: model.n_kv_heads: n_heads=4 is not divisible by n_kv_heads=3"),
-        (["model.d_model=36", "model.pos=rope"], "error: model.head_dim: RoPE needs an even head_dim, got 9"),
-        (["data.seq_len=128"], "error: data.seq_len: seq_len=128 (+0 sink tokens) is above model.max_seq_len=64"),
+        (
+            ["model.n_kv_heads=3"],
+            "error: model.n_kv_heads: n_heads=4 is not divisible by n_kv_heads=3",
+        ),
+        (
+            ["model.d_model=36", "model.pos=rope"],
+            "error: model.head_dim: RoPE needs an even head_dim, got 9",
+        ),
+        (
+            ["data.seq_len=128"],
+            "error: data.seq_len: seq_len=128 (+0 sink tokens) is above model.max_seq_len=64",
+        ),
         (["data.min_context=32"], "error: data.min_context: must be < max_context (or seq_len"),
         (["trainer.on_nonfinite=ignore"], "error: trainer.on_nonfinite: 'ignore' is not allowed"),
-        (["data=text_files", "data.text_files.paths=[/nonexistent/corpus.txt]"], "error: data.text_files.paths: no file matches"),
+        (
+            ["data=text_files", "data.text_files.paths=[/nonexistent/corpus.txt]"],
+            "error: data.text_files.paths: no file matches",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and not v.startswith("error") else None,
 )
@@ -62,7 +74,11 @@ def test_corrupted_tokenizer_and_token_caches_are_rebuilt_with_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join(f"paragraph {i}: the quick brown fox jumps over the lazy dog {i}." for i in range(60)))
+    corpus.write_text(
+        "\n\n".join(
+            f"paragraph {i}: the quick brown fox jumps over the lazy dog {i}." for i in range(60)
+        )
+    )
     overrides = tiny(tmp_path, steps=1) + [
         "data=text_files",
         f"data.text_files.paths=[{corpus}]",
@@ -74,8 +90,8 @@ def test_corrupted_tokenizer_and_token_caches_are_rebuilt_with_a_warning(
     code, _ = run_in_process(overrides, tmp_path / "first", capsys)
     assert code == 0
     cache = tmp_path / "cache"
-    tokenizer_json, = cache.rglob("tokenizer.json")
-    train_npy, = cache.rglob("train.npy")
+    (tokenizer_json,) = cache.rglob("tokenizer.json")
+    (train_npy,) = cache.rglob("train.npy")
     good_tokens = train_npy.read_bytes()
     tokenizer_json.write_text('{"version": "1.0", "truncated')
     train_npy.write_bytes(b"\x93NUMPY garbage")
@@ -89,14 +105,20 @@ def test_corrupted_tokenizer_and_token_caches_are_rebuilt_with_a_warning(
     assert train_npy.read_bytes() == good_tokens
 
 
-def test_unwritable_checkpoint_folder_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unwritable_checkpoint_folder_exits_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A path the run must write to is blocked (a file where its folder should be)."""
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").parent.mkdir(parents=True)
     (run_dir / "checkpoints").write_text("not a folder")
     code, line = run_in_process(tiny(tmp_path), run_dir, capsys)
     assert code == 4
-    assert line.startswith("error: cannot write output") and "checkpoints" in line and "not writable" in line
+    assert (
+        line.startswith("error: cannot write output")
+        and "checkpoints" in line
+        and "not writable" in line
+    )
 
 
 def test_cli_output_folder_that_cannot_be_created_exits_4(tmp_path: Path) -> None:
@@ -107,7 +129,11 @@ def test_cli_output_folder_that_cannot_be_created_exits_4(tmp_path: Path) -> Non
     proc = run_cli(tiny(tmp_path) + [f"paths.output_dir={blocker / 'sub'}"], tmp_path)
     assert proc.returncode == 4, proc.stderr[-3000:]
     line = error_line(proc.stderr)
-    assert line.startswith("error: cannot write output") and "file.txt/sub" in line and "Not a directory" in line
+    assert (
+        line.startswith("error: cannot write output")
+        and "file.txt/sub" in line
+        and "Not a directory" in line
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -116,16 +142,22 @@ def tiny_tmpfs(tmp_path: Path):  # noqa: ANN201
     """A 192 KiB tmpfs: Hydra's files, the first probe rows and a checkpoint or two fit."""
     mount = tmp_path / f"full-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)], capture_output=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)], capture_output=True
+    )
     if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()}); test_full_disk_simulated covers it")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({made.stderr.decode().strip()}); test_full_disk_simulated covers it"
+        )
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-def test_cli_full_disk_exits_4_and_leaves_no_torn_checkpoint(tmp_path: Path, tiny_tmpfs: Path) -> None:
+def test_cli_full_disk_exits_4_and_leaves_no_torn_checkpoint(
+    tmp_path: Path, tiny_tmpfs: Path
+) -> None:
     run_dir = tiny_tmpfs / "run"
     proc = run_cli(tiny(tmp_path) + [f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 4, proc.stderr[-3000:]
@@ -138,7 +170,9 @@ def test_cli_full_disk_exits_4_and_leaves_no_torn_checkpoint(tmp_path: Path, tin
     read_rows(run_dir / "metrics" / "probes.parquet")
 
 
-def test_full_disk_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_disk_simulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same guarantee where no tmpfs can be mounted: the 3rd checkpoint write fails half-way
     with ENOSPC. The earlier checkpoints and last.ckpt stay whole; the partial file is removed."""
     import errno
@@ -158,7 +192,9 @@ def test_full_disk_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     run_dir = tmp_path / "run"
     code, line = run_in_process(tiny(tmp_path), run_dir, capsys)
     assert code == 4
-    assert line.startswith("error: cannot write output") and "No space left on device [ENOSPC]" in line
+    assert (
+        line.startswith("error: cannot write output") and "No space left on device [ENOSPC]" in line
+    )
     ckpts = run_dir / "checkpoints"
     assert sorted(p.name[:11] for p in ckpts.glob("step*.ckpt")) == ["step0000000", "step0000001"]
     assert load_checkpoint_state(ckpts / "last.ckpt")["global_step"] == 1

@@ -27,24 +27,36 @@ def _train(tmp: Path, extra: list[str], steps: int = 6) -> Path:
 
 @pytest.mark.parametrize(
     "inject,message",
-    [(faults.nan_loss_at, "non-finite training loss (nan) at step 3"), (faults.nan_grad_at, "non-finite gradient norm at step 3")],
+    [
+        (faults.nan_loss_at, "non-finite training loss (nan) at step 3"),
+        (faults.nan_grad_at, "non-finite gradient norm at step 3"),
+    ],
     ids=["loss", "grad"],
 )
 def test_nonfinite_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inject, message: str  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inject,
+    message: str,  # noqa: ANN001
 ) -> None:
     inject(3, monkeypatch.setattr)
     with pytest.raises(NonFiniteLossError) as err:
         _train(tmp_path, [])
     assert message in str(err.value)
     ckpts = tmp_path / "run" / "checkpoints"
-    assert sorted(p.name[:11] for p in ckpts.glob("step*.ckpt")) == ["step0000000", "step0000001", "step0000002"]
+    assert sorted(p.name[:11] for p in ckpts.glob("step*.ckpt")) == [
+        "step0000000",
+        "step0000001",
+        "step0000002",
+    ]
     last = load_checkpoint_state(ckpts / "last.ckpt")
     assert last["global_step"] == 2
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
 
 
-def test_skip_mode_skips_and_counts_each_nonfinite_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skip_mode_skips_and_counts_each_nonfinite_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     faults.nan_loss_at(2, monkeypatch.setattr)
     faults.nan_grad_at(4, monkeypatch.setattr)
     run_dir = _train(tmp_path, ["trainer.on_nonfinite=skip"])
@@ -54,10 +66,15 @@ def test_skip_mode_skips_and_counts_each_nonfinite_batch(tmp_path: Path, monkeyp
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
     logged = pd.read_csv(run_dir / "csv" / "metrics.csv")["train/skipped_batches"].dropna()
     assert logged.max() == 2
-    assert all(math.isfinite(v) for v in pd.read_csv(run_dir / "csv" / "metrics.csv")["train/loss"].dropna())
+    assert all(
+        math.isfinite(v)
+        for v in pd.read_csv(run_dir / "csv" / "metrics.csv")["train/loss"].dropna()
+    )
 
 
-def test_skipped_gradient_step_leaves_the_weights_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skipped_gradient_step_leaves_the_weights_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Checkpoints at steps 1 and 2 bracket the batch whose gradients were NaN (weight decay is
     zero, so an update that really was skipped changes nothing)."""
     faults.nan_grad_at(1, monkeypatch.setattr)

@@ -19,7 +19,11 @@ from tests.reliability.helpers import error_line, run_cli, start_cli, tiny
 
 STEPS = 24
 # Checkpoints (and probes) at 0, 1, 2, 4, 8, 12, 16, 20, 24.
-SCHEDULE = ["callbacks.checkpoint.log_spaced_until=4", "callbacks.checkpoint.every=4", "trainer.val_every_n_steps=5"]
+SCHEDULE = [
+    "callbacks.checkpoint.log_spaced_until=4",
+    "callbacks.checkpoint.every=4",
+    "trainer.val_every_n_steps=5",
+]
 KEY = ["step", "layer", "head", "metric"]
 
 
@@ -45,7 +49,9 @@ def _wait_for(path_glob: tuple[Path, str], proc, timeout: float = 120) -> Path: 
         found = sorted(folder.glob(pattern)) if folder.exists() else []
         if found:
             return found[0]
-        assert proc.poll() is None, f"run ended before {pattern} appeared: {proc.communicate()[1][-2000:]}"
+        assert proc.poll() is None, (
+            f"run ended before {pattern} appeared: {proc.communicate()[1][-2000:]}"
+        )
         time.sleep(0.01)
     raise AssertionError(f"{pattern} did not appear within {timeout}s")
 
@@ -79,10 +85,14 @@ def test_sigkill_at_a_random_step_then_resume_is_exact(tmp_path: Path) -> None:
     assert not got.index.duplicated().any()
     resumed_part = want[want.index >= resume_step]
     assert len(resumed_part) >= STEPS - resume_step
-    pd.testing.assert_series_equal(got.reindex(resumed_part.index), resumed_part, check_exact=True, obj=f"seed {seed}")
+    pd.testing.assert_series_equal(
+        got.reindex(resumed_part.index), resumed_part, check_exact=True, obj=f"seed {seed}"
+    )
     pd.testing.assert_series_equal(got, want.reindex(got.index), check_exact=True)
     # Probes: every step, before and after the kill, measured once, with identical values.
-    pd.testing.assert_series_equal(_probe_values(cut_dir), _probe_values(full_dir), check_exact=True)
+    pd.testing.assert_series_equal(
+        _probe_values(cut_dir), _probe_values(full_dir), check_exact=True
+    )
     a = load_checkpoint_state(full_dir / "checkpoints" / "last.ckpt")["state_dict"]
     b = load_checkpoint_state(cut_dir / "checkpoints" / "last.ckpt")["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -108,16 +118,25 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path
         load_checkpoint_state(path)
     assert load_checkpoint_state(ckpts / "last.ckpt")["global_step"] == 2
     # The probe at step 4 ran before the checkpoint; its rows are complete.
-    assert sorted(read_rows(run_dir / "metrics" / "probes.parquet")["step"].unique()) == [0, 1, 2, 4]
+    assert sorted(read_rows(run_dir / "metrics" / "probes.parquet")["step"].unique()) == [
+        0,
+        1,
+        2,
+        4,
+    ]
 
-    resumed = run_cli(_overrides(tmp_path, tmp_path / "x", steps=8) + [f"ckpt_path={ckpts}/last.ckpt"], tmp_path)
+    resumed = run_cli(
+        _overrides(tmp_path, tmp_path / "x", steps=8) + [f"ckpt_path={ckpts}/last.ckpt"], tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint_state(ckpts / "last.ckpt")["global_step"] == 8
     load_checkpoint_state(next(ckpts.glob("step0000004-*.ckpt")))  # the torn write was redone
     assert not list(ckpts.glob(".*.tmp"))
     rows = read_rows(run_dir / "metrics" / "probes.parquet")
     assert sorted(rows["step"].unique()) == [0, 1, 2, 4, 8]
-    assert not rows.duplicated(KEY).any(), "step 4 was re-measured on resume and must not appear twice"
+    assert not rows.duplicated(KEY).any(), (
+        "step 4 was re-measured on resume and must not appear twice"
+    )
 
 
 def test_sigkill_during_a_metrics_write_keeps_every_earlier_row(tmp_path: Path) -> None:

@@ -107,7 +107,10 @@ def test_resume_with_a_different_model_config_names_the_keys(
     code, line = run_in_process(tiny(tmp_path, 8) + extra, tmp_path / "run", capsys)
     assert code == 2
     assert line.startswith("error: ckpt_path: checkpoint was trained with a different model config")
-    assert "model.n_layers (checkpoint 2, config 3)" in line and "model.pos (checkpoint 'rope', config 'alibi')" in line
+    assert (
+        "model.n_layers (checkpoint 2, config 3)" in line
+        and "model.pos (checkpoint 'rope', config 'alibi')" in line
+    )
     assert not (tmp_path / "run").exists(), "a refused run leaves no folder behind"
 
 

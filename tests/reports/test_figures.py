@@ -49,16 +49,33 @@ def test_sweep_comparison_writes_the_expected_figures(multirun: Path, tmp_path: 
 
 def test_sweep_groups_seeds_into_one_band(multirun: Path, tmp_path: Path) -> None:
     """Two runs with the same value of the key form one group of n=2 (a band)."""
-    curves = sweep_curves(sweep_runs([multirun / "0", multirun / "1"]), "data.seq_len", "sink/sink1_pct")
+    curves = sweep_curves(
+        sweep_runs([multirun / "0", multirun / "1"]), "data.seq_len", "sink/sink1_pct"
+    )
     assert curves["group"].nunique() == 1 and curves["run"].nunique() == 2
     fig = plots.sweep_figure(curves, "sink/sink1_pct", "data.seq_len")
     assert len(fig.axes[0].collections) == 1  # the min-max band
     plots.save_figure(fig, tmp_path / "band.png")
 
 
-def test_compare_sweep_script_and_bad_key(multirun: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_compare_sweep_script_and_bad_key(
+    multirun: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     script = _script("compare_sweep")
-    assert script.main([str(multirun), "--by", "model.pos", "--metrics", "sink/sink1_pct", "--out", str(tmp_path)]) == 0
+    assert (
+        script.main(
+            [
+                str(multirun),
+                "--by",
+                "model.pos",
+                "--metrics",
+                "sink/sink1_pct",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "sweep_model.pos_sink-sink1_pct.png").is_file()
     assert (tmp_path / "sweep_model.pos_sink-sink1_pct.csv").is_file()
     assert script.main([str(multirun), "--by", "model.nope", "--out", str(tmp_path)]) == 2
@@ -76,7 +93,12 @@ def test_emergence_report_and_script(multirun: Path, tmp_path: Path) -> None:
         "massive_profile.png",
     ]
     out = tmp_path / "script"
-    assert _script("plot_emergence").main([str(run), "--metrics", "sink/sink1_pct", "--out", str(out), "--x", "tokens_seen"]) == 0
+    assert (
+        _script("plot_emergence").main(
+            [str(run), "--metrics", "sink/sink1_pct", "--out", str(out), "--x", "tokens_seen"]
+        )
+        == 0
+    )
     assert (out / "emergence_sink-sink1_pct.png").is_file()
 
 
@@ -90,7 +112,11 @@ def test_activation_profile_uses_the_registry_names(multirun: Path) -> None:
 
 
 def test_multirun_target_writes_one_table_per_job(multirun: Path, tmp_path: Path) -> None:
-    reports = analyze(from_mapping({"target": str(multirun), "steps": [4], "out_dir": str(tmp_path), "progress": False}))
+    reports = analyze(
+        from_mapping(
+            {"target": str(multirun), "steps": [4], "out_dir": str(tmp_path), "progress": False}
+        )
+    )
     assert [r.name for r in reports] == ["0", "1"]
     for job in ("0", "1"):
         table = tmp_path / job / "reanalysis.parquet"

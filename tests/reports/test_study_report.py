@@ -13,15 +13,38 @@ from sinklab.reports.studies import study_report
 
 def _job(folder: Path, pos: str, sink1: float, ratios: list[float], seed: int = 0) -> None:
     (folder / ".hydra").mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create([f"seed={seed}", f"model.pos={pos}", "trainer.threads=1"]), folder / ".hydra" / "overrides.yaml")
-    OmegaConf.save(OmegaConf.create({"seed": seed, "model": {"pos": pos}}), folder / ".hydra" / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create([f"seed={seed}", f"model.pos={pos}", "trainer.threads=1"]),
+        folder / ".hydra" / "overrides.yaml",
+    )
+    OmegaConf.save(
+        OmegaConf.create({"seed": seed, "model": {"pos": pos}}), folder / ".hydra" / "config.yaml"
+    )
     (folder / "probe").mkdir()
     (folder / "probe" / "probe_set.npz").write_bytes(b"")
     rows = []
     for step, scale in ((0, 0.0), (100, 1.0)):
-        rows.append(dict(step=step, tokens_seen=step * 10, layer=-1, head=-1, metric="sink/sink1_pct", value=sink1 * scale))
+        rows.append(
+            dict(
+                step=step,
+                tokens_seen=step * 10,
+                layer=-1,
+                head=-1,
+                metric="sink/sink1_pct",
+                value=sink1 * scale,
+            )
+        )
         for layer, ratio in enumerate(ratios):
-            rows.append(dict(step=step, tokens_seen=step * 10, layer=layer, head=-1, metric="massive/top1_over_median", value=ratio * (1 + scale)))
+            rows.append(
+                dict(
+                    step=step,
+                    tokens_seen=step * 10,
+                    layer=layer,
+                    head=-1,
+                    metric="massive/top1_over_median",
+                    value=ratio * (1 + scale),
+                )
+            )
     (folder / "metrics").mkdir()
     pd.DataFrame(rows).to_parquet(folder / "metrics" / "probes.parquet")
     (folder / "summary.json").write_text(json.dumps({"final_val_loss": 1.5}))
@@ -30,20 +53,31 @@ def _job(folder: Path, pos: str, sink1: float, ratios: list[float], seed: int = 
 def test_table_and_section(tmp_path: Path) -> None:
     study = tmp_path / "pos_sweep"
     study.mkdir()
-    OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}), study / "multirun.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}),
+        study / "multirun.yaml",
+    )
     _job(study / "0", "rope", 40.0, [2.0, 5.0])
     _job(study / "1", "alibi", 10.0, [3.0, 1.0])
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "results.md").write_text("# Results\n\nintro\n\n<!-- study:pos_sweep -->\nold\n<!-- /study:pos_sweep -->\n\nafter\n")
+    (docs / "results.md").write_text(
+        "# Results\n\nintro\n\n<!-- study:pos_sweep -->\nold\n<!-- /study:pos_sweep -->\n\nafter\n"
+    )
 
     body = study_report(study, docs)
 
     lines = [line for line in body.splitlines() if line.startswith("| pos=")]
     assert lines[0].split(" | ")[:2] == ["| pos=rope", "40"]
-    assert "| 10 " in lines[1] and "| 6 " in lines[1]  # alibi: Sink_1 10, max layer top1/median 3 * 2
+    assert (
+        "| 10 " in lines[1] and "| 6 " in lines[1]
+    )  # alibi: Sink_1 10, max layer top1/median 3 * 2
     text = (docs / "results.md").read_text()
-    assert "old" not in text and text.startswith("# Results\n\nintro") and text.rstrip().endswith("after")
+    assert (
+        "old" not in text
+        and text.startswith("# Results\n\nintro")
+        and text.rstrip().endswith("after")
+    )
     assert (docs / "figures" / "pos_sweep_sink_sink1_pct.png").exists()
     study_report(study, docs)  # idempotent: the section is replaced, not appended
     assert (docs / "results.md").read_text().count("<!-- study:pos_sweep -->") == 1
@@ -53,7 +87,9 @@ def test_seeds_of_one_setting_share_a_row(tmp_path: Path) -> None:
     study = tmp_path / "pos_sweep"
     study.mkdir()
     params = {"seed": "0,1", "model.pos": "rope"}
-    OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": {"params": params}}}), study / "multirun.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"hydra": {"sweeper": {"params": params}}}), study / "multirun.yaml"
+    )
     _job(study / "0", "rope", 40.0, [2.0], seed=0)
     _job(study / "1", "rope", 20.0, [4.0], seed=1)
     body = study_report(study, tmp_path / "docs")

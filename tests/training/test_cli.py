@@ -33,14 +33,18 @@ def test_cli_run_with_wandb_offline(tmp_path: Path) -> None:
     assert "sinklab run finished" in proc.stdout
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert list((run_dir / "wandb").glob("offline-run-*")), "W&B should have written an offline run"
-    assert list(run_dir.glob("wandb/offline-run-*/files/media/images/probe/attention_maps_*.png")), "attention maps logged as images"
+    assert list(
+        run_dir.glob("wandb/offline-run-*/files/media/images/probe/attention_maps_*.png")
+    ), "attention maps logged as images"
     rows = pd.read_parquet(run_dir / "metrics" / "probes.parquet")
     assert rows["step"].max() == 4
 
 
 def test_bad_value_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "bad_run"
-    proc = _cli(tiny_overrides(tmp_path) + ["model.pos=spiral", f"hydra.run.dir={run_dir}"], tmp_path)
+    proc = _cli(
+        tiny_overrides(tmp_path) + ["model.pos=spiral", f"hydra.run.dir={run_dir}"], tmp_path
+    )
     assert proc.returncode == 2
     error_lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert error_lines[-1].startswith("error: model.pos:") and "rope" in error_lines[-1]
@@ -48,7 +52,10 @@ def test_bad_value_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_unknown_key_is_refused(tmp_path: Path) -> None:
-    proc = _cli(tiny_overrides(tmp_path) + ["+model.colour=red", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    proc = _cli(
+        tiny_overrides(tmp_path) + ["+model.colour=red", f"hydra.run.dir={tmp_path / 'r'}"],
+        tmp_path,
+    )
     assert proc.returncode == 2
     assert "model.colour" in proc.stderr
 

@@ -11,14 +11,29 @@ from hydra import compose, initialize_config_dir
 from sinklab.training.run import validate_config
 from tests.training.conftest import CONF_DIR, compose_train
 
-GROUPS = ["model", "data", "optim", "trainer", "logger", "callbacks", "experiment", "variant", "scale", "paths"]
-CASES = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+GROUPS = [
+    "model",
+    "data",
+    "optim",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "variant",
+    "scale",
+    "paths",
+]
+CASES = [
+    (group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))
+]
 LAUNCHERS = sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
 
 
 def test_every_group_file_is_covered() -> None:
     on_disk = {p.parent.name for p in CONF_DIR.glob("*/*.yaml")}
-    assert on_disk <= set(GROUPS) | {"hydra"}, f"a new config group needs a case here: {on_disk - set(GROUPS)}"
+    assert on_disk <= set(GROUPS) | {"hydra"}, (
+        f"a new config group needs a case here: {on_disk - set(GROUPS)}"
+    )
 
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
@@ -27,7 +42,9 @@ def test_group_option_composes_and_validates(tmp_path: Path, group: str, option:
     if (group, option) == ("data", "text_files"):  # the one option that needs the user's files
         (tmp_path / "a.txt").write_text("some text")
         extra = [f"data.text_files.paths=[{tmp_path / 'a.txt'}]"]
-    cfg = compose_train([f"{group}={option}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}", *extra])
+    cfg = compose_train(
+        [f"{group}={option}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}", *extra]
+    )
     run = validate_config(cfg)
     assert run.trainer.max_steps > 0 and run.data.seq_len > 0
 

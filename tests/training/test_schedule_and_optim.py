@@ -12,7 +12,22 @@ from sinklab.training.schedule import is_scheduled, log_spaced_steps
 
 
 def test_log_spaced_schedule_matches_pythia() -> None:
-    assert log_spaced_steps(3000, 512, 1000) == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 3000]
+    assert log_spaced_steps(3000, 512, 1000) == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1000,
+        2000,
+        3000,
+    ]
     assert log_spaced_steps(10, 4, 6) == [0, 1, 2, 4, 6, 10]
 
 
@@ -37,7 +52,9 @@ def test_decay_only_on_matrices_by_default() -> None:
     decayed = {id(p) for p in groups[0]["params"]}
     assert groups[0]["weight_decay"] == 0.5 and groups[1]["weight_decay"] == 0.0
     assert decayed == {id(model.proj.weight)}
-    groups = decay_groups(model, OptimConfig(weight_decay=0.5, decay_embeddings=True, decay_norms_and_biases=True))
+    groups = decay_groups(
+        model, OptimConfig(weight_decay=0.5, decay_embeddings=True, decay_norms_and_biases=True)
+    )
     assert len(groups[0]["params"]) == sum(1 for _ in model.parameters())
 
 

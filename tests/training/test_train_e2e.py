@@ -50,9 +50,13 @@ def test_variant_trains_and_records(tmp_path: Path, extra: list[str]) -> None:
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     rows = pd.read_parquet(run_dir / "metrics" / "probes.parquet")
     assert sorted(rows["step"].unique()) == [0, 1, 2, 4]
-    assert {"run_id", "step", "tokens_seen", "layer", "head", "metric", "value"} <= set(rows.columns)
+    assert {"run_id", "step", "tokens_seen", "layer", "head", "metric", "value"} <= set(
+        rows.columns
+    )
     assert rows["metric"].str.startswith("sink/").any()
-    assert result.final_train_loss is not None and torch.isfinite(torch.tensor(result.final_train_loss))
+    assert result.final_train_loss is not None and torch.isfinite(
+        torch.tensor(result.final_train_loss)
+    )
     assert (run_dir / "model.safetensors").exists() and (run_dir / "summary.json").exists()
     assert (run_dir / "probe" / "probe_set.npz").exists()
 
@@ -81,7 +85,9 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path: Path) -> None:
     part_loss = part.dropna(subset=["train/loss"]).set_index("step")["train/loss"]
     assert len(part_loss) >= 4
     for step, loss in part_loss.items():
-        assert loss == full_loss[step], f"step {step}: resumed {loss} != uninterrupted {full_loss[step]}"
+        assert loss == full_loss[step], (
+            f"step {step}: resumed {loss} != uninterrupted {full_loss[step]}"
+        )
     a = torch.load(full_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(part_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for key in a:

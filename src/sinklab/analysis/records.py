@@ -78,5 +78,3 @@ def append_rows(path: Path | str, df: pd.DataFrame) -> None:
         old = read_rows(path)
         new = _typed(pd.concat([old, new], ignore_index=True)) if len(old) else new
     atomic_write(path, lambda fh: new.to_parquet(fh, index=False))
-
-

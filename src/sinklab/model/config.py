@@ -68,7 +68,11 @@ class ModelConfig:
         check_choice("model.attention", self.attention, ATTENTIONS)
         check_choice("model.gate", self.gate, GATES)
         for key in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
-            check(int(getattr(self, key)) > 0, f"model.{key}", f"must be positive, got {getattr(self, key)}")
+            check(
+                int(getattr(self, key)) > 0,
+                f"model.{key}",
+                f"must be positive, got {getattr(self, key)}",
+            )
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         check(self.n_kv_heads > 0, "model.n_kv_heads", f"must be positive, got {self.n_kv_heads}")
@@ -90,16 +94,30 @@ class ModelConfig:
             f"n_heads*head_dim={self.n_heads}*{self.head_dim}={self.n_heads * self.head_dim} does not match d_model={self.d_model}",
         )
         if self.pos == "rope":
-            check(self.head_dim % 2 == 0, "model.head_dim", f"RoPE needs an even head_dim, got {self.head_dim}")
+            check(
+                self.head_dim % 2 == 0,
+                "model.head_dim",
+                f"RoPE needs an even head_dim, got {self.head_dim}",
+            )
         if self.pos == "sinusoidal":
-            check(self.d_model % 2 == 0, "model.d_model", f"sinusoidal positions need an even d_model, got {self.d_model}")
+            check(
+                self.d_model % 2 == 0,
+                "model.d_model",
+                f"sinusoidal positions need an even d_model, got {self.d_model}",
+            )
         if self.d_ff is None:
             if self.mlp in ("swiglu", "geglu"):
                 self.d_ff = 8 * ((int(8 * self.d_model / 3) + 7) // 8)
             else:
                 self.d_ff = 4 * self.d_model
-        check(self.d_ff > 0 or self.mlp == "none", "model.d_ff", f"must be positive, got {self.d_ff}")
-        check(self.n_sink_tokens >= 0, "model.n_sink_tokens", f"must be >= 0, got {self.n_sink_tokens}")
+        check(
+            self.d_ff > 0 or self.mlp == "none", "model.d_ff", f"must be positive, got {self.d_ff}"
+        )
+        check(
+            self.n_sink_tokens >= 0,
+            "model.n_sink_tokens",
+            f"must be >= 0, got {self.n_sink_tokens}",
+        )
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
         check(self.norm_eps > 0, "model.norm_eps", f"must be positive, got {self.norm_eps}")
         check(self.rope_theta > 0, "model.rope_theta", f"must be positive, got {self.rope_theta}")

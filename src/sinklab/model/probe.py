@@ -39,7 +39,9 @@ def name_filter(names: NameFilter) -> Callable[[str], bool]:
     if callable(names):
         return names
     wanted = tuple(names)
-    return lambda name: any(name == w or name.startswith(w + ".") or name.endswith(w) for w in wanted)
+    return lambda name: any(
+        name == w or name.startswith(w + ".") or name.endswith(w) for w in wanted
+    )
 
 
 @dataclass

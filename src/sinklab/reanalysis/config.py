@@ -72,7 +72,9 @@ def _device(value: Any) -> str:
     try:
         dev = torch.device(value)
     except (RuntimeError, ValueError):
-        raise ConfigError("device", f"{value!r} is not a torch device (cpu, cuda, cuda:1, mps, auto)") from None
+        raise ConfigError(
+            "device", f"{value!r} is not a torch device (cpu, cuda, cuda:1, mps, auto)"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", f"{value!r} asked for, but CUDA is not available here")
     return value
@@ -83,32 +85,60 @@ def from_mapping(raw: Mapping[str, Any]) -> AnalyzeConfig:
     raw = dict(raw)
     paths = dict(raw.pop("paths", None) or {})
     known = {
-        "target", "steps", "device", "out_dir", "force", "batch_size", "groups", "metrics",
-        "corpus", "n_windows", "seq_len", "bos", "progress",
+        "target",
+        "steps",
+        "device",
+        "out_dir",
+        "force",
+        "batch_size",
+        "groups",
+        "metrics",
+        "corpus",
+        "n_windows",
+        "seq_len",
+        "bos",
+        "progress",
     }
     for key in raw:
         if key not in known:
             raise ConfigError(str(key), f"unknown key; known keys: {', '.join(sorted(known))}")
     target = raw.get("target")
-    check(isinstance(target, str) and target.strip() != "", "target",
-          "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2")
+    check(
+        isinstance(target, str) and target.strip() != "",
+        "target",
+        "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2",
+    )
     batch_size = raw.get("batch_size")
-    check(batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
-          "batch_size", f"must be null or an integer >= 1, got {batch_size!r}")
+    check(
+        batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
+        "batch_size",
+        f"must be null or an integer >= 1, got {batch_size!r}",
+    )
     groups = raw.get("groups")
     if groups is not None:
         if isinstance(groups, str):
             groups = [g.strip() for g in groups.split(",") if g.strip()]
-        check(isinstance(groups, (list, tuple)) and len(groups) > 0, "groups",
-              f"null or a non-empty list of: {', '.join(GROUPS)}")
+        check(
+            isinstance(groups, (list, tuple)) and len(groups) > 0,
+            "groups",
+            f"null or a non-empty list of: {', '.join(GROUPS)}",
+        )
         for g in groups:
             check_choice("groups", g, GROUPS)
         groups = tuple(groups)
     metrics = raw.get("metrics") or {}
     check(isinstance(metrics, Mapping), "metrics", "must be a mapping of MetricsConfig overrides")
     n_windows, seq_len = raw.get("n_windows", 100), raw.get("seq_len", 64)
-    check(isinstance(n_windows, int) and n_windows >= 1, "n_windows", f"must be an integer >= 1, got {n_windows!r}")
-    check(isinstance(seq_len, int) and seq_len >= 2, "seq_len", f"must be an integer >= 2, got {seq_len!r}")
+    check(
+        isinstance(n_windows, int) and n_windows >= 1,
+        "n_windows",
+        f"must be an integer >= 1, got {n_windows!r}",
+    )
+    check(
+        isinstance(seq_len, int) and seq_len >= 2,
+        "seq_len",
+        f"must be an integer >= 2, got {seq_len!r}",
+    )
     bos = str(raw.get("bos", "none"))
     check_choice("bos", bos, BOS_CHOICES)
     force = raw.get("force", False)

@@ -39,13 +39,17 @@ def token_stream(tokenizer: Any, docs: list[str]) -> np.ndarray:
     return np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoded if len(ids)])
 
 
-def build_probe_set(tokenizer: Any, docs: list[str], n_windows: int = 100, seq_len: int = 64, bos: str = "none") -> ProbeSet:
+def build_probe_set(
+    tokenizer: Any, docs: list[str], n_windows: int = 100, seq_len: int = 64, bos: str = "none"
+) -> ProbeSet:
     """`n_windows` windows of `seq_len` tokens; with bos="bos" token 0 is the model's BOS."""
     has_bos = bos == "bos"
     body = seq_len - 1 if has_bos else seq_len
     stream = token_stream(tokenizer, docs)
     if len(stream) < body:
-        raise ConfigError("seq_len", f"{seq_len} is longer than the whole corpus ({len(stream)} tokens)")
+        raise ConfigError(
+            "seq_len", f"{seq_len} is longer than the whole corpus ({len(stream)} tokens)"
+        )
     starts = evenly_spaced(len(stream), body, n_windows)
     ids = stream[starts[:, None] + np.arange(body)]
     if has_bos:
@@ -54,10 +58,14 @@ def build_probe_set(tokenizer: Any, docs: list[str], n_windows: int = 100, seq_l
             raise ConfigError("bos", "the tokenizer has no BOS token; use bos=none")
         ids = np.concatenate([np.full((n_windows, 1), bos_id, dtype=np.int64), ids], axis=1)
     text = [tokenizer.decode(row.tolist()) for row in ids]
-    return ProbeSet(input_ids=torch.from_numpy(np.ascontiguousarray(ids)), text=text, has_bos=has_bos)
+    return ProbeSet(
+        input_ids=torch.from_numpy(np.ascontiguousarray(ids)), text=text, has_bos=has_bos
+    )
 
 
-def load_pretrained(kind: str, path: Path | None, cache_dir: str | None = None) -> tuple[torch.nn.Module, Any]:
+def load_pretrained(
+    kind: str, path: Path | None, cache_dir: str | None = None
+) -> tuple[torch.nn.Module, Any]:
     """(sinklab model, tokenizer) for a pretrained target; imports stay lazy (transformers is slow)."""
     if kind == "smollm2":
         from sinklab.model.pretrained import load_smollm2

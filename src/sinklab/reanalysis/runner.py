@@ -57,7 +57,9 @@ class Report:
     measured: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # already in the table
     failed: list[str] = field(default_factory=list)  # unreadable files
-    attention_maps: dict[int, Any] = field(default_factory=dict)  # layer -> head-averaged map, when asked
+    attention_maps: dict[int, Any] = field(
+        default_factory=dict
+    )  # layer -> head-averaged map, when asked
 
 
 def _probe_config(run_dir: Path) -> dict[str, Any]:
@@ -69,7 +71,9 @@ def _probe_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return {}
-    node = OmegaConf.select(OmegaConf.load(path), "callbacks.probe", default=None, throw_on_resolution_failure=False)
+    node = OmegaConf.select(
+        OmegaConf.load(path), "callbacks.probe", default=None, throw_on_resolution_failure=False
+    )
     if node is None:
         return {}
     try:
@@ -129,7 +133,11 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
         chosen = []
         for p in target.only:
             m = CKPT_RE.match(p.name)
-            chosen.append(CheckpointFile(p, int(m.group(1)), int(m.group(2))) if m else CheckpointFile(p, -1, -1))
+            chosen.append(
+                CheckpointFile(p, int(m.group(1)), int(m.group(2)))
+                if m
+                else CheckpointFile(p, -1, -1)
+            )
     else:
         chosen, missing = select_steps(list_checkpoints(run_dir), cfg.steps)
         if missing:
@@ -159,8 +167,17 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
         if cfg.force and ckpt.step < 0:
             tables.drop_checkpoints(out, run_id, {name})
         model.to(cfg.device)
-        rows, _ = measure_probe_set(model, probe_set, mcfg, batch_size=batch_size, device=cfg.device)
-        rows = tag_rows(rows, run_id=run_id, step=info.step, tokens_seen=info.tokens_seen, config_hash=config_hash, checkpoint=name)
+        rows, _ = measure_probe_set(
+            model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
+        )
+        rows = tag_rows(
+            rows,
+            run_id=run_id,
+            step=info.step,
+            tokens_seen=info.tokens_seen,
+            config_hash=config_hash,
+            checkpoint=name,
+        )
         tables.append_rows(out, rows)
         done.add(name)
         report.measured.append(info.step)
@@ -171,7 +188,9 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
     return report
 
 
-def analyze_pretrained(target: PretrainedTarget, cfg: AnalyzeConfig, map_layers: tuple[int, ...] = ()) -> Report:
+def analyze_pretrained(
+    target: PretrainedTarget, cfg: AnalyzeConfig, map_layers: tuple[int, ...] = ()
+) -> Report:
     """Measure an imported model on a probe set cut from `cfg.corpus` with its own tokenizer.
 
     Rows get step = tokens_seen = -1 (no training step) and checkpoint = the model source.
@@ -198,11 +217,15 @@ def analyze_pretrained(target: PretrainedTarget, cfg: AnalyzeConfig, map_layers:
     mcfg = metrics_config({}, cfg)
     model.to(cfg.device)
     batch_size = cfg.batch_size or 25
-    rows, probe = measure_probe_set(model, probe_set, mcfg, batch_size=batch_size, device=cfg.device)
+    rows, probe = measure_probe_set(
+        model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
+    )
     kept = [i for i in map_layers if i < probe.n_layers]
     report.attention_maps = dict(zip(kept, plots.head_averaged_patterns(probe, kept), strict=True))
     del probe
-    rows = tag_rows(rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="", checkpoint=probe_tag)
+    rows = tag_rows(
+        rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="", checkpoint=probe_tag
+    )
     tables.append_rows(out, rows)
     tables.write_csv(out)
     report.measured.append(-1)

@@ -47,4 +47,12 @@ def drop_checkpoints(path: Path, run_id: str, names: set[str]) -> None:
         write_parquet(path, df[~stale].reset_index(drop=True))
 
 
-__all__ = ["TABLE_NAME", "append_rows", "drop_checkpoints", "measured_checkpoints", "read_rows", "write_csv", "write_parquet"]
+__all__ = [
+    "TABLE_NAME",
+    "append_rows",
+    "drop_checkpoints",
+    "measured_checkpoints",
+    "read_rows",
+    "write_csv",
+    "write_parquet",
+]

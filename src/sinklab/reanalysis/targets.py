@@ -77,7 +77,9 @@ def list_checkpoints(run_dir: Path) -> list[CheckpointFile]:
     return sorted(found, key=lambda c: c.step)
 
 
-def select_steps(ckpts: list[CheckpointFile], steps: str | tuple[int, ...]) -> tuple[list[CheckpointFile], list[int]]:
+def select_steps(
+    ckpts: list[CheckpointFile], steps: str | tuple[int, ...]
+) -> tuple[list[CheckpointFile], list[int]]:
     """The checkpoints to measure, and the asked-for steps that have no checkpoint.
 
     "log" keeps step 0, every power of two and the last checkpoint: a log-x curve with
@@ -101,10 +103,12 @@ def resolve(target: str) -> list[Target]:
         return [PretrainedTarget("smollm2", None)]
     for prefix in ("hf:", "gguf:"):
         if target.startswith(prefix):
-            path = Path(target[len(prefix):]).expanduser()
+            path = Path(target[len(prefix) :]).expanduser()
             kind = prefix[:-1]
             if kind == "hf" and not (path / "config.json").is_file():
-                raise ConfigError("target", f"hf:{path}: not a Hugging Face model folder (no config.json)")
+                raise ConfigError(
+                    "target", f"hf:{path}: not a Hugging Face model folder (no config.json)"
+                )
             if kind == "gguf" and not path.is_file():
                 raise ConfigError("target", f"gguf:{path}: no such file")
             return [PretrainedTarget(kind, path.resolve())]
@@ -120,11 +124,17 @@ def resolve(target: str) -> list[Target]:
             raise ConfigError("target", f"{path}: a file target must be a .ckpt checkpoint")
         run_dir = path.parent.parent
         if path.parent.name != "checkpoints" or not is_run_dir(run_dir):
-            raise ConfigError("target", f"{path}: a checkpoint is measured on its run's probe set; it must sit in <run>/checkpoints/")
+            raise ConfigError(
+                "target",
+                f"{path}: a checkpoint is measured on its run's probe set; it must sit in <run>/checkpoints/",
+            )
         return [RunTarget(run_dir, (path,))]
     if is_run_dir(path):
         return [RunTarget(path)]
     jobs = job_dirs(path)
     if jobs:
         return [RunTarget(j) for j in jobs]
-    raise ConfigError("target", f"{path}: neither a run folder (no probe/{IDS_FILE}) nor a multirun folder of runs")
+    raise ConfigError(
+        "target",
+        f"{path}: neither a run folder (no probe/{IDS_FILE}) nor a multirun folder of runs",
+    )

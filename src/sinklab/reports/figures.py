@@ -41,7 +41,9 @@ def slug(metric: str) -> str:
     return metric.replace("/", "-")
 
 
-def attention_maps_at_steps(run_dir: Path, steps: Sequence[int], batch_size: int = 25) -> dict[int, list]:
+def attention_maps_at_steps(
+    run_dir: Path, steps: Sequence[int], batch_size: int = 25
+) -> dict[int, list]:
     """Head-averaged attention maps of the run's probe set at the checkpoints nearest `steps`."""
     ckpts = list_checkpoints(Path(run_dir))
     if not ckpts:
@@ -53,7 +55,12 @@ def attention_maps_at_steps(run_dir: Path, steps: Sequence[int], batch_size: int
         if ckpt.step in maps:
             continue
         model, _ = load_checkpoint_model(ckpt.path)
-        probe = capture(model, probe_set.input_ids, batch_size=batch_size, names=lambda n: n.endswith("attn.pattern"))
+        probe = capture(
+            model,
+            probe_set.input_ids,
+            batch_size=batch_size,
+            names=lambda n: n.endswith("attn.pattern"),
+        )
         maps[ckpt.step] = plots.head_averaged_patterns(probe)
         del model, probe
         gc.collect()
@@ -76,22 +83,40 @@ def emergence_report(
     name = Path(run_dir).name
     written = []
     for metric in metrics:
-        written.append(plots.save_figure(
-            plots.emergence_figure(df, metric, x=x, logx=logx, title=f"{metric} ({name})"),
-            out_dir / f"emergence_{slug(metric)}.png", dpi))
+        written.append(
+            plots.save_figure(
+                plots.emergence_figure(df, metric, x=x, logx=logx, title=f"{metric} ({name})"),
+                out_dir / f"emergence_{slug(metric)}.png",
+                dpi,
+            )
+        )
         if ((df["metric"] == metric) & (df["head"] == -1) & (df["layer"] >= 0)).any():
-            written.append(plots.save_figure(
-                plots.layer_step_heatmap(df, metric, title=f"{metric} by layer"),
-                out_dir / f"heatmap_{slug(metric)}.png", dpi))
+            written.append(
+                plots.save_figure(
+                    plots.layer_step_heatmap(df, metric, title=f"{metric} by layer"),
+                    out_dir / f"heatmap_{slug(metric)}.png",
+                    dpi,
+                )
+            )
     last = int(df["step"].max())
-    written.append(plots.save_figure(
-        plots.activation_profile_figure(df, title=f"residual |h| per layer, step {last}", step=last),
-        out_dir / "massive_profile.png", dpi))
+    written.append(
+        plots.save_figure(
+            plots.activation_profile_figure(
+                df, title=f"residual |h| per layer, step {last}", step=last
+            ),
+            out_dir / "massive_profile.png",
+            dpi,
+        )
+    )
     if map_steps:
         maps = attention_maps_at_steps(run_dir, map_steps)
-        written.append(plots.save_figure(
-            plots.attention_steps_figure(maps, title="head-averaged attention"),
-            out_dir / "attention_maps.png", dpi))
+        written.append(
+            plots.save_figure(
+                plots.attention_steps_figure(maps, title="head-averaged attention"),
+                out_dir / "attention_maps.png",
+                dpi,
+            )
+        )
     return written
 
 
@@ -115,13 +140,22 @@ def config_value(run_dir: Path, key: str) -> str:
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
         raise ConfigError("by", f"{run_dir} has no .hydra/config.yaml to group by")
-    value = OmegaConf.select(OmegaConf.load(path), key, default="__missing__", throw_on_resolution_failure=False)
+    value = OmegaConf.select(
+        OmegaConf.load(path), key, default="__missing__", throw_on_resolution_failure=False
+    )
     if value == "__missing__":
         raise ConfigError("by", f"{key!r} is not a key of {path}")
     return str(value)
 
 
-def sweep_curves(runs: Sequence[Path], by: str, metric: str, layer: int = -1, x: str = "step", table: str = "probes") -> pd.DataFrame:
+def sweep_curves(
+    runs: Sequence[Path],
+    by: str,
+    metric: str,
+    layer: int = -1,
+    x: str = "step",
+    table: str = "probes",
+) -> pd.DataFrame:
     """One curve per run (group = its `by` value): columns group, run, x, value."""
     parts = []
     for run in runs:
@@ -154,8 +188,12 @@ def compare_sweep(
     written = []
     for metric in metrics:
         curves = sweep_curves(runs, by, metric, layer, x, table)
-        where = "all layers" if layer == -1 else f"layer {layer}"  # model row, or mean of layer rows
-        fig = plots.sweep_figure(curves, metric, by, x=x, logx=logx, title=f"{metric} ({where}) by {by}")
+        where = (
+            "all layers" if layer == -1 else f"layer {layer}"
+        )  # model row, or mean of layer rows
+        fig = plots.sweep_figure(
+            curves, metric, by, x=x, logx=logx, title=f"{metric} ({where}) by {by}"
+        )
         stem = f"sweep_{slug(by)}_{slug(metric)}"
         written.append(plots.save_figure(fig, out_dir / f"{stem}.png", dpi))
         curves.to_csv(out_dir / f"{stem}.csv", index=False)

@@ -42,7 +42,10 @@ def head_averaged_patterns(probe: Any, layers: Sequence[int] | None = None) -> l
 
 
 def attention_maps_figure(
-    maps: Sequence[np.ndarray], title: str = "", max_cols: int = 4, layer_labels: Sequence[int] | None = None
+    maps: Sequence[np.ndarray],
+    title: str = "",
+    max_cols: int = 4,
+    layer_labels: Sequence[int] | None = None,
 ) -> plt.Figure:
     """One heatmap per layer (query rows, key columns), on a shared colour scale.
 
@@ -51,14 +54,22 @@ def attention_maps_figure(
     n = max(1, len(maps))
     cols = min(max_cols, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 0.8, 2.8 * rows + 0.4), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.0 * cols + 0.8, 2.8 * rows + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
     vmax = max((float(m.max()) for m in maps), default=1.0)
     im = None
     for i, ax in enumerate(axes.flat):
         if i >= len(maps):
             ax.axis("off")
             continue
-        im = ax.imshow(maps[i], cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+        im = ax.imshow(
+            maps[i], cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest"
+        )
         ax.set_title(f"layer {layer_labels[i] if layer_labels else i}", fontsize=9)
         ax.set_xlabel("key", fontsize=8)
         ax.set_ylabel("query", fontsize=8)
@@ -84,8 +95,11 @@ def attention_steps_figure(
     steps = sorted(maps_by_step)
     n_layers = max((len(maps_by_step[s]) for s in steps), default=1)
     fig, axes = plt.subplots(
-        max(1, len(steps)), n_layers, figsize=(2.2 * n_layers + 1.2, 2.0 * max(1, len(steps)) + 0.4),
-        squeeze=False, layout="constrained",
+        max(1, len(steps)),
+        n_layers,
+        figsize=(2.2 * n_layers + 1.2, 2.0 * max(1, len(steps)) + 0.4),
+        squeeze=False,
+        layout="constrained",
     )
     vmax = max((float(m.max()) for s in steps for m in maps_by_step[s]), default=1.0)
     im = None
@@ -97,7 +111,14 @@ def attention_steps_figure(
             if c >= len(maps_by_step[step]):
                 ax.axis("off")
                 continue
-            im = ax.imshow(maps_by_step[step][c], cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+            im = ax.imshow(
+                maps_by_step[step][c],
+                cmap="viridis",
+                vmin=0.0,
+                vmax=vmax,
+                aspect="auto",
+                interpolation="nearest",
+            )
             if r == 0:
                 ax.set_title(f"layer {layer_labels[c] if layer_labels else c}", fontsize=9)
             if c == 0 and row_label:
@@ -109,7 +130,9 @@ def attention_steps_figure(
     return fig
 
 
-def aggregate_curve(df: pd.DataFrame, metric: str, layer: int = -1, x: str = "step") -> pd.DataFrame:
+def aggregate_curve(
+    df: pd.DataFrame, metric: str, layer: int = -1, x: str = "step"
+) -> pd.DataFrame:
     """(x, value) of one metric's aggregate row (head == -1) for one layer (-1: model), by x."""
     part = df[(df["metric"] == metric) & (df["head"] == -1) & (df["layer"] == layer)]
     return part[[x, "value"]].groupby(x, as_index=False)["value"].mean().sort_values(x)
@@ -122,16 +145,22 @@ def _x_axis(ax: plt.Axes, x: str, logx: bool) -> None:
     ax.set_xlabel(X_LABELS.get(x, x) + (" (log)" if logx else ""))
 
 
-def emergence_figure(df: pd.DataFrame, metric: str, x: str = "step", logx: bool = False, title: str = "") -> plt.Figure:
+def emergence_figure(
+    df: pd.DataFrame, metric: str, x: str = "step", logx: bool = False, title: str = ""
+) -> plt.Figure:
     """A metric against step or tokens: one line per layer, the model aggregate in black."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    layers = sorted(int(v) for v in df.loc[(df["metric"] == metric) & (df["head"] == -1), "layer"].unique())
+    layers = sorted(
+        int(v) for v in df.loc[(df["metric"] == metric) & (df["head"] == -1), "layer"].unique()
+    )
     if not layers:
         raise ValueError(f"no aggregate rows for metric {metric!r}")
     colors = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len([v for v in layers if v >= 0]))))
     for i, layer in enumerate(v for v in layers if v >= 0):
         curve = aggregate_curve(df, metric, layer, x)
-        ax.plot(curve[x], curve["value"], "o-", ms=3, lw=1.2, color=colors[i], label=f"layer {layer}")
+        ax.plot(
+            curve[x], curve["value"], "o-", ms=3, lw=1.2, color=colors[i], label=f"layer {layer}"
+        )
     if -1 in layers:
         curve = aggregate_curve(df, metric, -1, x)
         ax.plot(curve[x], curve["value"], "k--", lw=1.6, label="all layers")
@@ -144,14 +173,20 @@ def emergence_figure(df: pd.DataFrame, metric: str, x: str = "step", logx: bool 
     return fig
 
 
-def layer_step_heatmap(df: pd.DataFrame, metric: str, title: str = "", x: str = "step") -> plt.Figure:
+def layer_step_heatmap(
+    df: pd.DataFrame, metric: str, title: str = "", x: str = "step"
+) -> plt.Figure:
     """Layer (rows) x checkpoint (columns) of a per-layer aggregate; columns evenly spaced."""
     part = df[(df["metric"] == metric) & (df["head"] == -1) & (df["layer"] >= 0)]
     if not len(part):
         raise ValueError(f"no layer rows for metric {metric!r}")
     grid = part.pivot_table(index="layer", columns=x, values="value", aggfunc="mean").sort_index()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * grid.shape[1] + 2.0), max(2.4, 0.3 * grid.shape[0] + 1.4)))
-    im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="magma", origin="lower", interpolation="nearest")
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.35 * grid.shape[1] + 2.0), max(2.4, 0.3 * grid.shape[0] + 1.4))
+    )
+    im = ax.imshow(
+        grid.to_numpy(), aspect="auto", cmap="magma", origin="lower", interpolation="nearest"
+    )
     ax.set_xticks(range(grid.shape[1]))
     ax.set_xticklabels([str(int(c)) for c in grid.columns], rotation=60, fontsize=7)
     ax.set_yticks(range(grid.shape[0]))
@@ -164,7 +199,9 @@ def layer_step_heatmap(df: pd.DataFrame, metric: str, title: str = "", x: str = 
     return fig
 
 
-def activation_profile_figure(rows: pd.DataFrame, title: str = "", step: int | None = None) -> plt.Figure:
+def activation_profile_figure(
+    rows: pd.DataFrame, title: str = "", step: int | None = None
+) -> plt.Figure:
     """Sun et al.'s picture: top-1/2/3 and median |h| per layer, log scale.
 
     `rows` may hold several steps: `step` picks one (default: the last one in the table).
@@ -173,7 +210,9 @@ def activation_profile_figure(rows: pd.DataFrame, title: str = "", step: int | N
         rows = rows[rows["step"] == (rows["step"].max() if step is None else step)]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for metric, style, label in MASSIVE_CURVES:
-        part = rows[(rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] >= 0)].sort_values("layer")
+        part = rows[
+            (rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] >= 0)
+        ].sort_values("layer")
         if len(part):
             ax.plot(part["layer"], part["value"], style, ms=4, label=label)
     ax.set_yscale("log")
@@ -187,12 +226,16 @@ def activation_profile_figure(rows: pd.DataFrame, title: str = "", step: int | N
     return fig
 
 
-def layer_profile_figure(rows: pd.DataFrame, metric: str, title: str = "", step: int | None = None) -> plt.Figure:
+def layer_profile_figure(
+    rows: pd.DataFrame, metric: str, title: str = "", step: int | None = None
+) -> plt.Figure:
     """One metric's layer rows (head == -1) against depth, at one step (default: the last):
     where in the network a pretrained model's sink sits."""
     if "step" in rows.columns and len(rows):
         rows = rows[rows["step"] == (rows["step"].max() if step is None else step)]
-    part = rows[(rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] >= 0)].sort_values("layer")
+    part = rows[
+        (rows["metric"] == metric) & (rows["head"] == -1) & (rows["layer"] >= 0)
+    ].sort_values("layer")
     if not len(part):
         raise ValueError(f"no layer rows for metric {metric!r}")
     fig, ax = plt.subplots(figsize=(5, 3.0))
@@ -224,7 +267,15 @@ def sweep_figure(
         part = curves[curves["group"].astype(str) == group]
         stats = part.groupby(x)["value"].agg(["mean", "min", "max"]).sort_index()
         n = part["run"].nunique()
-        ax.plot(stats.index, stats["mean"], "o-", ms=3, lw=1.4, color=color, label=(f"{by}={group}" if by else group) + (f" (n={n})" if n > 1 else ""))
+        ax.plot(
+            stats.index,
+            stats["mean"],
+            "o-",
+            ms=3,
+            lw=1.4,
+            color=color,
+            label=(f"{by}={group}" if by else group) + (f" (n={n})" if n > 1 else ""),
+        )
         if n > 1:
             ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
     _x_axis(ax, x, logx)

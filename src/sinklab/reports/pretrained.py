@@ -53,7 +53,11 @@ def summarise(df: pd.DataFrame, cfg: AnalyzeConfig, name: str) -> PretrainedSumm
         "massive/sun_count": "sun_count",
     }
     part = df[(df["head"] == -1) & (df["layer"] >= 0) & df["metric"].isin(list(wanted))]
-    layers = part.pivot_table(index="layer", columns="metric", values="value").rename(columns=wanted).reset_index()
+    layers = (
+        part.pivot_table(index="layer", columns="metric", values="value")
+        .rename(columns=wanted)
+        .reset_index()
+    )
     return PretrainedSummary(
         name=name,
         n_windows=cfg.n_windows,
@@ -79,10 +83,18 @@ def run_report(
     dpi: int = 90,
 ) -> tuple[PretrainedSummary, list[Path]]:
     """Measure (always afresh), write the table and figures, return the summary."""
-    cfg = from_mapping({
-        "target": target, "device": device, "out_dir": str(out_dir) if out_dir else None, "force": True,
-        "corpus": corpus, "n_windows": n_windows, "seq_len": seq_len, "bos": bos,
-    })
+    cfg = from_mapping(
+        {
+            "target": target,
+            "device": device,
+            "out_dir": str(out_dir) if out_dir else None,
+            "force": True,
+            "corpus": corpus,
+            "n_windows": n_windows,
+            "seq_len": seq_len,
+            "bos": bos,
+        }
+    )
     (pre,) = resolve(cfg.target)
     assert isinstance(pre, PretrainedTarget), "the report is for pretrained targets"
     report = analyze_pretrained(pre, cfg, map_layers)
@@ -91,16 +103,30 @@ def run_report(
     summary = summarise(df, cfg, pre.name)
     fig_dir = Path(fig_dir) if fig_dir else report.table.parent / "figures"
     written = [
-        plots.save_figure(plots.activation_profile_figure(df, title=f"{pre.name}: residual |h| per layer"),
-                          fig_dir / f"{pre.name}_massive_profile.png", dpi),
-        plots.save_figure(plots.layer_profile_figure(df, "sink/sink1_pct", title=f"{pre.name}: Sink_1 (eps 0.3) per layer"),
-                          fig_dir / f"{pre.name}_sink1_by_layer.png", dpi),
+        plots.save_figure(
+            plots.activation_profile_figure(df, title=f"{pre.name}: residual |h| per layer"),
+            fig_dir / f"{pre.name}_massive_profile.png",
+            dpi,
+        ),
+        plots.save_figure(
+            plots.layer_profile_figure(
+                df, "sink/sink1_pct", title=f"{pre.name}: Sink_1 (eps 0.3) per layer"
+            ),
+            fig_dir / f"{pre.name}_sink1_by_layer.png",
+            dpi,
+        ),
     ]
     layers, maps = tuple(report.attention_maps), list(report.attention_maps.values())
     if maps:
-        written.append(plots.save_figure(
-            plots.attention_maps_figure(maps, title=f"{pre.name}: head-averaged attention", layer_labels=layers),
-            fig_dir / f"{pre.name}_attention_maps.png", dpi))
+        written.append(
+            plots.save_figure(
+                plots.attention_maps_figure(
+                    maps, title=f"{pre.name}: head-averaged attention", layer_labels=layers
+                ),
+                fig_dir / f"{pre.name}_attention_maps.png",
+                dpi,
+            )
+        )
     return summary, written
 
 

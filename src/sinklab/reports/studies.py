@@ -115,11 +115,15 @@ def final_table(jobs: list[Job]) -> pd.DataFrame:
         for title, metric, how in FINAL_COLUMNS:
             record[title] = _mean([final_value(job.rows, metric, how) for job in group])
         for slot in slots:
-            record[f"{slot.split('/', 1)[1]} slot Sink %"] = _mean([final_value(job.rows, slot, "model") for job in group])
+            record[f"{slot.split('/', 1)[1]} slot Sink %"] = _mean(
+                [final_value(job.rows, slot, "model") for job in group]
+            )
         record["val loss"] = _mean([job.val_loss for job in group])
         if len(group) > 1:
             per_seed = [final_value(job.rows, "sink/sink1_pct", "model") for job in group]
-            record["Sink_1 by seed"] = " / ".join("-" if v is None else f"{v:.3g}" for v in per_seed)
+            record["Sink_1 by seed"] = " / ".join(
+                "-" if v is None else f"{v:.3g}" for v in per_seed
+            )
         records.append(record)
     table = pd.DataFrame.from_records(records)
     return table.dropna(axis=1, how="all")
@@ -165,7 +169,12 @@ def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
 
 
 def _seed_text(jobs: list[Job]) -> str:
-    seeds = sorted({str(OmegaConf.select(OmegaConf.load(j.folder / ".hydra" / "config.yaml"), "seed")) for j in jobs})
+    seeds = sorted(
+        {
+            str(OmegaConf.select(OmegaConf.load(j.folder / ".hydra" / "config.yaml"), "seed"))
+            for j in jobs
+        }
+    )
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(seeds)}"
 
 

@@ -50,17 +50,27 @@ def load_checkpoint_state(
             ) from None
         raise UnreadableCheckpointError(f"{path}: not a readable checkpoint ({err})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise UnreadableCheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        raise UnreadableCheckpointError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from None
 
 
-def load_checkpoint_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Transformer, CheckpointInfo]:
+def load_checkpoint_model(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[Transformer, CheckpointInfo]:
     """Rebuild the trained `Transformer` from a sinklab Lightning checkpoint."""
     state = load_checkpoint_state(path, map_location)
     try:
         model_dict = state["hyper_parameters"]["model"]
-        weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+        weights = {
+            k.removeprefix("model."): v
+            for k, v in state["state_dict"].items()
+            if k.startswith("model.")
+        }
     except (KeyError, TypeError):
-        raise UnreadableCheckpointError(f"{path}: not a sinklab checkpoint (no model hyper-parameters)") from None
+        raise UnreadableCheckpointError(
+            f"{path}: not a sinklab checkpoint (no model hyper-parameters)"
+        ) from None
     cfg = ModelConfig.from_dict(model_dict)
     model = Transformer(cfg)
     model.load_state_dict(weights)
@@ -70,7 +80,9 @@ def load_checkpoint_model(path: str | Path, map_location: str | torch.device = "
     return model, CheckpointInfo(Path(path), step, tokens, cfg)
 
 
-def export_safetensors(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+def export_safetensors(
+    model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Model weights alone, as safetensors (no pickle at all), written atomically."""
     from safetensors.torch import save_file
 
@@ -94,5 +106,7 @@ def load_safetensors_model(weights: Path, cfg: ModelConfig) -> Transformer:
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
     tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
     if unexpected or set(missing) - tied:
-        raise UnreadableCheckpointError(f"{weights}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+        raise UnreadableCheckpointError(
+            f"{weights}: weights do not match the config (missing {missing}, unexpected {unexpected})"
+        )
     return model.eval()

@@ -36,13 +36,29 @@ class OptimConfig:
         check_choice("optim.name", self.name, OPTIMIZERS)
         check_choice("optim.schedule", self.schedule, SCHEDULES)
         check(self.lr > 0, "optim.lr", f"must be positive, got {self.lr}")
-        check(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        check(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
-        check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        check(
+            self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}"
+        )
+        check(
+            self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}"
+        )
+        check(
+            0 <= self.min_lr_ratio <= 1,
+            "optim.min_lr_ratio",
+            f"must be in [0, 1], got {self.min_lr_ratio}",
+        )
         betas = tuple(float(b) for b in self.betas)
-        check(len(betas) == 2 and all(0 <= b < 1 for b in betas), "optim.betas", f"must be two values in [0, 1), got {list(self.betas)}")
+        check(
+            len(betas) == 2 and all(0 <= b < 1 for b in betas),
+            "optim.betas",
+            f"must be two values in [0, 1), got {list(self.betas)}",
+        )
         self.betas = betas  # type: ignore[assignment]
-        check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", f"must be positive or null, got {self.grad_clip}")
+        check(
+            self.grad_clip is None or self.grad_clip > 0,
+            "optim.grad_clip",
+            f"must be positive or null, got {self.grad_clip}",
+        )
 
 
 @dataclass
@@ -71,7 +87,11 @@ class TrainerConfig:
         check(self.max_steps > 0, "trainer.max_steps", f"must be positive, got {self.max_steps}")
         check(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1")
         check(self.val_every_n_steps >= 1, "trainer.val_every_n_steps", "must be >= 1")
-        check(self.threads is None or self.threads >= 1, "trainer.threads", f"must be >= 1 or null, got {self.threads}")
+        check(
+            self.threads is None or self.threads >= 1,
+            "trainer.threads",
+            f"must be >= 1 or null, got {self.threads}",
+        )
 
 
 @dataclass

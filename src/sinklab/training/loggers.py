@@ -49,7 +49,12 @@ def wandb_mode(cfg: LoggerConfig, environ: dict[str, str] | None = None) -> str:
 
 
 def build_loggers(
-    cfg: LoggerConfig, run_dir: Path, group: str, name: str, config: dict[str, Any], resume_step: int = 0
+    cfg: LoggerConfig,
+    run_dir: Path,
+    group: str,
+    name: str,
+    config: dict[str, Any],
+    resume_step: int = 0,
 ) -> list[Logger]:
     """The configured loggers; `resume_step` > 0 keeps metrics.csv rows from before that step."""
     loggers: list[Logger] = []

@@ -22,10 +22,14 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or Inf; the message names the step."""
 
 
-def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def masked_lm_loss(
+    logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean cross-entropy over the positions whose loss_mask is true (minimum-context masking)."""
     targets = targets.masked_fill(~loss_mask, IGNORE)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE
+    )
 
 
 class SinkLabModule(L.LightningModule):
@@ -120,7 +124,10 @@ class SinkLabModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, self.max_steps, self.optim_cfg)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sinklab"] = {

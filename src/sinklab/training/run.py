@@ -38,8 +38,19 @@ from sinklab.training.module import SinkLabModule
 from sinklab.training.schedule import log_spaced_steps
 
 TOP_LEVEL_KEYS = {
-    "paths", "model", "data", "optim", "trainer", "logger", "callbacks", "seed", "run_name",
-    "experiment_name", "ckpt_path", "tags", "notes",
+    "paths",
+    "model",
+    "data",
+    "optim",
+    "trainer",
+    "logger",
+    "callbacks",
+    "seed",
+    "run_name",
+    "experiment_name",
+    "ckpt_path",
+    "tags",
+    "notes",
 }
 # Keys that do not change what is trained, left out of the config hash.
 UNHASHED = ("paths", "logger", "ckpt_path", "run_name", "tags", "notes")
@@ -66,7 +77,9 @@ class RunConfig:
     @property
     def config_hash(self) -> str:
         hashed = {k: v for k, v in self.resolved.items() if k not in UNHASHED}
-        return hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[
+            :12
+        ]
 
 
 def validate_config(cfg: DictConfig) -> RunConfig:
@@ -75,7 +88,9 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     assert isinstance(resolved, dict)
     for key in resolved:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(str(key), f"unknown top-level key; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+            raise ConfigError(
+                str(key), f"unknown top-level key; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+            )
     model = dict(resolved["model"])
     # Validate the architecture now; vocab_size may still be unknown (taken from the tokenizer).
     ModelConfig.from_dict({**model, "vocab_size": model.get("vocab_size") or 1})
@@ -85,7 +100,11 @@ def validate_config(cfg: DictConfig) -> RunConfig:
     logger = from_mapping(LoggerConfig, resolved.get("logger"), "logger")
     callbacks = dict(resolved.get("callbacks") or {})
     for key in callbacks:
-        check(key in ("checkpoint", "probe"), f"callbacks.{key}", "unknown callback; known: checkpoint, probe")
+        check(
+            key in ("checkpoint", "probe"),
+            f"callbacks.{key}",
+            "unknown callback; known: checkpoint, probe",
+        )
     checkpoint = from_mapping(CheckpointConfig, callbacks.get("checkpoint"), "callbacks.checkpoint")
     probe = from_mapping(ProbeConfig, callbacks.get("probe"), "callbacks.probe")
     metrics = from_mapping(MetricsConfig, probe.metrics, "callbacks.probe.metrics")
@@ -133,7 +152,9 @@ def read_resume_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], int]:
         raise ConfigError("ckpt_path", str(err)) from None
     saved = state.get("hyper_parameters", {}).get("model") if isinstance(state, dict) else None
     if not isinstance(saved, dict) or not saved:
-        raise ConfigError("ckpt_path", f"{ckpt_path} is not a sinklab training checkpoint (no model config)")
+        raise ConfigError(
+            "ckpt_path", f"{ckpt_path} is not a sinklab training checkpoint (no model config)"
+        )
     return saved, int(state.get("global_step", 0))
 
 
@@ -141,8 +162,12 @@ def compare_model_configs(saved: dict[str, Any], model: dict[str, Any]) -> None:
     """Refuse to resume with a different architecture, naming every key that differs."""
     differ = sorted(k for k in set(saved) | set(model) if saved.get(k) != model.get(k))
     if differ:
-        detail = ", ".join(f"model.{k} (checkpoint {saved.get(k)!r}, config {model.get(k)!r})" for k in differ)
-        raise ConfigError("ckpt_path", f"checkpoint was trained with a different model config: {detail}")
+        detail = ", ".join(
+            f"model.{k} (checkpoint {saved.get(k)!r}, config {model.get(k)!r})" for k in differ
+        )
+        raise ConfigError(
+            "ckpt_path", f"checkpoint was trained with a different model config: {detail}"
+        )
 
 
 def check_resume_compatible(ckpt_path: str, model: dict[str, Any]) -> int:
@@ -174,7 +199,9 @@ class RunResult:
             "tokens_per_s": self.tokens_per_s,
             "fit_seconds": round(self.fit_seconds, 2),
             "probe_seconds": round(self.probe_seconds, 2),
-            "probe_share_pct": round(100 * self.probe_seconds / self.fit_seconds, 2) if self.fit_seconds else None,
+            "probe_share_pct": round(100 * self.probe_seconds / self.fit_seconds, 2)
+            if self.fit_seconds
+            else None,
             "checkpoint_seconds": round(self.checkpoint_seconds, 2),
             "n_checkpoints": len(self.checkpoints),
         }
@@ -218,7 +245,9 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     if run.ckpt_path:
         compare_model_configs(saved_model, model_dict)
     world = int(run.trainer.num_nodes) * _device_count(run.trainer)
-    tokens_per_step = run.data.batch_size * run.data.seq_len * run.trainer.accumulate_grad_batches * world
+    tokens_per_step = (
+        run.data.batch_size * run.data.seq_len * run.trainer.accumulate_grad_batches * world
+    )
     module = SinkLabModule(
         model=model_dict,
         optim=_plain(run.optim),
@@ -234,7 +263,9 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     checkpoint_steps: set[int] = set()
     if run.checkpoint.enabled:
         checkpoint_steps = set(
-            log_spaced_steps(run.trainer.max_steps, run.checkpoint.log_spaced_until, run.checkpoint.every)
+            log_spaced_steps(
+                run.trainer.max_steps, run.checkpoint.log_spaced_until, run.checkpoint.every
+            )
         )
     # Probe before checkpoint: at a step with both, the probe rows are written first, so every
     # checkpoint on disk implies its probe rows are too (what a resume relies on).
@@ -284,12 +315,16 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     return _finish(run_dir, trainer, module, callbacks)
 
 
-def _finish(run_dir: Path, trainer: L.Trainer, module: SinkLabModule, callbacks: list[L.Callback]) -> RunResult:
+def _finish(
+    run_dir: Path, trainer: L.Trainer, module: SinkLabModule, callbacks: list[L.Callback]
+) -> RunResult:
     throughput = next(c for c in callbacks if isinstance(c, ThroughputMonitor))
     ckpt = next((c for c in callbacks if isinstance(c, LogSpacedCheckpoint)), None)
     probe = next((c for c in callbacks if isinstance(c, ProbeCallback)), None)
     if trainer.is_global_zero and (ckpt is None or ckpt.cfg.export_safetensors):
-        export_safetensors(module.model, run_dir / "model.safetensors", {"step": str(trainer.global_step)})
+        export_safetensors(
+            module.model, run_dir / "model.safetensors", {"step": str(trainer.global_step)}
+        )
     metrics = trainer.callback_metrics
     result = RunResult(
         run_dir=run_dir,
@@ -328,5 +363,3 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-

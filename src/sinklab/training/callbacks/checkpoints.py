@@ -38,9 +38,13 @@ class LogSpacedCheckpoint(L.Callback):
         else:  # resumed: the step we resumed from is already on disk
             self._last_saved = trainer.global_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
+    ) -> None:
         step = trainer.global_step
-        if step != self._last_saved and is_scheduled(step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every):
+        if step != self._last_saved and is_scheduled(
+            step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every
+        ):
             self._save(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -75,9 +75,13 @@ class ProbeCallback(L.Callback):
             if trainer.is_global_zero:
                 drop_rows_after(self.table, trainer.global_step)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
+    ) -> None:
         step = trainer.global_step
-        if step != self._last_step and is_scheduled(step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every):
+        if step != self._last_step and is_scheduled(
+            step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every
+        ):
             self._probe(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -91,12 +95,21 @@ class ProbeCallback(L.Callback):
             return
         start = time.perf_counter()
         rows, probe = measure_probe_set(
-            pl_module.model, self.probe_set, self.metrics_cfg, batch_size=self.cfg.batch_size, device=pl_module.device
+            pl_module.model,
+            self.probe_set,
+            self.metrics_cfg,
+            batch_size=self.cfg.batch_size,
+            device=pl_module.device,
         )
         tokens = pl_module.tokens_seen
         ckpt = checkpoint_name(step, tokens) if step in self.checkpoint_steps else ""
         rows = tag_rows(
-            rows, run_id=self.run_id, step=step, tokens_seen=tokens, config_hash=self.config_hash, checkpoint=ckpt
+            rows,
+            run_id=self.run_id,
+            step=step,
+            tokens_seen=tokens,
+            config_hash=self.config_hash,
+            checkpoint=ckpt,
         )
         append_rows(self.table, rows)
         scalars = logger_scalars(rows)

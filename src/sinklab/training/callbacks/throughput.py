@@ -24,7 +24,9 @@ class ThroughputMonitor(L.Callback):
         self._window_step = trainer.global_step
         self._window_overhead = pl_module.overhead_seconds
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
+    ) -> None:
         step = trainer.global_step
         if step - self._window_step < max(1, trainer.log_every_n_steps):
             return
