@@ -12,7 +12,6 @@ Options are in conf/analyze.yaml. A bad option or target prints one line and exi
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf

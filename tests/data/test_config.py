@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from sinklab.data import DataConfig
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.config import DataConfig as _DC
 from sinklab.errors import ConfigError
+from sinklab.training.datamodule import SinkDataModule
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 

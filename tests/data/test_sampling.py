@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.sampling import WindowSampler
+from sinklab.training.datamodule import SinkDataModule
 
 
 def _take(dm: SinkDataModule, n: int) -> list[dict[str, torch.Tensor]]:

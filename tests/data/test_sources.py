@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from sinklab.data import DataConfig
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.config import SHAKESPEARE_SHA256
 from sinklab.data.shakespeare import read_plays
 from sinklab.data.sources import load_documents, split_documents
 from sinklab.errors import ConfigError
+from sinklab.training.datamodule import SinkDataModule
 from tests.data.datafixtures import LETTERS, letter_docs, write_sdist
 
 

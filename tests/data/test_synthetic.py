@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from sinklab.data import bigram_backcopy_task, tokens_per_second
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.shakespeare import read_plays
 from sinklab.data.synthetic import SyntheticTask
+from sinklab.training.datamodule import SinkDataModule
 
 
 @pytest.fixture

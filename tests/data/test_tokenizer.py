@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.sources import load_documents, split_documents
 from sinklab.data.tokenizer import ByteTokenizer, CharTokenizer, bpe_cache_path
 from sinklab.errors import ConfigError
+from sinklab.training.datamodule import SinkDataModule
 
 
 @pytest.fixture

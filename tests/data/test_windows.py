@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.data.windows import WindowSpec, make_batch
+from sinklab.training.datamodule import SinkDataModule
 
 
 def _spec(**kw) -> WindowSpec:

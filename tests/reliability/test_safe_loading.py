@@ -12,13 +12,13 @@ import torch
 
 from sinklab.errors import ConfigError
 from sinklab.model import ModelConfig
-from sinklab.training import run as run_module
 from sinklab.runs.checkpoints import (
     UnsafeCheckpointError,
     load_checkpoint_model,
     load_checkpoint_state,
     load_safetensors_model,
 )
+from sinklab.training import run as run_module
 from sinklab.training.run import train, validate_config
 from tests.reliability.helpers import run_in_process, tiny
 from tests.training.conftest import compose_train

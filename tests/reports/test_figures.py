@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sinklab.reports import plots
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis import analyze, from_mapping
+from sinklab.reports import plots
 from sinklab.reports.figures import compare_sweep, emergence_report, sweep_curves, sweep_runs
 from tests.reanalysis.helpers import train_tiny
 

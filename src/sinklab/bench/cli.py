@@ -33,10 +33,10 @@ from sinklab.bench.plain import plain_step_seconds
 from sinklab.bench.profile import step_profile
 from sinklab.bench.recipe import Recipe, bench_overrides, build_recipe, compose_run
 from sinklab.bench.timing import Stamp, abba_order, rates, summarize
+from sinklab.configs import CONF_DIR
 from sinklab.data import tokens_per_second
 from sinklab.model import ModelConfig, Transformer, flops_per_token
 from sinklab.model.config import ATTENTIONS, POSITIONS
-from sinklab.configs import CONF_DIR
 
 KERNEL_VARIANTS = {  # name: model overrides; the first three must reach the flash kernel
     "rope softmax": {"pos": "rope"},

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.configs import CONF_DIR
 from sinklab.training.config import OptimConfig
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.run import RunConfig, validate_config
 
 

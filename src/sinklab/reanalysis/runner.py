@@ -20,7 +20,6 @@ import pandas as pd
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from sinklab.reports import plots
 from sinklab.analysis.config import GROUPS, MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import read_rows, tag_rows
@@ -36,12 +35,13 @@ from sinklab.reanalysis.targets import (
     resolve,
     select_steps,
 )
-from sinklab.training.callbacks.checkpoints import checkpoint_name
+from sinklab.reports import plots
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     load_checkpoint_model,
 )
+from sinklab.training.callbacks.checkpoints import checkpoint_name
 
 
 class ReanalysisWarning(UserWarning):

@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sinklab.reports import plots
 from sinklab.analysis.capture import capture
 from sinklab.analysis.records import read_rows
 from sinklab.data.probe_set import load_probe_set
 from sinklab.errors import ConfigError
 from sinklab.reanalysis.targets import is_run_dir, job_dirs, list_checkpoints
+from sinklab.reports import plots
 from sinklab.runs.checkpoints import load_checkpoint_model
 
 TABLES = {"probes": "probes.parquet", "reanalysis": "reanalysis.parquet"}

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sinklab.reports import plots
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
 from sinklab.reanalysis.runner import analyze_pretrained
 from sinklab.reanalysis.targets import PretrainedTarget, resolve
+from sinklab.reports import plots
 
 
 @dataclass

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sinklab.reports import plots
 from sinklab.reanalysis.targets import job_dirs
+from sinklab.reports import plots
 
 # (column title, metric, how to reduce over layers): the model-level row (-1) or a layer reduction.
 FINAL_COLUMNS: tuple[tuple[str, str, str], ...] = (

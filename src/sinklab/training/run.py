@@ -22,17 +22,17 @@ from omegaconf import DictConfig, OmegaConf
 from sinklab.analysis import MetricsConfig
 from sinklab.configs import from_mapping
 from sinklab.data import DataConfig, ProbeSet, load_probe_set, save_probe_set
-from sinklab.training.datamodule import SinkDataModule
 from sinklab.errors import ConfigError, check
 from sinklab.model import ModelConfig
-from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     export_safetensors,
     load_checkpoint_state,
 )
+from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
 from sinklab.training.config import CheckpointConfig, OptimConfig, ProbeConfig, TrainerConfig
+from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.loggers import LoggerConfig, build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
 from sinklab.training.schedule import log_spaced_steps
