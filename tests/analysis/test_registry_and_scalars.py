@@ -96,3 +96,27 @@ def test_logger_scalars_of_a_real_measurement_hold_the_headline_curves():
     ):
         assert key in out, key
     assert out["massive/top1_channel/layer_1"] == 2.0
+
+
+def test_every_shared_metric_name_is_registered_and_emitted():
+    """The constants in `names` are what readers (summary, reports) look up: each must be a
+    registered row name that a rich probe really emits, so a typo fails here, not silently."""
+    from sinklab.analysis import names
+
+    probe, model, mask, ids = rich_probe_and_model()
+    emitted = set(
+        measure(
+            probe,
+            model=model,
+            cfg=MetricsConfig(),
+            trigger_mask=mask,
+            bos_present=True,
+            input_ids=ids,
+        )["metric"]
+    )
+    shared = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}
+    assert len(shared) >= 15
+    for name in sorted(shared):
+        assert template_of(name) is not None, f"{name} is not a registered metric"
+        assert name in emitted, f"{name} is never emitted"
+    assert set(names.HEADLINE) <= shared

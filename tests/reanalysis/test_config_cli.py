@@ -10,7 +10,8 @@ import pytest
 
 from sinklab.errors import ConfigError
 from sinklab.reanalysis import from_mapping
-from sinklab.reanalysis.targets import CheckpointFile, select_steps
+from sinklab.reanalysis.targets import select_steps
+from sinklab.runs.checkpoints import CheckpointFile
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from sinklab.analysis import names
+
 # Beyond this many multiply-adds the all-channel |U_k|_F (for the median) is skipped:
 # cheap for the project's models, minutes for a 7B one.
 _ALL_CHANNEL_BUDGET = 5e9
@@ -32,8 +34,8 @@ def residual_extremes(
     median = mag.median(dim=1).values
     safe_median = median.clamp_min(1e-30)
     out: dict[str, float] = {
-        "massive/median": float(median.mean()),
-        "massive/top1_over_median": float((values[:, 0] / safe_median).mean()),
+        names.MEDIAN: float(median.mean()),
+        names.TOP1_OVER_MEDIAN: float((values[:, 0] / safe_median).mean()),
     }
     for i in range(k):
         where = flat[:, i]
@@ -43,7 +45,7 @@ def residual_extremes(
         out[f"massive/top{i + 1}_channel"] = float(int(mode) % d)
         out[f"massive/top{i + 1}_location_share"] = float((where == mode).float().mean())
     rule = (mag > massive_abs) & (mag >= massive_rel * median[:, None])
-    out["massive/sun_count"] = float(rule.sum(dim=1).float().mean())
+    out[names.SUN_COUNT] = float(rule.sum(dim=1).float().mean())
     return out
 
 

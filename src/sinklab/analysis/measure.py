@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sinklab.analysis import activations, dormancy, frames, sinks
+from sinklab.analysis import activations, dormancy, frames, names, sinks
 from sinklab.analysis.config import MetricsConfig
 from sinklab.model.probe import ProbeOutput
 
@@ -87,14 +87,14 @@ def _sink_rows(
     for k in cfg.sink_keys:
         if k >= T:
             continue
-        name = "sink/sink1_pct" if k == 0 else f"sink/sink_pct/key_{k}"
+        name = names.SINK1 if k == 0 else f"sink/sink_pct/key_{k}"
         rows.heads(name, layer, 100.0 * (alpha[..., k] > cfg.eps).float().mean(0))
     rows.heads(
-        "sink/sink_ratio_pct",
+        names.SINK_RATIO,
         layer,
         100.0 * sinks.sink_ratio_hit(tokens, cfg.eps, cfg.sink_ratio_max_key).mean(0),
     )
-    rows.heads("sink/first_token_mass", layer, sinks.first_token_mass(tokens).mean(0))
+    rows.heads(names.FIRST_TOKEN_MASS, layer, sinks.first_token_mass(tokens).mean(0))
     slot_alpha = sinks.slot_alpha(slots)  # [N, H, E]
     for e, slot in enumerate(slot_names):
         rows.heads(f"slot_mass/{slot}", layer, slot_alpha[..., e].mean(0))
@@ -102,7 +102,7 @@ def _sink_rows(
             f"slot_sink_pct/{slot}", layer, 100.0 * (slot_alpha[..., e] > cfg.eps).float().mean(0)
         )
     alpha0 = alpha[..., 0].mean(0)
-    rows.layer("sink/alpha_0_max", layer, float(alpha0.max()))
+    rows.layer(names.ALPHA0_MAX, layer, float(alpha0.max()))
     return alpha0
 
 
@@ -129,7 +129,7 @@ def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tenso
     )
     values["frames/ref_count"] = count.float()
     values["frames/ref_fallback"] = fallback.float()
-    values["frames/class"] = codes.float()
+    values[names.FRAME_CLASS] = codes.float()
     for metric, v in values.items():
         rows.rows.extend(
             (layer, h, metric, float(x)) for h, x in zip(heads, v.tolist(), strict=True)
@@ -192,10 +192,10 @@ def _dormancy_rows(
     """BOS metrics of one layer; returns its labels [N, H, T] (None without attention)."""
     resid = probe.cache.get(f"blocks.{layer}.resid_post")
     if resid is not None:
-        rows.layer("dormancy/resid_peak", layer, float(activations.first_token_norm_ratio(resid)))
+        rows.layer(names.RESID_PEAK, layer, float(activations.first_token_norm_ratio(resid)))
     v = probe.cache.get(f"blocks.{layer}.attn.v")
     if v is not None:
-        rows.heads("dormancy/value_drain", layer, activations.first_token_norm_ratio(v))
+        rows.heads(names.VALUE_DRAIN, layer, activations.first_token_norm_ratio(v))
     if tokens is None:
         return None
     bos = dormancy.bos_attention(tokens)
@@ -203,8 +203,8 @@ def _dormancy_rows(
     rows.heads("dormancy/dormant_frac", layer, dormancy.dormant_fraction(labels))
     if trigger_mask is not None:
         trig, other = dormancy.split_by_trigger(bos, trigger_mask)
-        rows.heads("dormancy/bos_attn_trigger", layer, trig)
-        rows.heads("dormancy/bos_attn_nontrigger", layer, other)
+        rows.heads(names.BOS_ATTN_TRIGGER, layer, trig)
+        rows.heads(names.BOS_ATTN_NONTRIGGER, layer, other)
         ftrig, fother = dormancy.split_by_trigger(labels.float(), trigger_mask)
         rows.heads("dormancy/dormant_frac_trigger", layer, ftrig)
         rows.heads("dormancy/dormant_frac_nontrigger", layer, fother)
@@ -294,9 +294,9 @@ def _measure(
             labels.append(_dormancy_rows(rows, cfg, probe, layer, tokens, trigger_mask))
 
     if alpha0_all:
-        rows.model("sink/alpha_0_max", float(torch.cat(alpha0_all).max()))
+        rows.model(names.ALPHA0_MAX, float(torch.cat(alpha0_all).max()))
     if layer_codes:
-        rows.model("frames/class", float(frames.model_frame(layer_codes)))
+        rows.model(names.FRAME_CLASS, float(frames.model_frame(layer_codes)))
     out = rows.frame()
 
     have_labels = bool(labels) and all(lab is not None for lab in labels)

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PROBE_DIR = "probe"
-IDS_FILE = "probe_set.npz"
-TEXT_FILE = "probe_text.jsonl"
+from sinklab.runs.layout import RunLayout
 
 
 @dataclass
@@ -36,7 +34,8 @@ class ProbeSet:
 
 def save_probe_set(probe: ProbeSet, run_dir: Path) -> Path:
     """Write the probe set under `<run_dir>/probe/`; returns that folder."""
-    folder = Path(run_dir) / PROBE_DIR
+    layout = RunLayout(run_dir)
+    folder = layout.probe_dir
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {
         "input_ids": probe.input_ids.cpu().numpy().astype(np.int64),
@@ -44,8 +43,8 @@ def save_probe_set(probe: ProbeSet, run_dir: Path) -> Path:
     }
     if probe.trigger_mask is not None:
         arrays["trigger_mask"] = probe.trigger_mask.cpu().numpy().astype(bool)
-    np.savez(folder / IDS_FILE, **arrays)
-    with open(folder / TEXT_FILE, "w", encoding="utf-8") as f:
+    np.savez(layout.probe_ids, **arrays)
+    with open(layout.probe_text, "w", encoding="utf-8") as f:
         for i, text in enumerate(probe.text):
             f.write(json.dumps({"index": i, "text": text}, ensure_ascii=False) + "\n")
     return folder
@@ -53,8 +52,8 @@ def save_probe_set(probe: ProbeSet, run_dir: Path) -> Path:
 
 def load_probe_set(run_dir: Path) -> ProbeSet:
     """Read a probe set written by `save_probe_set` (never unpickles anything)."""
-    folder = Path(run_dir) / PROBE_DIR
-    path = folder / IDS_FILE
+    layout = RunLayout(run_dir)
+    path = layout.probe_ids
     if not path.is_file():
         raise FileNotFoundError(f"no probe set at {path}")
     with np.load(path, allow_pickle=False) as data:
@@ -63,7 +62,7 @@ def load_probe_set(run_dir: Path) -> ProbeSet:
             torch.from_numpy(data["trigger_mask"].astype(bool)) if "trigger_mask" in data else None
         )
         has_bos = bool(data["has_bos"])
-    text_path = folder / TEXT_FILE
+    text_path = layout.probe_text
     if text_path.is_file():
         with open(text_path, encoding="utf-8") as f:
             text = [json.loads(line)["text"] for line in f if line.strip()]

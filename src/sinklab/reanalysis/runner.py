@@ -26,22 +26,17 @@ from sinklab.analysis.records import read_rows, tag_rows
 from sinklab.data.probe_set import load_probe_set, save_probe_set
 from sinklab.reanalysis import tables
 from sinklab.reanalysis.config import AnalyzeConfig
-from sinklab.reanalysis.targets import (
-    CKPT_RE,
-    CheckpointFile,
-    PretrainedTarget,
-    RunTarget,
-    list_checkpoints,
-    resolve,
-    select_steps,
-)
+from sinklab.reanalysis.targets import PretrainedTarget, RunTarget, resolve, select_steps
 from sinklab.reports import plots
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
+    checkpoint_name,
+    list_checkpoints,
     load_checkpoint_model,
+    parse_checkpoint,
 )
-from sinklab.training.callbacks.checkpoints import checkpoint_name
+from sinklab.runs.layout import REANALYSIS_TABLE, RunLayout
 
 
 class ReanalysisWarning(UserWarning):
@@ -68,7 +63,7 @@ def _probe_config(run_dir: Path) -> dict[str, Any]:
     Resolved where possible: the saved file also holds `${hydra:...}` interpolations that
     only resolve inside Hydra, so only this section is resolved.
     """
-    path = run_dir / ".hydra" / "config.yaml"
+    path = RunLayout(run_dir).hydra_config
     if not path.is_file():
         return {}
     node = OmegaConf.select(
@@ -97,21 +92,21 @@ def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
 
 def _config_hash(run_dir: Path) -> str:
     """The hash the callback stamped on its rows, else a hash of the saved config file."""
-    probes = run_dir / "metrics" / "probes.parquet"
+    probes = RunLayout(run_dir).probes_table
     if probes.is_file():
         hashes = read_rows(probes)["config_hash"].dropna()
         if len(hashes):
             return str(hashes.iloc[0])
-    cfg = run_dir / ".hydra" / "config.yaml"
+    cfg = RunLayout(run_dir).hydra_config
     return hashlib.sha256(cfg.read_bytes()).hexdigest()[:12] if cfg.is_file() else ""
 
 
 def table_path(run_dir: Path, cfg: AnalyzeConfig, n_runs: int) -> Path:
     """`<run>/metrics/reanalysis.parquet`, or under out_dir (one subfolder per job of a sweep)."""
     if cfg.out_dir is None:
-        return run_dir / "metrics" / tables.TABLE_NAME
+        return RunLayout(run_dir).reanalysis_table
     out = Path(cfg.out_dir)
-    return (out / run_dir.name if n_runs > 1 else out) / tables.TABLE_NAME
+    return (out / run_dir.name if n_runs > 1 else out) / REANALYSIS_TABLE
 
 
 def _warn(message: str) -> None:
@@ -132,12 +127,7 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
     if target.only is not None:
         chosen = []
         for p in target.only:
-            m = CKPT_RE.match(p.name)
-            chosen.append(
-                CheckpointFile(p, int(m.group(1)), int(m.group(2)))
-                if m
-                else CheckpointFile(p, -1, -1)
-            )
+            chosen.append(parse_checkpoint(p))
     else:
         chosen, missing = select_steps(list_checkpoints(run_dir), cfg.steps)
         if missing:
@@ -201,7 +191,7 @@ def analyze_pretrained(
     from sinklab.reanalysis.corpus_probe import build_probe_set, corpus_documents, load_pretrained
 
     folder = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.output_dir) / "analysis" / target.name
-    out = folder / tables.TABLE_NAME
+    out = folder / REANALYSIS_TABLE
     source = target.kind if target.path is None else f"{target.kind}:{target.path}"
     report = Report(target.name, out)
     probe_tag = f"{source}|{cfg.corpus}|{cfg.n_windows}x{cfg.seq_len}|bos={cfg.bos}"

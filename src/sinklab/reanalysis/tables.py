@@ -13,8 +13,6 @@ import pandas as pd
 from sinklab.analysis.records import append_rows, read_rows
 from sinklab.atomic import atomic_write
 
-TABLE_NAME = "reanalysis.parquet"
-
 
 def write_parquet(path: Path, df: pd.DataFrame) -> None:
     """Replace the table at `path` with `df` (used by force=true to drop stale rows)."""
@@ -48,7 +46,6 @@ def drop_checkpoints(path: Path, run_id: str, names: set[str]) -> None:
 
 
 __all__ = [
-    "TABLE_NAME",
     "append_rows",
     "drop_checkpoints",
     "measured_checkpoints",

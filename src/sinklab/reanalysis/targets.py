@@ -7,23 +7,12 @@ one-line `ConfigError` on `target`, raised before a model is loaded.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sinklab.data.probe_set import IDS_FILE, PROBE_DIR
 from sinklab.errors import ConfigError
-
-CKPT_RE = re.compile(r"^step(\d+)-tokens(\d+)\.ckpt$")
-
-
-@dataclass(frozen=True)
-class CheckpointFile:
-    """A checkpoint file with the step and token count its name promises."""
-
-    path: Path
-    step: int
-    tokens_seen: int
+from sinklab.runs.checkpoints import CheckpointFile
+from sinklab.runs.layout import CHECKPOINT_DIR, PROBE_DIR, PROBE_IDS_FILE, is_run_dir, job_dirs
 
 
 @dataclass(frozen=True)
@@ -51,30 +40,6 @@ class PretrainedTarget:
 
 
 Target = RunTarget | PretrainedTarget
-
-
-def is_run_dir(path: Path) -> bool:
-    """A sinklab run folder holds its probe set (and usually checkpoints/)."""
-    return (path / PROBE_DIR / IDS_FILE).is_file()
-
-
-def job_dirs(multirun: Path) -> list[Path]:
-    """The run folders directly below a multirun folder, in job-number order."""
-    jobs = [p for p in multirun.iterdir() if p.is_dir() and is_run_dir(p)]
-    return sorted(jobs, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
-
-
-def list_checkpoints(run_dir: Path) -> list[CheckpointFile]:
-    """`step*-tokens*.ckpt` files of a run, by step; last.ckpt is a link to one of them."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        m = CKPT_RE.match(p.name)
-        if m and p.is_file():
-            found.append(CheckpointFile(p, int(m.group(1)), int(m.group(2))))
-    return sorted(found, key=lambda c: c.step)
 
 
 def select_steps(
@@ -123,7 +88,7 @@ def resolve(target: str) -> list[Target]:
         if path.suffix != ".ckpt":
             raise ConfigError("target", f"{path}: a file target must be a .ckpt checkpoint")
         run_dir = path.parent.parent
-        if path.parent.name != "checkpoints" or not is_run_dir(run_dir):
+        if path.parent.name != CHECKPOINT_DIR or not is_run_dir(run_dir):
             raise ConfigError(
                 "target",
                 f"{path}: a checkpoint is measured on its run's probe set; it must sit in <run>/checkpoints/",
@@ -136,5 +101,5 @@ def resolve(target: str) -> list[Target]:
         return [RunTarget(j) for j in jobs]
     raise ConfigError(
         "target",
-        f"{path}: neither a run folder (no probe/{IDS_FILE}) nor a multirun folder of runs",
+        f"{path}: neither a run folder (no {PROBE_DIR}/{PROBE_IDS_FILE}) nor a multirun folder of runs",
     )

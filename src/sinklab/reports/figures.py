@@ -14,25 +14,26 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from sinklab.analysis import names
 from sinklab.analysis.capture import capture
 from sinklab.analysis.records import read_rows
 from sinklab.data.probe_set import load_probe_set
 from sinklab.errors import ConfigError
-from sinklab.reanalysis.targets import is_run_dir, job_dirs, list_checkpoints
 from sinklab.reports import plots
-from sinklab.runs.checkpoints import load_checkpoint_model
+from sinklab.runs.checkpoints import list_checkpoints, load_checkpoint_model
+from sinklab.runs.layout import TABLES, RunLayout, is_run_dir, job_dirs
 
-TABLES = {"probes": "probes.parquet", "reanalysis": "reanalysis.parquet"}
-DEFAULT_METRICS = ("sink/sink1_pct", "sink/first_token_mass", "massive/top1_over_median")
+DEFAULT_METRICS = (names.SINK1, names.FIRST_TOKEN_MASS, names.TOP1_OVER_MEDIAN)
 
 
 def run_table(run_dir: Path, table: str = "probes") -> pd.DataFrame:
     """The metric rows of a run: `probes` (logged while training) or `reanalysis`."""
     if table not in TABLES:
         raise ConfigError("table", f"{table!r} is not allowed; choose one of: {', '.join(TABLES)}")
-    path = Path(run_dir) / "metrics" / TABLES[table]
+    layout = RunLayout(run_dir)
+    path = layout.table(table)
     if not path.is_file():
-        raise ConfigError("table", f"no {TABLES[table]} in {Path(run_dir) / 'metrics'}")
+        raise ConfigError("table", f"no {TABLES[table]} in {layout.metrics_dir}")
     return read_rows(path)
 
 
@@ -137,7 +138,7 @@ def sweep_runs(folders: Sequence[Path]) -> list[Path]:
 
 def config_value(run_dir: Path, key: str) -> str:
     """`key` (dotted, e.g. model.pos) from the run's saved .hydra/config.yaml."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
+    path = RunLayout(run_dir).hydra_config
     if not path.is_file():
         raise ConfigError("by", f"{run_dir} has no .hydra/config.yaml to group by")
     value = OmegaConf.select(

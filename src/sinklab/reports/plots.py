@@ -21,12 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sinklab.analysis import names  # noqa: E402
+
 X_LABELS = {"step": "training step", "tokens_seen": "tokens seen"}
 MASSIVE_CURVES = (
-    ("massive/top1", "o-", "top-1"),
-    ("massive/top2", "s-", "top-2"),
-    ("massive/top3", "^-", "top-3"),
-    ("massive/median", "x--", "median"),
+    (names.TOP1, "o-", "top-1"),
+    (names.TOP2, "s-", "top-2"),
+    (names.TOP3, "^-", "top-3"),
+    (names.MEDIAN, "x--", "median"),
 )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sinklab.analysis import names
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
 from sinklab.reanalysis.runner import analyze_pretrained
@@ -42,15 +43,15 @@ def _value(df: pd.DataFrame, metric: str, layer: int = -1) -> float:
 def summarise(df: pd.DataFrame, cfg: AnalyzeConfig, name: str) -> PretrainedSummary:
     """Pick the report's numbers out of the tidy rows."""
     wanted = {
-        "sink/sink1_pct": "sink1_pct",
-        "massive/top1": "top1",
-        "massive/top2": "top2",
-        "massive/top3": "top3",
-        "massive/median": "median",
-        "massive/top1_over_median": "top1_over_median",
-        "massive/top1_position": "top1_position",
-        "massive/top1_channel": "top1_channel",
-        "massive/sun_count": "sun_count",
+        names.SINK1: "sink1_pct",
+        names.TOP1: "top1",
+        names.TOP2: "top2",
+        names.TOP3: "top3",
+        names.MEDIAN: "median",
+        names.TOP1_OVER_MEDIAN: "top1_over_median",
+        names.TOP1_POSITION: "top1_position",
+        names.TOP1_CHANNEL: "top1_channel",
+        names.SUN_COUNT: "sun_count",
     }
     part = df[(df["head"] == -1) & (df["layer"] >= 0) & df["metric"].isin(list(wanted))]
     layers = (
@@ -63,9 +64,9 @@ def summarise(df: pd.DataFrame, cfg: AnalyzeConfig, name: str) -> PretrainedSumm
         n_windows=cfg.n_windows,
         seq_len=cfg.seq_len,
         bos=cfg.bos,
-        sink1_pct=_value(df, "sink/sink1_pct"),
-        sink_ratio_pct=_value(df, "sink/sink_ratio_pct"),
-        first_token_mass=_value(df, "sink/first_token_mass"),
+        sink1_pct=_value(df, names.SINK1),
+        sink_ratio_pct=_value(df, names.SINK_RATIO),
+        first_token_mass=_value(df, names.FIRST_TOKEN_MASS),
         layers=layers,
     )
 
@@ -110,7 +111,7 @@ def run_report(
         ),
         plots.save_figure(
             plots.layer_profile_figure(
-                df, "sink/sink1_pct", title=f"{pre.name}: Sink_1 (eps 0.3) per layer"
+                df, names.SINK1, title=f"{pre.name}: Sink_1 (eps 0.3) per layer"
             ),
             fig_dir / f"{pre.name}_sink1_by_layer.png",
             dpi,

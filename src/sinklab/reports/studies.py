@@ -15,33 +15,34 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sinklab.reanalysis.targets import job_dirs
+from sinklab.analysis import names
 from sinklab.reports import plots
+from sinklab.runs.layout import RunLayout, job_dirs
 
 # (column title, metric, how to reduce over layers): the model-level row (-1) or a layer reduction.
 FINAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("Sink_1 %", "sink/sink1_pct", "model"),
-    ("sink ratio %", "sink/sink_ratio_pct", "model"),
-    ("first-token mass", "sink/first_token_mass", "model"),
-    ("max alpha_0", "sink/alpha_0_max", "model"),
-    ("top-1/median (max layer)", "massive/top1_over_median", "max"),
-    ("BOS value ratio (min layer)", "dormancy/value_drain", "min"),
-    ("BOS resid ratio (last layer)", "dormancy/resid_peak", "last"),
+    ("Sink_1 %", names.SINK1, "model"),
+    ("sink ratio %", names.SINK_RATIO, "model"),
+    ("first-token mass", names.FIRST_TOKEN_MASS, "model"),
+    ("max alpha_0", names.ALPHA0_MAX, "model"),
+    ("top-1/median (max layer)", names.TOP1_OVER_MEDIAN, "max"),
+    ("BOS value ratio (min layer)", names.VALUE_DRAIN, "min"),
+    ("BOS resid ratio (last layer)", names.RESID_PEAK, "last"),
 )
 # (metric, layer): "model" is the whole-model row, "last" the last layer's (residual metrics
 # have no whole-model row).
 FIGURE_METRICS: tuple[tuple[str, str], ...] = (
-    ("sink/first_token_mass", "model"),
-    ("sink/sink1_pct", "model"),
-    ("sink/sink_ratio_pct", "model"),
+    (names.FIRST_TOKEN_MASS, "model"),
+    (names.SINK1, "model"),
+    (names.SINK_RATIO, "model"),
 )
 # Studies that need more curves than the sink scores.
 EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
     "bb_dynamics": (
-        ("dormancy/value_drain", "model"),
-        ("dormancy/resid_peak", "last"),
-        ("dormancy/bos_attn_nontrigger", "model"),
-        ("dormancy/bos_attn_trigger", "model"),
+        (names.VALUE_DRAIN, "model"),
+        (names.RESID_PEAK, "last"),
+        (names.BOS_ATTN_NONTRIGGER, "model"),
+        (names.BOS_ATTN_TRIGGER, "model"),
     ),
 }
 
@@ -64,7 +65,7 @@ def swept_keys(study_dir: Path) -> list[str]:
 def job_label(folder: Path, keys: list[str]) -> str:
     """`pos=alibi`: the job's values of the swept keys (the seed aside: seeds of one setting
     share a label, so tables and figures show their mean and spread)."""
-    overrides = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
+    overrides = OmegaConf.load(RunLayout(folder).hydra_overrides)
     keys = [k for k in keys if k != "seed"]
     picked = [o.lstrip("+~") for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
     # "model.attention=relu" -> "attention=relu": the group prefix only makes legends longer.
@@ -76,7 +77,8 @@ def load_jobs(study_dir: Path) -> list[Job]:
     keys = swept_keys(study_dir)
     jobs = []
     for folder in job_dirs(study_dir):
-        table, summary = folder / "metrics" / "probes.parquet", folder / "summary.json"
+        layout = RunLayout(folder)
+        table, summary = layout.probes_table, layout.summary
         if not (table.exists() and summary.exists()):  # a job still running, or one that failed
             continue
         val = json.loads(summary.read_text()).get("final_val_loss")
@@ -120,7 +122,7 @@ def final_table(jobs: list[Job]) -> pd.DataFrame:
             )
         record["val loss"] = _mean([job.val_loss for job in group])
         if len(group) > 1:
-            per_seed = [final_value(job.rows, "sink/sink1_pct", "model") for job in group]
+            per_seed = [final_value(job.rows, names.SINK1, "model") for job in group]
             record["Sink_1 by seed"] = " / ".join(
                 "-" if v is None else f"{v:.3g}" for v in per_seed
             )
@@ -171,7 +173,7 @@ def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
 def _seed_text(jobs: list[Job]) -> str:
     seeds = sorted(
         {
-            str(OmegaConf.select(OmegaConf.load(j.folder / ".hydra" / "config.yaml"), "seed"))
+            str(OmegaConf.select(OmegaConf.load(RunLayout(j.folder).hydra_config), "seed"))
             for j in jobs
         }
     )

@@ -1,12 +1,15 @@
-"""Reading and writing model weights safely.
+"""Checkpoints of a run: their names, listing them, and reading and writing weights safely.
 
-Every load uses `torch.load(weights_only=True)`: a checkpoint from the internet can carry
-tensors and plain values, never code. A file that needs arbitrary objects unpickled is refused.
+Names are `step0000512-tokens1048576.ckpt` (sortable by step, and they say how much data the
+model has seen); `last.ckpt` is a link to the newest. Every load uses
+`torch.load(weights_only=True)`: a checkpoint from the internet can carry tensors and plain
+values, never code. A file that needs arbitrary objects unpickled is refused.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,47 @@ import torch
 
 from sinklab.atomic import commit, temp_name
 from sinklab.model import ModelConfig, Transformer
+from sinklab.runs.layout import RunLayout
+
+CKPT_RE = re.compile(r"^step(\d+)-tokens(\d+)\.ckpt$")
+
+
+def checkpoint_name(step: int, tokens_seen: int) -> str:
+    """`step0000512-tokens1048576.ckpt`: sortable by step, and says how much data it has seen."""
+    return f"step{step:07d}-tokens{tokens_seen}.ckpt"
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint file with the step and token count its name promises (-1: a name that
+    promises nothing, such as last.ckpt; the file itself then says)."""
+
+    path: Path
+    step: int
+    tokens_seen: int
+
+
+def parse_checkpoint(path: Path) -> CheckpointFile:
+    """The step and token count in a checkpoint's name, or -1 for both when it has none."""
+    m = CKPT_RE.match(Path(path).name)
+    if m is None:
+        return CheckpointFile(Path(path), -1, -1)
+    return CheckpointFile(Path(path), int(m.group(1)), int(m.group(2)))
+
+
+def list_checkpoints(run_dir: Path) -> list[CheckpointFile]:
+    """`step*-tokens*.ckpt` files of a run, by step; last.ckpt and temporary files are not listed."""
+    folder = RunLayout(run_dir).checkpoint_dir
+    if not folder.is_dir():
+        return []
+    found = [parse_checkpoint(p) for p in folder.iterdir() if p.is_file()]
+    return sorted((c for c in found if c.step >= 0), key=lambda c: c.step)
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, by step (what a restarted run resumes from)."""
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1].path if ckpts else None
 
 
 class UnsafeCheckpointError(RuntimeError):

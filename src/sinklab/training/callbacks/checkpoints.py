@@ -10,13 +10,10 @@ from pathlib import Path
 import lightning as L
 
 from sinklab.atomic import commit, temp_name
+from sinklab.runs.checkpoints import checkpoint_name
+from sinklab.runs.layout import LAST_CHECKPOINT
 from sinklab.training.config import CheckpointConfig
 from sinklab.training.schedule import is_scheduled
-
-
-def checkpoint_name(step: int, tokens_seen: int) -> str:
-    """`step0000512-tokens1048576.ckpt`: sortable by step, and says how much data it has seen."""
-    return f"step{step:07d}-tokens{tokens_seen}.ckpt"
 
 
 class LogSpacedCheckpoint(L.Callback):
@@ -57,7 +54,7 @@ class LogSpacedCheckpoint(L.Callback):
         final = self.dirpath / checkpoint_name(step, pl_module.tokens_seen)
         atomic_save_checkpoint(trainer, final)
         if self.cfg.save_last:
-            atomic_link(trainer, final, self.dirpath / "last.ckpt")
+            atomic_link(trainer, final, self.dirpath / LAST_CHECKPOINT)
         self._last_saved = step
         self.saved.append(final)
         elapsed = time.perf_counter() - start

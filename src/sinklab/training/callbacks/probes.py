@@ -19,7 +19,8 @@ from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import append_rows, read_rows, tag_rows
 from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet
-from sinklab.training.callbacks.checkpoints import checkpoint_name
+from sinklab.runs.checkpoints import checkpoint_name
+from sinklab.runs.layout import RunLayout
 from sinklab.training.config import ProbeConfig
 from sinklab.training.schedule import is_scheduled
 
@@ -55,7 +56,7 @@ class ProbeCallback(L.Callback):
         config_hash: str,
         checkpoint_steps: set[int] | None = None,
     ) -> None:
-        self.table = Path(run_dir) / "metrics" / "probes.parquet"
+        self.table = RunLayout(run_dir).probes_table
         self.probe_set = probe_set
         self.cfg = cfg
         self.metrics_cfg = metrics_cfg
