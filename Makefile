@@ -52,8 +52,9 @@ analyze: $(STAMP)  ## re-measure a run, sweep or checkpoint: make analyze ARGS="
 bench: $(STAMP)  ## throughput vs a plain PyTorch loop, MFU, probe cost
 	$(PY) scripts/bench.py $(ARGS)
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff check + ruff format --check (CI runs it before the tests)
 	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
 
 format: $(STAMP)  ## ruff format + import sort
 	$(PY) -m ruff check --fix src tests scripts

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from sinklab.data.config import DataConfig
+from sinklab.data.run_data import RunData
 from sinklab.errors import ConfigError
 
 
@@ -30,8 +31,6 @@ def _apply(raw: dict[str, Any], override: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sinklab.training.datamodule import SinkDataModule
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config", type=Path, help="a conf/data/*.yaml file (default: built-in defaults)"
@@ -51,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             raw["cache_dir"] = str(args.cache_dir.expanduser().resolve())
         cfg = DataConfig.from_dict(raw)
         start = time.perf_counter()
-        dm = SinkDataModule(cfg)
-        dm.prepare_data()
+        dm = RunData(cfg)
+        dm.build()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

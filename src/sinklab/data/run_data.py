@@ -1,0 +1,128 @@
+"""The data of one run, without Lightning: corpus -> tokenizer -> token cache -> batches.
+
+`RunData` builds (or loads from the caches) everything a run reads, and answers "which
+tokens are training batch i" and "which windows are the probe set". The Lightning data
+module (`sinklab.training.datamodule`) only wraps it in data loaders; `make data`, the bench
+and the tests use it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sinklab.data.batches import SyntheticBatches, TextBatches
+from sinklab.data.config import DataConfig
+from sinklab.data.probe_set import ProbeSet, load_probe_set, save_probe_set
+from sinklab.data.sources import load_documents, split_documents
+from sinklab.data.synthetic import make_task
+from sinklab.data.token_cache import TokenCache
+from sinklab.data.tokenizer import build_tokenizer
+from sinklab.errors import ConfigError
+from sinklab.runs.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+
+class RunData:
+    """Data for one run. After `build()`: vocab_size, bos_id, eos_id, pad_id, tokenizer."""
+
+    def __init__(self, cfg: DataConfig | Mapping[str, Any], run_dir: Path | None = None) -> None:
+        self.cfg = cfg if isinstance(cfg, DataConfig) else DataConfig.from_dict(cfg)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._batches: TextBatches | SyntheticBatches | None = None
+        self.tokenizer: Any = None
+        self.vocab_size: int = 0
+        self.bos_id: int | None = None
+        self.eos_id: int | None = None
+        self.pad_id: int | None = None
+        self.cache_hit: bool | None = None  # True when the token cache was reused
+        self.setup_seconds: float | None = None
+
+    def build(self) -> None:
+        """Build once: corpus, tokenizer and token cache, or the synthetic task."""
+        if self._batches is not None:
+            return
+        started = time.perf_counter()
+        cfg = self.cfg
+        if cfg.source == "synthetic":
+            task = make_task(cfg)
+            self.tokenizer = task.tokenizer
+            self.vocab_size, self.bos_id, self.eos_id, self.pad_id = (
+                task.vocab_size,
+                task.bos_id,
+                None,
+                None,
+            )
+            self._check_first_token()
+            self._batches = SyntheticBatches(cfg, task)
+        else:
+            docs = load_documents(cfg)
+            train, val = split_documents(docs, cfg.val_fraction, cfg.split_seed)
+            tok = build_tokenizer(cfg, train, docs)
+            self.tokenizer = tok
+            self.vocab_size, self.bos_id, self.eos_id, self.pad_id = (
+                tok.vocab_size,
+                tok.bos_id,
+                tok.eos_id,
+                tok.pad_id,
+            )
+            if cfg.bos != "none" and tok.bos_id is None:
+                raise ConfigError(
+                    "data.bos", f"{cfg.bos!r} needs a BOS token, which this tokenizer lacks"
+                )
+            self._check_first_token()
+            cache = TokenCache(cfg.cache_root(), tok, {"train": train, "val": val})
+            self.cache_hit = cache.hit
+            with_bos = cfg.bos == "document_start"
+            files = {
+                "train": cache.path("train", with_bos),
+                "val": cache.path("val", with_bos),
+                "val_plain": cache.path("val"),
+            }
+            self._batches = TextBatches(cfg, tok, files)
+        self.setup_seconds = time.perf_counter() - started
+        log.info("data ready in %.2fs (vocab %d)", self.setup_seconds, self.vocab_size)
+
+    def _check_first_token(self) -> None:
+        fid = self.cfg.first_token_id
+        if self.cfg.first_token == "fixed" and fid is not None and fid >= self.vocab_size:
+            raise ConfigError(
+                "data.first_token_id", f"{fid} is outside the vocabulary (size {self.vocab_size})"
+            )
+
+    @property
+    def batches(self) -> TextBatches | SyntheticBatches:
+        self.build()
+        assert self._batches is not None
+        return self._batches
+
+    def batch_at(self, index: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        """The exact training micro-batch `index` of `rank` (independent of the run length)."""
+        return self.batches.batch(index, rank, world_size)
+
+    def loss_tokens_per_batch(self) -> int:
+        """Loss-bearing tokens per micro-batch, for comparing runs with different min_context per token.
+
+        Exact for context masks; with a Bigram-Backcopy loss_on restriction it varies per batch,
+        so this is the mean over the first 8 batches (count `batch["loss_mask"].sum()` for exact).
+        """
+        cfg = self.cfg
+        if cfg.source == "synthetic" and cfg.synthetic.loss_on != "all":
+            counts = [int(self.batch_at(i)["loss_mask"].sum()) for i in range(8)]
+            return round(sum(counts) / len(counts))
+        return cfg.batch_size * (cfg.context_end - cfg.min_context)
+
+    def probe_set(self) -> ProbeSet:
+        """The run's fixed probe windows: loaded from the run folder if saved, else built (and saved)."""
+        if self.run_dir is not None and RunLayout(self.run_dir).probe_ids.is_file():
+            return load_probe_set(self.run_dir)
+        probe = self.batches.probe()
+        if self.run_dir is not None:
+            save_probe_set(probe, self.run_dir)
+        return probe
