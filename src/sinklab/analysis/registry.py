@@ -74,6 +74,35 @@ METRICS: dict[str, str] = {
     "dormancy/delta_loss_dormant": "Loss change when the head's output is zeroed at the positions where it is labelled dormant (head rows only).",
     "dormancy/delta_loss_active": "Loss change when the head's output is zeroed at the positions where it is labelled active (head rows only).",
     "dormancy/zeroed_frac_dormant": "Share of all positions (t >= 0) zeroed in the dormant run (head rows only).",
+    # streaming evaluation with a bounded KV cache of C tokens on a T-token stream (metrics.md
+    # section 6, analysis/streaming.py); model rows only. NLL is indexed by the query position t
+    # (predicting token t+1); {k} is a sink count, {i} the first position of a bucket.
+    "stream/stream_len": "T, the number of tokens of the evaluation stream (model row).",
+    "stream/cache_len": "C, the KV cache size in tokens, the current one included; extra slots are kept on top (model row).",
+    "stream/bucket_len": "Number of query positions averaged in each stream/nll/.../at_{i} row (model row).",
+    "stream/ppl/dense": "Perplexity over query positions t >= C (after the first eviction) under dense (plain causal attention over the whole stream).",
+    "stream/ppl/recompute": "Perplexity over query positions t >= C under recompute (each query re-encoded from its own last C tokens: the oracle), on the positions its stride ran.",
+    "stream/ppl/window": "Perplexity over query positions t >= C (after the first eviction) under window (the last C tokens, stream positions).",
+    "stream/ppl/window_shift": "Perplexity over query positions t >= C (after the first eviction) under window_shift (the last C tokens, positions re-indexed in the cache).",
+    "stream/ppl/sinks{k}": "Perplexity over query positions t >= C (after the first eviction) under sinks{k} (the first k tokens plus the last C-k, stream positions).",
+    "stream/ppl/sinks{k}_shift": "Perplexity over query positions t >= C (after the first eviction) under sinks{k}_shift (the first k tokens plus the last C-k, positions re-indexed in the cache).",
+    "stream/ppl_all/dense": "Perplexity over all query positions t = 0..T-2 under dense.",
+    "stream/ppl_all/recompute": "Perplexity over all query positions t = 0..T-2 under recompute, on the positions its stride ran.",
+    "stream/ppl_all/window": "Perplexity over all query positions t = 0..T-2 under window.",
+    "stream/ppl_all/window_shift": "Perplexity over all query positions t = 0..T-2 under window_shift.",
+    "stream/ppl_all/sinks{k}": "Perplexity over all query positions t = 0..T-2 under sinks{k}.",
+    "stream/ppl_all/sinks{k}_shift": "Perplexity over all query positions t = 0..T-2 under sinks{k}_shift.",
+    "stream/ratio/dense": "PPL(dense) / PPL(recompute) on t >= C: what length extrapolation costs. Only positions where the oracle ran (its stride) count, in both terms.",
+    "stream/ratio/window": "R_win without shift: PPL(window) / PPL(recompute) on t >= C (the window collapse). Only positions where the oracle ran (its stride) count, in both terms.",
+    "stream/ratio/window_shift": "R_win with shift: PPL(window_shift) / PPL(recompute) on t >= C. Only positions where the oracle ran (its stride) count, in both terms.",
+    "stream/ratio/sinks{k}": "R_k without shift, the sink sufficiency: PPL(sinks{k}) / PPL(recompute) on t >= C. Only positions where the oracle ran (its stride) count, in both terms.",
+    "stream/ratio/sinks{k}_shift": "R_k with shift: PPL(sinks{k}_shift) / PPL(recompute) on t >= C. Only positions where the oracle ran (its stride) count, in both terms.",
+    "stream/nll/dense/at_{i}": "Mean NLL under dense over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
+    "stream/nll/recompute/at_{i}": "Mean NLL under recompute over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
+    "stream/nll/window/at_{i}": "Mean NLL under window over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
+    "stream/nll/window_shift/at_{i}": "Mean NLL under window_shift over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
+    "stream/nll/sinks{k}/at_{i}": "Mean NLL under sinks{k} over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
+    "stream/nll/sinks{k}_shift/at_{i}": "Mean NLL under sinks{k}_shift over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
 }
 
 _PLACEHOLDER = {"k": r"\d+", "i": r"\d+", "n": r"\d+", "slot": r"[^/]+"}

@@ -22,12 +22,17 @@ Variants:
   Guo et al.'s ReLU attention; no normalisation.
 The last three have no fused kernel and always take the explicit path; its T x T weights live
 only inside the op (and autograd's saved tensors).
+
+A third path serves long-stream evaluation only: when `Positions.stream` holds a plan
+(`streaming.py`), the un-rotated q/k/v go to the plan, which applies positions and a
+bounded-cache mask itself. The training and probe paths never set it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +42,9 @@ from sinklab.model.config import ModelConfig
 from sinklab.model.layers import RMSNorm
 from sinklab.model.position import apply_rope, causal_bias
 from sinklab.model.recorder import NULL_RECORDER, Recorder
+
+if TYPE_CHECKING:
+    from sinklab.model.streaming import StreamPlan
 
 SOFTMAX_FAMILY = ("softmax", "gated", "sink_logit", "softmax_off_by_one")
 
@@ -50,6 +58,9 @@ class Positions:
     device: torch.device
     rope: tuple[torch.Tensor, torch.Tensor] | None = None
     slopes: torch.Tensor | None = None
+    # Long-stream evaluation only (`model/streaming.py`): which keys each query sees and at
+    # which positions. None on the training and probe paths.
+    stream: StreamPlan | None = None
     _bias: torch.Tensor | None = field(default=None, repr=False)
 
     def seq_bias(self) -> torch.Tensor:
@@ -94,28 +105,25 @@ class Attention(nn.Module):
         rec: Recorder = NULL_RECORDER,
     ) -> torch.Tensor:
         N, L, _ = x.shape
-        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        # Norm and rotate in the projections' own [N, L, heads, hd] layout, then transpose: the
-        # element-wise ops run on contiguous memory (on the transposed view they were strided).
-        q = self.wq(x).view(N, L, H, hd)
-        k = self.wk(x).view(N, L, Hkv, hd)
-        v = self.wv(x).view(N, L, Hkv, hd).transpose(1, 2)
-        if hasattr(self, "q_norm"):
-            q, k = self.q_norm(q), self.k_norm(k)
-        if pos.rope is not None:
-            cos, sin = (t[:, None] for t in pos.rope)  # [L, 1, hd]: broadcast over heads
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        rec.keep("q", q, pos_dim=2)
-        rec.keep("k", k, pos_dim=2)
-        rec.keep("v", v, pos_dim=2)
-
-        k, v = self._prepend_slots(k, v)
-        if self.variant in SOFTMAX_FAMILY and not rec.wants("pattern"):
-            z = self._fused(q, k, v, pos)
+        H, hd = self.n_heads, self.head_dim
+        q, k, v = self.project(x)
+        if pos.stream is not None:
+            z = pos.stream.attend(self, q, k, v, pos)
         else:
-            z, weights = self._explicit(q, k, v, pos)
-            rec.keep("pattern", weights, pos_dim=2)
+            if pos.rope is not None:
+                cos, sin = (t[:, None] for t in pos.rope)  # [L, 1, hd]: broadcast over heads
+                q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
+            rec.keep("q", q, pos_dim=2)
+            rec.keep("k", k, pos_dim=2)
+            rec.keep("v", v, pos_dim=2)
+
+            k, v = self._prepend_slots(k, v)
+            if self.variant in SOFTMAX_FAMILY and not rec.wants("pattern"):
+                z = self._fused(q, k, v, pos)
+            else:
+                z, weights = self._explicit(q, k, v, pos)
+                rec.keep("pattern", weights, pos_dim=2)
 
         if self.variant == "gated":
             g = torch.sigmoid(self.gate(x)).view(N, L, H, 1 if self.gate_per_head else hd)
@@ -124,6 +132,22 @@ class Attention(nn.Module):
             z = self._scale_heads(z, head_scale, pos.n_prefix)
         rec.keep("z", z, pos_dim=2)
         return self.wo(z.transpose(1, 2).reshape(N, L, H * hd))
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [N, L, H, hd] and k [N, L, Hkv, hd] after qk-norm but before any position
+        encoding, and v [N, Hkv, L, hd].
+
+        Norm (and later rotate) in the projections' own [N, L, heads, hd] layout: the
+        element-wise ops run on contiguous memory (on the transposed view they were strided).
+        """
+        N, L, _ = x.shape
+        H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        q = self.wq(x).view(N, L, H, hd)
+        k = self.wk(x).view(N, L, Hkv, hd)
+        v = self.wv(x).view(N, L, Hkv, hd).transpose(1, 2)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
 
     # -- the extra slots -------------------------------------------------------------------
 
@@ -182,20 +206,23 @@ class Attention(nn.Module):
         if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1, as in HF's repeat_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         scores = (q @ k.transpose(-2, -1)).float() * self.scale + self._bias(pos)
-        if self.variant in SOFTMAX_FAMILY:
-            weights = torch.softmax(scores, dim=-1)
-        elif self.variant == "sigmoid":
-            weights = torch.sigmoid(scores)
-        elif self.variant == "sigmoid_norm":
-            weights = torch.sigmoid(scores)
-            weights = weights / weights.sum(-1, keepdim=True)
-        elif self.variant == "relu":
-            weights = torch.relu(scores) / pos.length
-        else:  # pragma: no cover - ModelConfig rejects unknown variants
-            raise ValueError(self.variant)
-        weights = weights.to(q.dtype)
+        weights = self.weights(scores, pos.length).to(q.dtype)
         used = F.dropout(weights, self.dropout) if self.training and self.dropout else weights
         return used @ v, weights
+
+    def weights(self, scores: torch.Tensor, length: int) -> torch.Tensor:
+        """Attention weights from fp32 scores whose hidden columns hold -inf (the last axis is
+        the key axis); `length` is the ReLU variant's divisor L."""
+        if self.variant in SOFTMAX_FAMILY:
+            return torch.softmax(scores, dim=-1)
+        if self.variant == "sigmoid":
+            return torch.sigmoid(scores)
+        if self.variant == "sigmoid_norm":
+            weights = torch.sigmoid(scores)
+            return weights / weights.sum(-1, keepdim=True)
+        if self.variant == "relu":
+            return torch.relu(scores) / length
+        raise ValueError(self.variant)  # pragma: no cover - ModelConfig rejects unknown variants
 
     def _scale_heads(
         self, z: torch.Tensor, head_scale: torch.Tensor, n_prefix: int

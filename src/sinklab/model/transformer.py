@@ -1,12 +1,14 @@
 """The decoder: embeddings (+ optional sink-token prefix), blocks, final norm, LM head.
 
 `forward` is the training path (fused attention, nothing kept); `forward_probe` runs the same
-modules with a recorder and returns the named tensors documented in `probe.py`.
+modules with a recorder and returns the named tensors documented in `probe.py`;
+`forward_stream` runs them on one long stream under a bounded-cache plan (`streaming.py`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,6 +19,9 @@ from sinklab.model.layers import MLP, make_norm
 from sinklab.model.position import alibi_slopes, rope_cos_sin, sinusoidal_table
 from sinklab.model.probe import NameFilter, ProbeOutput, name_filter
 from sinklab.model.recorder import NULL_RECORDER, Recorder
+
+if TYPE_CHECKING:
+    from sinklab.model.streaming import StreamPlan
 
 
 class Block(nn.Module):
@@ -169,6 +174,53 @@ class Transformer(nn.Module):
         if rec.wants("norm_final.input"):
             rec.cache["norm_final.input"] = x
         return self.lm_head(self.norm_final(x))
+
+    def forward_stream(
+        self, input_ids: torch.Tensor, plan: StreamPlan | None = None, *, hidden: bool = False
+    ) -> torch.Tensor:
+        """Logits [N, T, V] (or, with `hidden`, the final-normed states [N, T, d]) of a
+        stream that may be longer than `max_seq_len`.
+
+        `plan` None is plain causal attention over the whole stream (sinusoidal positions
+        extrapolate; learned ones refuse positions past their table). A plan restricts each
+        query's keys to a bounded cache and says at which positions they sit: see
+        `sinklab.model.streaming`. Same modules as `forward`, so a plan-free call on a
+        sequence that fits equals `forward`.
+        """
+        S = self.cfg.n_sink_tokens
+        N, T = input_ids.shape
+        pos = self._positions(S + T, input_ids.device)
+        pos.stream = plan
+        if plan is not None:
+            position_ids = plan.position_ids(input_ids.device)
+        else:
+            position_ids = torch.arange(S + T, device=input_ids.device)
+        x = self._embed_at(input_ids, position_ids)
+        for block in self.blocks:
+            x = block(x, pos)
+        x = self.norm_final(x[:, S:])
+        return x if hidden else self.lm_head(x)
+
+    def _embed_at(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings after the sink-token prefix, plus absolute position encodings at
+        `position_ids` [S + T] (prefix included): the stream path's version of `_run`'s."""
+        cfg = self.cfg
+        N = input_ids.shape[0]
+        x = self.tok_emb(input_ids)
+        if cfg.n_sink_tokens:
+            x = torch.cat([self.sink_tokens[None].expand(N, -1, -1).to(x.dtype), x], dim=1)
+        if cfg.pos == "learned":
+            rows = self.pos_emb.num_embeddings
+            if int(position_ids.max()) >= rows:
+                raise ValueError(
+                    f"position {int(position_ids.max())} is past the learned table "
+                    f"({rows} rows, model.max_seq_len={cfg.max_seq_len})"
+                )
+            x = x + self.pos_emb(position_ids)
+        elif cfg.pos == "sinusoidal":
+            table = sinusoidal_table(int(position_ids.max()) + 1, cfg.d_model, x.device)
+            x = x + table[position_ids].to(x.dtype)
+        return self.drop(x)
 
     def _positions(self, length: int, device: torch.device) -> Positions:
         cfg = self.cfg

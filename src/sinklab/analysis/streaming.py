@@ -1,0 +1,315 @@
+"""Streaming evaluation with a bounded KV cache (StreamingLLM; metrics.md section 6).
+
+On one long held-out stream of T tokens (default 16 training windows) and a cache of C
+tokens (default half a window, the current token included), each condition gives the NLL of
+every next-token prediction, indexed by the query position t = 0 .. T-2:
+
+    dense                plain causal attention over the whole stream (length extrapolation)
+    window, window_shift the last C tokens; `_shift`: positions re-indexed inside the cache
+    sinks{k}[_shift]     the first k tokens plus the last C - k (StreamingLLM's 4 + recent)
+    recompute            each token re-encoded from its own last C tokens: the oracle
+
+Extra slots of the model (sink logit, kv bias, sink tokens) are always kept on top of the C.
+All positions t < C see every earlier token, so the conditions differ only from t = C on
+(the first query after an eviction); the headline perplexities are over t >= C.
+
+The cache conditions run in one masked pass each (`sinklab.model.streaming`, exact against a
+token-by-token rolling decode); the oracle runs the model on all T - C + 1 windows, batched.
+The 2 x 2 of sinks x shift separates the missing sink from RoPE extrapolation of the query
+position: `window` collapses from both, `window_shift` only from the missing sink.
+
+Rows (model rows, layer = head = -1) go beside the probe metrics; names in `registry.py`.
+Per-position NLL is stored as means over buckets of `bucket_len` query positions (default
+C // 4, so bucket edges fall on the cache-fill point t = C): per-position rows would be
+T x conditions (about 24k per checkpoint), and one stream's single-token NLLs are too noisy to
+plot unsmoothed. `stream_nll` returns the full per-position tensors for finer plots.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from sinklab.analysis.capture import eval_mode, model_device
+from sinklab.analysis.measure import COLUMNS
+from sinklab.configs import from_mapping
+from sinklab.errors import check, check_choice
+from sinklab.model.streaming import StreamPlan
+
+FAMILIES = ("dense", "window", "sinks", "recompute")
+SHIFT_MODES = ("noshift", "shift")
+_NAME = re.compile(r"^(?:(dense|recompute)|(window)|sinks([1-9]\d*))(_shift)?$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One evaluation condition: `kind` dense | cache | recompute; a cache keeps `n_sinks`."""
+
+    name: str
+    kind: str
+    n_sinks: int = 0
+    shift: bool = False
+
+
+def parse_condition(name: str) -> Condition:
+    """`sinks4_shift` -> Condition(kind="cache", n_sinks=4, shift=True); ConfigError otherwise."""
+    m = _NAME.match(name)
+    ok = m is not None and not (m.group(1) and m.group(4))
+    check(
+        ok,
+        "stream.conditions",
+        f"unknown condition {name!r}; use {', '.join(FAMILIES)}, window_shift, "
+        "sinks<k> or sinks<k>_shift (k >= 1)",
+    )
+    if m.group(1):
+        return Condition(name, m.group(1))
+    return Condition(name, "cache", int(m.group(3) or 0), bool(m.group(4)))
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """What the streaming evaluation runs.
+
+    `stream_len` T (None: `stream_windows` training windows) and `cache_len` C (None: half a
+    training window) are filled by `resolve(window)`. `conditions` holds families (expanded
+    over `sink_counts` x `shift_modes`) or single names like `sinks4_shift`. `bucket_len`
+    (None: C // 4) sets the per-position NLL rows. The oracle costs T - C forwards of C
+    tokens, C times the tokens of one cache pass (default run on one CPU thread: 2.3 s, all
+    ten cache conditions 0.5 s), so it runs at every `recompute_stride`-th query position
+    from t = C - 1 on (1: every position); ratios pair each condition with it on those
+    positions. `recompute_batch_size` is its windows per forward; `every_n_probes` how
+    often a training callback runs the evaluation.
+    """
+
+    stream_len: int | None = None
+    stream_windows: int = 16
+    cache_len: int | None = None
+    sink_counts: tuple[int, ...] = (1, 2, 4, 8)
+    shift_modes: tuple[str, ...] = SHIFT_MODES
+    conditions: tuple[str, ...] = FAMILIES
+    bucket_len: int | None = None
+    recompute_stride: int = 8
+    recompute_batch_size: int = 128
+    every_n_probes: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("sink_counts", "shift_modes", "conditions"):  # Hydra hands lists
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        for key in ("stream_windows", "recompute_stride", "recompute_batch_size", "every_n_probes"):
+            check(
+                getattr(self, key) >= 1, f"stream.{key}", f"must be >= 1, got {getattr(self, key)}"
+            )
+        for key in ("stream_len", "cache_len", "bucket_len"):
+            value = getattr(self, key)
+            check(value is None or value >= 1, f"stream.{key}", f"must be >= 1, got {value}")
+        check(len(self.shift_modes) > 0, "stream.shift_modes", "needs at least one mode")
+        for mode in self.shift_modes:
+            check_choice("stream.shift_modes", mode, SHIFT_MODES)
+        check(
+            len(self.sink_counts) > 0 and all(k >= 1 for k in self.sink_counts),
+            "stream.sink_counts",
+            f"must be >= 1 (k = 0 is the window condition), got {list(self.sink_counts)}",
+        )
+        check(len(self.conditions) > 0, "stream.conditions", "needs at least one condition")
+        conditions = self.condition_list()  # raises on an unknown name
+        C, T = self.cache_len, self.stream_len
+        if C is not None:
+            if "sinks" in self.conditions:
+                check(
+                    max(self.sink_counts) < C,
+                    "stream.sink_counts",
+                    f"{list(self.sink_counts)}: every k must be < stream.cache_len={C}",
+                )
+            big = [c.name for c in conditions if c.kind == "cache" and c.n_sinks >= C]
+            check(not big, "stream.conditions", f"{big} keep k >= stream.cache_len={C} sinks")
+        if C is not None and T is not None:
+            check(C < T, "stream.cache_len", f"{C} is not shorter than stream.stream_len={T}")
+
+    def resolve(self, window: int) -> StreamConfig:
+        """This config with T, C and the bucket length filled in from the training `window`."""
+        check(window >= 2, "stream.cache_len", f"training window {window} is too short")
+        T = self.stream_len if self.stream_len is not None else self.stream_windows * window
+        C = self.cache_len if self.cache_len is not None else window // 2
+        bucket = self.bucket_len if self.bucket_len is not None else max(1, C // 4)
+        values = {**self.to_dict(), "stream_len": T, "cache_len": C, "bucket_len": bucket}
+        return StreamConfig(**values)
+
+    def condition_list(self) -> tuple[Condition, ...]:
+        """The conditions to run, families expanded, in order, without repeats."""
+        names: list[str] = []
+        suffixes = ["" if mode == "noshift" else "_shift" for mode in self.shift_modes]
+        for entry in self.conditions:
+            if entry == "window":
+                names += [f"window{s}" for s in suffixes]
+            elif entry == "sinks":
+                names += [f"sinks{k}{s}" for k in self.sink_counts for s in suffixes]
+            else:
+                names.append(entry)
+        return tuple(parse_condition(n) for n in dict.fromkeys(names))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StreamConfig:
+        """Build from a plain mapping (a Hydra node); an unknown key is a one-line ConfigError."""
+        return from_mapping(cls, values, "stream")
+
+
+@dataclass
+class StreamNLL:
+    """Per-condition NLL [T-1] at query positions t = 0 .. T-2 (predicting token t+1), and
+    the conditions left out with the reason."""
+
+    nll: dict[str, torch.Tensor]
+    skipped: dict[str, str]
+    stream_len: int
+    cache_len: int
+
+
+def stream_nll(model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig) -> StreamNLL:
+    """Run every condition of `cfg` (resolved: C set) on `stream_ids` [T]."""
+    T, C = _check_inputs(model, stream_ids, cfg)
+    ids = stream_ids.to(model_device(model))
+    out, skipped = {}, {}
+    with eval_mode(model):
+        for cond in cfg.condition_list():
+            reason = _undefined(model, cond, T)
+            if reason:
+                skipped[cond.name] = reason
+            elif cond.kind == "recompute":
+                out[cond.name] = recompute_nll(
+                    model, ids, C, cfg.recompute_batch_size, cfg.recompute_stride
+                )
+            else:
+                out[cond.name] = _pass_nll(model, ids, C, cond)
+    return StreamNLL(out, skipped, T, C)
+
+
+def stream_eval(
+    model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig
+) -> pd.DataFrame:
+    """Tidy rows (layer, head, metric, value) of every condition; skipped ones have none."""
+    result = stream_nll(model, stream_ids, cfg)
+    df = stream_rows(result, cfg.bucket_len or max(1, result.cache_len // 4))
+    df.attrs["stream_skipped"] = dict(result.skipped)
+    return df
+
+
+def stream_rows(result: StreamNLL, bucket_len: int) -> pd.DataFrame:
+    """Perplexities (t >= C and all t), ratios to the oracle, bucketed NLL, and the lengths.
+
+    NaN NLL (oracle positions skipped by its stride) are left out of every mean; a ratio
+    uses only the positions t >= C where the oracle was run, for both of its terms.
+    """
+    C = result.cache_len
+    rows = [
+        ("stream/stream_len", float(result.stream_len)),
+        ("stream/cache_len", float(C)),
+        ("stream/bucket_len", float(bucket_len)),
+    ]
+    oracle = result.nll.get("recompute")
+    paired = oracle[C:].isfinite() if oracle is not None else None
+    for name, nll in result.nll.items():
+        rows.append((f"stream/ppl/{name}", _ppl(nll[C:])))
+        rows.append((f"stream/ppl_all/{name}", _ppl(nll)))
+        if paired is not None and name != "recompute":
+            ratio = _ppl(nll[C:][paired]) / _ppl(oracle[C:][paired])
+            rows.append((f"stream/ratio/{name}", ratio))
+        for start in range(0, len(nll), bucket_len):
+            part = nll[start : start + bucket_len]
+            if bool(part.isfinite().any()):
+                rows.append((f"stream/nll/{name}/at_{start}", float(part.double().nanmean())))
+    df = pd.DataFrame([(-1, -1, m, v) for m, v in rows], columns=COLUMNS)
+    return df.astype({"layer": "int64", "head": "int64", "metric": "string", "value": "float64"})
+
+
+def _ppl(nll: torch.Tensor) -> float:
+    return math.exp(float(nll.double().nanmean()))
+
+
+# -- conditions -------------------------------------------------------------------------------
+
+
+def _check_inputs(
+    model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig
+) -> tuple[int, int]:
+    C = cfg.cache_len
+    check(C is not None, "stream.cache_len", "unset: build the config with resolve(window)")
+    if stream_ids.dim() != 1:
+        raise ValueError(f"stream_ids must be [T], got shape {tuple(stream_ids.shape)}")
+    T = stream_ids.shape[0]
+    check(
+        T > C, "stream.stream_len", f"the stream has {T} tokens, not more than stream.cache_len={C}"
+    )
+    mcfg = model.cfg
+    if mcfg.pos == "learned":
+        check(
+            C <= mcfg.max_seq_len,
+            "stream.cache_len",
+            f"{C} is past the learned position table (model.max_seq_len={mcfg.max_seq_len})",
+        )
+    return T, C
+
+
+def _undefined(model: torch.nn.Module, cond: Condition, T: int) -> str | None:
+    """Why a condition cannot run on this model, or None."""
+    mcfg = model.cfg
+    keeps_stream_positions = cond.kind == "dense" or (cond.kind == "cache" and not cond.shift)
+    if mcfg.pos == "learned" and keeps_stream_positions and T > mcfg.max_seq_len:
+        return (
+            f"learned positions stop at model.max_seq_len={mcfg.max_seq_len}; without shift a "
+            f"{T}-token stream needs positions up to {T - 1}"
+        )
+    return None
+
+
+def _pass_nll(model: torch.nn.Module, ids: torch.Tensor, C: int, cond: Condition) -> torch.Tensor:
+    """NLL of one masked pass: dense (no plan) or a bounded cache."""
+    plan = None
+    if cond.kind == "cache":
+        S = model.cfg.n_sink_tokens
+        plan = StreamPlan(len(ids), C, cond.n_sinks, cond.shift, n_prefix=S)
+    hidden = model.forward_stream(ids[None], plan, hidden=True)[0]
+    return _nll(model, hidden[:-1], ids[1:])
+
+
+def recompute_nll(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    cache_len: int,
+    batch_size: int = 128,
+    stride: int = 1,
+) -> torch.Tensor:
+    """The oracle: NLL [T-1] with each query t re-encoded from ids[max(0, t-C+1) .. t].
+
+    The stream is unfolded into its windows of W = min(C, T) tokens: window 0 gives the
+    predictions t < W - 1 (causal, so its prefix rows are the shorter contexts), and window w
+    the prediction at t = w + W - 1 from its last row. With `stride` s only windows
+    w = 0, s, 2s, ... run and the other positions t >= W - 1 hold NaN.
+    """
+    T = len(ids)
+    W = min(cache_len, T)
+    windows = ids.unfold(0, W, 1)
+    starts = torch.arange(0, T - W, stride, device=ids.device)  # the last window predicts nothing
+    head = model.forward_stream(windows[:1], hidden=True)[0, :-1]
+    tails = [
+        model.forward_stream(windows[starts[i : i + batch_size]], hidden=True)[:, -1]
+        for i in range(0, len(starts), batch_size)
+    ]
+    nll = torch.full((T - 1,), float("nan"))
+    nll[: W - 1] = _nll(model, head, ids[1:W])
+    if tails:  # none when the cache holds the whole stream
+        nll[W - 1 + starts.cpu()] = _nll(model, torch.cat(tails), ids[W + starts])
+    return nll
+
+
+def _nll(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = model.lm_head(hidden).float()
+    return F.cross_entropy(logits, targets, reduction="none").cpu()
