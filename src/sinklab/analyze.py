@@ -30,9 +30,7 @@ def run(cfg: DictConfig) -> list:
                 "target",
                 "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2",
             )
-        raw = OmegaConf.to_container(cfg, resolve=True)
-        assert isinstance(raw, dict)
-        acfg = from_mapping(raw)
+        acfg = from_mapping(cfg)
         reports = analyze(acfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

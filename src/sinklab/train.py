@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from sinklab.configs import CONF_DIR
 from sinklab.errors import ConfigError
+from sinklab.runs.layout import HYDRA_DIR, PROBE_DIR, RunLayout
 
 
 def fail(message: str, run_dir: Path | None, code: int = 2) -> None:
@@ -35,7 +36,7 @@ def fail(message: str, run_dir: Path | None, code: int = 2) -> None:
 def _only_hydra_files(run_dir: Path) -> bool:
     """True when the folder holds nothing but what Hydra wrote before our code ran, and the
     probe set `train` derives from the config first (a resumed run's folder has checkpoints)."""
-    allowed = {".hydra", "train.log", "probe"}
+    allowed = {HYDRA_DIR, "train.log", PROBE_DIR}
     return all(p.name in allowed or p.suffix == ".log" for p in run_dir.iterdir())
 
 
@@ -65,7 +66,7 @@ def describe_os_error(err: OSError) -> str:
 
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run (temporary files are never listed)."""
-    ckpts = sorted((run_dir / "checkpoints").glob("step*.ckpt"))
+    ckpts = sorted(RunLayout(run_dir).checkpoint_dir.glob("step*.ckpt"))
     return ckpts[-1] if ckpts else None
 
 
@@ -74,14 +75,15 @@ def resumed_run_dir(ckpt_path: str | None) -> Path | None:
     if not ckpt_path:
         return None
     parent = Path(ckpt_path).resolve().parent
-    if parent.name == "checkpoints" and (parent.parent / "probe").exists():
-        return parent.parent
+    run = RunLayout(parent.parent)
+    if parent == run.checkpoint_dir and run.probe_dir.exists():
+        return run.root
     return None
 
 
 def run(cfg: DictConfig) -> dict:
-    from sinklab.training.module import NonFiniteLossError
-    from sinklab.training.run import train, validate_config
+    # Validate first, with the Lightning-free config code: a bad key costs no Lightning import.
+    from sinklab.training.run_config import validate_config
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -89,6 +91,10 @@ def run(cfg: DictConfig) -> dict:
         run_cfg = validate_config(cfg)
     except ConfigError as err:
         fail(str(err), run_dir)
+
+    from sinklab.training.module import NonFiniteLossError
+    from sinklab.training.run import train
+
     target = resumed_run_dir(run_cfg.ckpt_path)
     if target is not None and target != run_dir:
         # Keep this invocation's config beside the run it continues, then drop the new folder.
@@ -141,12 +147,12 @@ def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
                 lines.append(
                     f"  {metric:18s} step {first}: {probes[first][metric]:.3g} -> step {last}: {probes[last][metric]:.3g}"
                 )
-    run_dir = Path(summary["run_dir"])
+    layout = RunLayout(Path(summary["run_dir"]))
     lines += [
-        f"  outputs            {run_dir}",
-        f"    metrics          {run_dir / 'metrics' / 'probes.parquet'}",
-        f"    checkpoints      {run_dir / 'checkpoints'}",
-        f"    summary          {run_dir / 'summary.json'}",
+        f"  outputs            {layout.root}",
+        f"    metrics          {layout.probes_table}",
+        f"    checkpoints      {layout.checkpoint_dir}",
+        f"    summary          {layout.summary}",
     ]
     print("\n".join(lines), flush=True)
 

@@ -1,4 +1,5 @@
-"""Bad configuration fails early with one line naming the key; every conf/data file is valid."""
+"""Bad configuration fails early with one line naming the key; every conf/data file is valid
+and inherits its keys from conf/data/base.yaml."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sinklab.configs import compose_section
 from sinklab.data import DataConfig
 from sinklab.data.config import DataConfig as _DC
 from sinklab.errors import ConfigError
@@ -77,15 +79,73 @@ def test_omegaconf_input_is_accepted() -> None:
     assert cfg.seq_len == 32 and cfg.probe.seq_len == 16
 
 
+def test_base_file_sets_every_key_and_the_others_inherit_it() -> None:
+    """conf/data/base.yaml holds every key with its default; each other file starts from it
+    and states only its differences (so no key is set twice to the same value)."""
+    base = yaml.safe_load((CONF / "base.yaml").read_text())
+    assert set(base) == set(_DC().to_dict()), "base.yaml sets every top-level key"
+    assert base["seed"] == "${seed}", "the batch order follows the run's top-level seed"
+    for path in sorted(CONF.glob("*.yaml")):
+        if path.stem == "base":
+            continue
+        raw = yaml.safe_load(path.read_text())
+        assert raw.pop("defaults") == ["base", "_self_"], path.name
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    assert base[key][sub] != v, f"{path.name}: {key}.{sub} repeats base.yaml"
+            elif key != "source":  # source names the choice, even where base agrees
+                assert base[key] != value, f"{path.name}: {key} repeats base.yaml"
+
+
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
-def test_conf_files_set_every_key_and_validate(path: Path) -> None:
-    raw = yaml.safe_load(path.read_text())
-    assert set(raw) == set(_DC().to_dict()), "each conf/data file sets every top-level key"
+def test_conf_files_compose_and_validate(path: Path, tmp_path: Path) -> None:
+    raw = compose_section("data", path.stem, [f"paths.cache_dir={tmp_path}"])
+    assert set(raw) == set(_DC().to_dict())
     if raw["source"] == "text_files":
         raw["text_files"]["paths"] = [__file__]
-    assert raw["seed"] == "${seed}", "the batch order follows the run's top-level seed"
-    raw["seed"] = 0  # what the root config interpolates (tests/training compose the real thing)
-    DataConfig.from_dict(raw)
+    cfg = DataConfig.from_dict(raw)
+    assert cfg.source == path.stem or path.stem in ("base", "bigram_backcopy")
+    assert cfg.cache_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "message"),
+    [
+        ({"batch_size": 2.5}, "data.batch_size", "must be an integer, got 2.5"),
+        ({"seq_len": "64"}, "data.seq_len", "must be an integer, got '64'"),
+        ({"val_fraction": "a"}, "data.val_fraction", "must be a number, got 'a'"),
+        (
+            {"tokenizer": {"kind": "x"}},
+            "data.tokenizer.kind",
+            "'x' is not allowed; choose one of: bpe, byte, char, file",
+        ),
+        ({"probe": {"bos": True}}, "data.probe.bos", "True is not allowed; choose one of: auto"),
+        (
+            {"hf_dataset": {"streaming": "yes"}},
+            "data.hf_dataset.streaming",
+            "must be true or false, got 'yes'",
+        ),
+        ({"tokenizer": 3}, "data.tokenizer", "must be a mapping of its keys, got 3"),
+        (
+            {"text_files": {"paths": [1]}},
+            "data.text_files.paths",
+            "must be a list of strings, got [1]",
+        ),
+        ({"max_context": "x"}, "data.max_context", "must be an integer or null, got 'x'"),
+    ],
+)
+def test_wrong_types_are_one_line_errors(raw: dict, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        DataConfig.from_dict(raw)
+    assert err.value.key == key
+    assert str(err.value).startswith(f"{key}: {message}"), str(err.value)
+
+
+def test_one_path_without_brackets_is_a_list() -> None:
+    cfg = DataConfig.from_dict({"text_files": {"paths": __file__}, "source": "text_files"})
+    assert cfg.text_files.paths == [__file__]
+    assert DataConfig.from_dict({"probe": None}).probe.n_windows == 100  # null: the defaults
 
 
 def test_first_token_id_outside_vocab(make_cfg) -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from sinklab.configs import compose_section
 from sinklab.errors import ConfigError
 from sinklab.model import ModelConfig, Transformer, num_params
 
@@ -43,15 +44,51 @@ def test_unknown_key_is_a_config_error() -> None:
         ModelConfig.from_dict({"n_layer": 3})
 
 
-@pytest.mark.parametrize("preset", ["tiny", "gu60m"])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"d_model": "wide"}, "model.d_model: must be an integer, got 'wide'"),
+        ({"qk_norm": 1}, "model.qk_norm: must be true or false, got 1"),
+        ({"rope_theta": "1e4"}, "model.rope_theta: must be a number, got '1e4'"),
+        ({"pos": "spiral"}, "model.pos: 'spiral' is not allowed; choose one of: rope, alibi"),
+    ],
+)
+def test_wrong_types_are_config_errors(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        ModelConfig.from_dict(values)
+    assert str(err.value).startswith(message)
+
+
+def test_choice_tuples_follow_the_literal_types() -> None:
+    """Code that loops over the choices (tests, the bench) sees exactly the typed values."""
+    from typing import get_args, get_type_hints
+
+    from sinklab.model.config import ATTENTIONS, POSITIONS
+
+    hints = get_type_hints(ModelConfig)
+    assert get_args(hints["pos"]) == POSITIONS and get_args(hints["attention"]) == ATTENTIONS
+    assert ModelConfig.from_dict({"rope_theta": 500}).rope_theta == 500.0  # ints are numbers
+
+
+def test_base_lists_every_key_and_the_presets_inherit_it() -> None:
+    base = yaml.safe_load((CONF / "base.yaml").read_text())
+    assert set(base) == {f.name for f in dataclasses.fields(ModelConfig)}
+    for path in sorted(CONF.glob("*.yaml")):
+        if path.stem != "base":
+            raw = yaml.safe_load(path.read_text())
+            assert raw.pop("defaults") == ["base", "_self_"], path.name
+            assert all(base[k] != v for k, v in raw.items()), f"{path.name} repeats base.yaml"
+
+
+@pytest.mark.parametrize("preset", ["base", "tiny", "gu60m"])
 def test_presets_list_every_key_and_build(preset: str) -> None:
-    values = yaml.safe_load((CONF / f"{preset}.yaml").read_text())
+    values = compose_section("model", preset)
     assert set(values) == {f.name for f in dataclasses.fields(ModelConfig)}
     assert values["vocab_size"] is None  # filled from the tokenizer by the trainer
     cfg = ModelConfig.from_dict({**values, "vocab_size": 32000})
     with torch.device("meta"):
         model = Transformer(cfg)
-    if preset == "tiny":
+    if preset in ("base", "tiny"):
         assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.max_seq_len) == (128, 4, 8, 256)
         assert cfg.tie_embeddings and cfg.pos == "rope" and cfg.mlp == "swiglu"
     else:

@@ -27,12 +27,36 @@ REPO = Path(__file__).resolve().parents[2]
         ({"target": "x", "batch_size": 0}, "batch_size"),
         ({"target": "x", "device": "tpu:banana"}, "device"),
         ({"target": "x", "colour": "red"}, "colour"),
+        ({"target": "x", "force": "yes"}, "force"),
+        ({"target": "x", "n_windows": 2.5}, "n_windows"),
+        ({"target": "x", "paths": {"output": "o"}}, "paths.output"),
+        ({"target": "x", "metrics": [1]}, "metrics"),
     ],
 )
 def test_bad_options_name_their_key(raw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as err:
         from_mapping(raw)
     assert err.value.key == key and "\n" not in str(err.value)
+
+
+def test_options_are_read_like_every_other_section() -> None:
+    cfg = from_mapping(
+        {
+            "target": " x ",
+            "steps": 8,
+            "groups": "sinks, qk",
+            "metrics": None,
+            "paths": {"output_dir": "out", "cache_dir": None},
+        }
+    )
+    assert (cfg.target, cfg.steps, cfg.groups, cfg.metrics) == ("x", (8,), ("sinks", "qk"), {})
+    assert (cfg.output_dir, cfg.cache_dir) == ("out", None)
+    assert from_mapping({"target": "x", "steps": [4, 0, 4]}).steps == (0, 4)
+    with pytest.raises(ConfigError) as err:
+        from_mapping({"target": "x", "steps": "some"})
+    assert str(err.value) == (
+        "steps: 'some' is not allowed; choose one of: all, log, a list of integers"
+    )
 
 
 def test_bad_targets(tmp_path: Path) -> None:

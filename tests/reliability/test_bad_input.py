@@ -44,6 +44,22 @@ from tests.reliability.helpers import error_line, run_cli, run_in_process, tiny
         ),
         (["data.min_context=32"], "error: data.min_context: must be < max_context (or seq_len"),
         (["trainer.on_nonfinite=ignore"], "error: trainer.on_nonfinite: 'ignore' is not allowed"),
+        # A wrong type reads like a wrong value: one line, the key named.
+        (["optim.lr=abc"], "error: optim.lr: must be a number, got 'abc'"),
+        (["data.batch_size=2.5"], "error: data.batch_size: must be an integer, got 2.5"),
+        (
+            ["data.tokenizer.kind=x"],
+            "error: data.tokenizer.kind: 'x' is not allowed; choose one of: bpe, byte, char, file",
+        ),
+        (["trainer.compile=yes"], "error: trainer.compile: must be true or false, got 'yes'"),
+        (["optim.grad_clip=big"], "error: optim.grad_clip: must be a number or null, got 'big'"),
+        (["seed=abc"], "error: seed: must be an integer, got 'abc'"),
+        (["+callbacks.colour=red"], "error: callbacks.colour: unknown key"),
+        (
+            ["+callbacks.probe.metrics.eps=2.0"],
+            "error: callbacks.probe.metrics.eps: must be in (0, 1), got 2.0",
+        ),
+        (["logger.mode=loud"], "error: logger.mode: 'loud' is not allowed"),
         (
             ["data=text_files", "data.text_files.paths=[/nonexistent/corpus.txt]"],
             "error: data.text_files.paths: no file matches",

@@ -23,6 +23,7 @@ GROUPS = [
     "scale",
     "paths",
 ]
+# data/base.yaml and model/base.yaml are valid choices too: the defaults the other files extend.
 CASES = [
     (group, path.stem) for group in GROUPS for path in sorted((CONF_DIR / group).glob("*.yaml"))
 ]

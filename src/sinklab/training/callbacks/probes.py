@@ -21,7 +21,7 @@ from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet
 from sinklab.runs.checkpoints import checkpoint_name
 from sinklab.runs.layout import RunLayout
-from sinklab.training.config import ProbeConfig
+from sinklab.training.config import ProbeScheduleConfig
 from sinklab.training.schedule import is_scheduled
 
 
@@ -49,7 +49,7 @@ class ProbeCallback(L.Callback):
         self,
         run_dir: Path,
         probe_set: ProbeSet,
-        cfg: ProbeConfig,
+        cfg: ProbeScheduleConfig,
         metrics_cfg: MetricsConfig,
         max_steps: int,
         run_id: str,

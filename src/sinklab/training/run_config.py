@@ -1,0 +1,127 @@
+"""A composed Hydra config, validated: `validate_config` checks every section and returns a
+`RunConfig`, or raises a one-line ConfigError naming the key.
+
+Lightning-free on purpose: `sinklab-train` validates before it imports Lightning, so a typo on
+the command line is reported in a moment, not after Lightning has loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sinklab.analysis.config import MetricsConfig
+from sinklab.configs import coerce, from_mapping
+from sinklab.data.config import DataConfig
+from sinklab.errors import ConfigError, check
+from sinklab.model.config import ModelConfig
+from sinklab.training.config import (
+    CallbacksConfig,
+    CheckpointConfig,
+    LoggerConfig,
+    OptimConfig,
+    ProbeScheduleConfig,
+    TrainerConfig,
+)
+
+TOP_LEVEL_KEYS = {
+    "paths",
+    "model",
+    "data",
+    "optim",
+    "trainer",
+    "logger",
+    "callbacks",
+    "seed",
+    "run_name",
+    "experiment_name",
+    "ckpt_path",
+    "tags",
+    "notes",
+}
+# Keys that do not change what is trained, left out of the config hash.
+UNHASHED = ("paths", "logger", "ckpt_path", "run_name", "tags", "notes")
+
+
+@dataclass
+class RunConfig:
+    """The validated form of a composed Hydra config."""
+
+    model: dict[str, Any]  # ModelConfig fields; vocab_size may be None until the tokenizer exists
+    data: DataConfig
+    optim: OptimConfig
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    checkpoint: CheckpointConfig
+    probe: ProbeScheduleConfig
+    metrics: MetricsConfig  # probe.metrics, the thresholds the probe callback measures with
+    seed: int
+    experiment_name: str
+    run_name: str | None
+    ckpt_path: str | None
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_hash(self) -> str:
+        hashed = {k: v for k, v in self.resolved.items() if k not in UNHASHED}
+        return hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[
+            :12
+        ]
+
+
+def validate_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
+    """Check every section; raise ConfigError (one line, naming the key) on the first problem."""
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    assert isinstance(resolved, dict)
+    for key in resolved:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(
+                str(key), f"unknown top-level key; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+            )
+    # Top-level scalars first: sections interpolate them (data.seed is ${seed}).
+    seed = coerce(int, resolved.get("seed", 0), "seed")
+    experiment_name = coerce(str, resolved.get("experiment_name") or "default", "experiment_name")
+    run_name = coerce(str | None, resolved.get("run_name"), "run_name")
+    ckpt_path = coerce(str | None, resolved.get("ckpt_path"), "ckpt_path")
+    model = dict(resolved.get("model") or {})
+    # Validate the architecture now; vocab_size may still be unknown (taken from the tokenizer).
+    arch = ModelConfig.from_dict({**model, "vocab_size": model.get("vocab_size") or 1})
+    data = DataConfig.from_dict(resolved.get("data"))
+    optim = from_mapping(OptimConfig, resolved.get("optim"), "optim")
+    trainer = from_mapping(TrainerConfig, resolved.get("trainer"), "trainer")
+    logger = from_mapping(LoggerConfig, resolved.get("logger"), "logger")
+    callbacks = from_mapping(CallbacksConfig, resolved.get("callbacks"), "callbacks")
+    positions = data.seq_len + arch.n_sink_tokens
+    check(
+        positions <= arch.max_seq_len,
+        "data.seq_len",
+        f"seq_len={data.seq_len} (+{arch.n_sink_tokens} sink tokens) is above "
+        f"model.max_seq_len={arch.max_seq_len}",
+    )
+    check(
+        data.probe.seq_len <= arch.max_seq_len,
+        "data.probe.seq_len",
+        f"{data.probe.seq_len} is above model.max_seq_len={arch.max_seq_len}",
+    )
+    if ckpt_path is not None:
+        check(Path(ckpt_path).is_file(), "ckpt_path", f"no checkpoint file at {ckpt_path}")
+    return RunConfig(
+        model=model,
+        data=data,
+        optim=optim,
+        trainer=trainer,
+        logger=logger,
+        checkpoint=callbacks.checkpoint,
+        probe=callbacks.probe,
+        metrics=callbacks.probe.metrics,
+        seed=seed,
+        experiment_name=experiment_name,
+        run_name=run_name,
+        ckpt_path=ckpt_path,
+        resolved=resolved,
+    )
