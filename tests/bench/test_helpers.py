@@ -14,6 +14,7 @@ from sinklab.bench.costs import ReanalysisCost, project_default_run
 from sinklab.bench.lightning_path import Mark, steady_step_seconds
 from sinklab.bench.peak import Peak, achieved_flops_per_rank, best_peak, matmul_peak, mfu
 from sinklab.bench.profile import bucket_of
+from sinklab.bench.recipe import preset
 from sinklab.bench.timing import (
     Stamp,
     abba_order,
@@ -143,3 +144,10 @@ def test_table_and_outputs(tmp_path) -> None:
     assert md_path.read_text().startswith("| a | b |")
     assert json.loads(json_path.read_text())["peak"]["cpu"] == 2.0
     assert (tmp_path / "latest.json").exists() and (tmp_path / "latest.md").exists()
+
+
+def test_model_preset_reads_through_the_group_base() -> None:
+    """Presets state only what they change from conf/model/base.yaml; `preset` must see both."""
+    tiny = preset("tiny")
+    assert tiny["d_model"] == 128 and tiny["pos"] == "rope"
+    assert "defaults" not in tiny and "vocab_size" not in tiny and None not in tiny.values()

@@ -105,7 +105,10 @@ class ReanalysisCost:
 
     @property
     def slope_s_per_checkpoint(self) -> float:
-        """Slope of cumulative time against the count: constant cost per checkpoint is linear."""
+        """Slope of cumulative time against the count: constant cost per checkpoint is linear.
+        A single checkpoint has no slope (NaN), as it has no late half either."""
+        if len(self.seconds) < 2:
+            return float("nan")
         cumulative = [sum(self.seconds[: i + 1]) for i in range(len(self.seconds))]
         return linear_fit(list(range(1, len(cumulative) + 1)), cumulative)[0]
 

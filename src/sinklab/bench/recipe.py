@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_dir
 
-from sinklab.configs import CONF_DIR
+from sinklab.configs import CONF_DIR, compose_section
 from sinklab.training.config import OptimConfig
 from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.run import RunConfig, validate_config
@@ -47,6 +47,14 @@ def bench_overrides(
         overrides.append("trainer=gpu")  # bf16-mixed on one GPU
     overrides.append(f"trainer.compile={str(compile).lower()}")
     return overrides + list(extra or [])
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The non-null keys of model preset `name` (conf/model/<name>.yaml over its base.yaml),
+    to lay over a recipe's model dict: null sizes stay derived, the vocabulary comes from the
+    data."""
+    values = compose_section("model", name)
+    return {k: v for k, v in values.items() if v is not None and k != "vocab_size"}
 
 
 def compose_run(overrides: list[str]) -> RunConfig:
