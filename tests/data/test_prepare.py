@@ -33,3 +33,15 @@ def test_prepare_bad_key_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["--cache-dir", str(tmp_path), "source=nowhere"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: data.source:") and "\n" not in err
+
+
+def test_prepare_composes_a_conf_data_option(tmp_path: Path, capsys) -> None:
+    """--data reads a conf/data option through Hydra (it inherits from base.yaml)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"paragraph {i} " * 30 for i in range(30)))
+    args = ["--data", "text_files", "--cache-dir", str(tmp_path / "c")]
+    args += [f"text_files.paths=[{corpus}]", "text_files.sample_by=paragraph"]
+    args += ["tokenizer.kind=byte"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "source      text_files" in out and "tokenizer   byte" in out

@@ -1,7 +1,9 @@
 """`python -m sinklab.data.prepare`: build a corpus, tokenizer and token cache ahead of training.
 
-`make data` runs it with the default (Shakespeare, BPE 4096); pass `--config` for another
-conf/data file and `key=value` overrides (dotted for nested keys, e.g. tokenizer.kind=byte).
+`make data` runs it with the default (Shakespeare, BPE 4096); pass `--data NAME` for another
+conf/data option (composed through Hydra, so it inherits from base.yaml like training does),
+or `--config FILE` for a plain YAML of data keys, and `key=value` overrides (dotted for nested
+keys, e.g. tokenizer.kind=byte).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from sinklab.configs import compose_section
 from sinklab.data.config import DataConfig
 from sinklab.data.run_data import RunData
 from sinklab.errors import ConfigError
@@ -32,9 +35,11 @@ def _apply(raw: dict[str, Any], override: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config", type=Path, help="a conf/data/*.yaml file (default: built-in defaults)"
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data", help="a conf/data option, e.g. text_files (default: built-in defaults)"
     )
+    source.add_argument("--config", type=Path, help="a plain YAML file of data keys")
     parser.add_argument(
         "--cache-dir", type=Path, help="cache folder (default: $SINKLAB_CACHE or ~/.cache/sinklab)"
     )
@@ -42,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         raw: dict[str, Any] = {}
-        if args.config:
+        if args.data:
+            raw = compose_section("data", args.data)
+        elif args.config:
             raw = yaml.safe_load(args.config.read_text()) or {}
         for override in args.overrides:
             _apply(raw, override)
