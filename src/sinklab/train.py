@@ -64,12 +64,6 @@ def describe_os_error(err: OSError) -> str:
     return f"cannot write output{where}: {what} [{name}]{hint}" if name else f"{what}{where}{hint}"
 
 
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run (temporary files are never listed)."""
-    ckpts = sorted(RunLayout(run_dir).checkpoint_dir.glob("step*.ckpt"))
-    return ckpts[-1] if ckpts else None
-
-
 def resumed_run_dir(ckpt_path: str | None) -> Path | None:
     """A checkpoint inside `<run>/checkpoints/` resumes into `<run>` itself."""
     if not ckpt_path:
@@ -92,6 +86,7 @@ def run(cfg: DictConfig) -> dict:
     except ConfigError as err:
         fail(str(err), run_dir)
 
+    from sinklab.runs.checkpoints import newest_checkpoint
     from sinklab.training.module import NonFiniteLossError
     from sinklab.training.run import train
 
@@ -99,7 +94,9 @@ def run(cfg: DictConfig) -> dict:
     if target is not None and target != run_dir:
         # Keep this invocation's config beside the run it continues, then drop the new folder.
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        shutil.copytree(run_dir / ".hydra", target / "resumes" / stamp, dirs_exist_ok=True)
+        shutil.copytree(
+            RunLayout(run_dir).hydra_dir, target / "resumes" / stamp, dirs_exist_ok=True
+        )
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir = target
     group = run_cfg.experiment_name
@@ -109,7 +106,7 @@ def run(cfg: DictConfig) -> dict:
     except ConfigError as err:
         fail(str(err), run_dir)
     except NonFiniteLossError as err:
-        kept = last_checkpoint(run_dir)
+        kept = newest_checkpoint(run_dir)
         note = f"; last good checkpoint: {kept}" if kept else ""
         print(f"error: {err}{note}", file=sys.stderr)
         sys.exit(EXIT_NONFINITE)
@@ -127,6 +124,8 @@ def run(cfg: DictConfig) -> dict:
 
 
 def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
+    from sinklab.analysis.names import HEADLINE
+
     lines = ["", "sinklab run finished"]
     for key in (
         "final_train_loss",
@@ -142,7 +141,7 @@ def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
         )
     if probes:
         first, last = min(probes), max(probes)
-        for metric in ("sink/sink1_pct", "sink/sink_ratio_pct", "sink/first_token_mass"):
+        for metric in HEADLINE:
             if metric in probes[first] and metric in probes[last]:
                 lines.append(
                     f"  {metric:18s} step {first}: {probes[first][metric]:.3g} -> step {last}: {probes[last][metric]:.3g}"

@@ -39,6 +39,7 @@ from sinklab.bench.timing import Stamp, Summary, abba_order, rates, summarize
 from sinklab.data import tokens_per_second
 from sinklab.model import ModelConfig, Transformer, flops_per_token
 from sinklab.model.config import ATTENTIONS, POSITIONS
+from sinklab.runs.layout import LAST_CHECKPOINT
 
 KERNEL_VARIANTS = {  # name: model overrides; the first three must reach the flash kernel
     "rope softmax": {"pos": "rope"},
@@ -302,7 +303,7 @@ def probe_costs(
         "probe_share": projection.probe_share,
     }
     saved = last_run.result.checkpoints if last_run else []
-    ckpts = sorted(p for p in saved if p.name != "last.ckpt")
+    ckpts = sorted(p for p in saved if p.name != LAST_CHECKPOINT)
     if ckpts and opts.reanalysis:
         cost = reanalysis_cost(ckpts, probe_set, run.metrics, run.probe.batch_size, opts.reanalysis)
         out["reanalysis"] = reanalysis_record(cost, len(ckpts))

@@ -50,12 +50,16 @@ class RunLayout:
         object.__setattr__(self, "root", Path(self.root))
 
     @property
+    def hydra_dir(self) -> Path:
+        return self.root / HYDRA_DIR
+
+    @property
     def hydra_config(self) -> Path:
-        return self.root / HYDRA_DIR / "config.yaml"
+        return self.hydra_dir / "config.yaml"
 
     @property
     def hydra_overrides(self) -> Path:
-        return self.root / HYDRA_DIR / "overrides.yaml"
+        return self.hydra_dir / "overrides.yaml"
 
     @property
     def model_config(self) -> Path:
