@@ -16,7 +16,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from sinklab.analysis import names
-from sinklab.reports import plots
+from sinklab.reports import evidence, plots
+from sinklab.reports.directions import DIRECTIONS
 from sinklab.runs.layout import RunLayout, job_dirs
 
 # (column title, metric, how to reduce over layers): the model-level row (-1) or a layer reduction.
@@ -150,6 +151,60 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+STATISTICS = {
+    "ftm_auc": lambda job: evidence.first_token_mass_auc(job.rows),
+    "time_to_sink": lambda job: evidence.time_to_sink(job.rows)[0],
+}
+
+
+def robust_table(jobs: list[Job]) -> pd.DataFrame:
+    """One row per setting: the robust summaries and final Sink_1, mean [95 % bootstrap
+    interval] over seeds, and how many seeds reached a lasting sink."""
+    records = []
+    for label in dict.fromkeys(job.label for job in jobs):
+        group = [job for job in jobs if job.label == label]
+        times = [evidence.time_to_sink(job.rows) for job in group]
+        records.append(
+            {
+                "run": label,
+                "seeds": len(group),
+                "time to sink, M tokens": evidence.bootstrap_mean(
+                    [t / 1e6 for t, _ in times]
+                ).text(),
+                "sink reached": f"{sum(reached for _, reached in times)}/{len(group)}",
+                "first-token-mass AUC": evidence.bootstrap_mean(
+                    [STATISTICS["ftm_auc"](job) for job in group]
+                ).text(),
+                "final Sink_1 %": evidence.bootstrap_mean(
+                    [final_value(job.rows, names.SINK1, "model") for job in group]
+                ).text(),
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def verdict_table(jobs: list[Job], name: str) -> pd.DataFrame:
+    """The study's published directions, each with the bootstrap interval of the difference
+    (setting - baseline) on its statistic and the verdict that interval gives."""
+    records = []
+    for d in DIRECTIONS.get(name, ()):
+        setting = [STATISTICS[d.statistic](j) for j in jobs if j.label == d.setting]
+        baseline = [STATISTICS[d.statistic](j) for j in jobs if j.label == d.baseline]
+        if not setting or not baseline:
+            continue
+        diff = evidence.bootstrap_difference(setting, baseline)
+        records.append(
+            {
+                "published direction": d.claim,
+                "compared": f"{d.setting} vs {d.baseline}",
+                "statistic": d.statistic,
+                "difference [95 % CI]": diff.text(),
+                "verdict": evidence.verdict(diff, d.sign),
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
 def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
     written = []
     for metric, which in FIGURE_METRICS + EXTRA_FIGURES.get(name, ()):
@@ -211,6 +266,24 @@ def study_report(study_dir: Path, docs: Path) -> str:
         "",
         markdown_table(final_table(jobs)),
         "",
+        "Robust summaries (mean [95 % bootstrap interval over seeds]; time to sink: the first "
+        f"probe from which Sink_1 > {evidence.SINK_THRESHOLD_PCT:g} % for "
+        f"{evidence.PERSIST_PROBES} probes, runs that never get there counted at their last "
+        "probe):",
+        "",
+        markdown_table(robust_table(jobs)),
+        "",
+    ]
+    verdicts = verdict_table(jobs, name)
+    if len(verdicts):
+        lines += [
+            "Published directions (reproduced / contradicted: the interval of the difference "
+            "excludes 0 on the published / the other side; inconclusive: it contains 0):",
+            "",
+            markdown_table(verdicts),
+            "",
+        ]
+    lines += [
         " ".join(f"![{p.stem}](figures/{p.name})" for p in figures),
     ]
     body = "\n".join(lines)

@@ -1,0 +1,128 @@
+"""The published directions each study tests, with their sources.
+
+A direction compares one setting of a sweep with its baseline on a robust statistic
+(`evidence.py`): `ftm_auc` (time-averaged first-token mass) or `time_to_sink` (tokens until
+Sink_1 stays above 10 %; a smaller time is a faster, stronger sink). Labels are the study
+report's job labels (`pos=alibi`, `variant=sigmoid`, `min_context=64`, ...).
+Figures quoted are Sink_1 at the end of the papers' runs (shared/research/metrics.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Direction:
+    setting: str
+    baseline: str
+    statistic: str  # "ftm_auc" or "time_to_sink"
+    sign: int  # +1: setting > baseline; -1: setting < baseline
+    claim: str  # the published direction, in words, with its figures and source
+
+
+_GU = "Gu et al. 2025"
+
+DIRECTIONS: dict[str, tuple[Direction, ...]] = {
+    "pos_sweep": (
+        Direction(
+            "pos=learned", "pos=rope", "ftm_auc", +1, f"learned > RoPE (33.1 vs 18.2 %, {_GU})"
+        ),
+        Direction("pos=none", "pos=rope", "ftm_auc", +1, f"NoPE > RoPE (20.4 vs 18.2 %, {_GU})"),
+        Direction("pos=alibi", "pos=rope", "ftm_auc", +1, f"ALiBi > RoPE (20.8 vs 18.2 %, {_GU})"),
+    ),
+    "attention_sweep": (
+        Direction(
+            "variant=sigmoid",
+            "variant=softmax",
+            "ftm_auc",
+            -1,
+            f"sigmoid without normalisation removes the sink (0.44* vs 18.2 %, {_GU})",
+        ),
+        Direction(
+            "variant=sink_token",
+            "variant=softmax",
+            "ftm_auc",
+            -1,
+            f"a learnable sink token moves the sink off token 0 (0.00 %, {_GU})",
+        ),
+        Direction(
+            "variant=kv_bias",
+            "variant=softmax",
+            "ftm_auc",
+            -1,
+            f"a key/value bias moves the sink off token 0 (0.04 %, {_GU})",
+        ),
+        Direction(
+            "variant=gated_head",
+            "variant=softmax",
+            "ftm_auc",
+            -1,
+            "per-head output gating shrinks the sink (6.4 vs 46.0 %, the Spike paper)",
+        ),
+        Direction(
+            "variant=gated_channel",
+            "variant=softmax",
+            "ftm_auc",
+            -1,
+            "per-channel output gating shrinks the sink (4.5 vs 46.0 %, the Spike paper)",
+        ),
+        Direction(
+            "variant=sink_logit",
+            "variant=softmax",
+            "ftm_auc",
+            -1,
+            "a per-head sink logit lets heads attend to nothing (gpt-oss)",
+        ),
+    ),
+    "min_context_sweep": (
+        Direction(
+            "min_context=64",
+            "min_context=0",
+            "ftm_auc",
+            -1,
+            "a minimum context removes the sink (2048/4096: 1.2 vs 46.0 %, the Spike paper)",
+        ),
+        Direction(
+            "min_context=32",
+            "min_context=0",
+            "ftm_auc",
+            -1,
+            "a shorter minimum context weakens it (1024/4096: 13.0 vs 46.0 %, the Spike paper)",
+        ),
+    ),
+    "weight_decay_sweep": (
+        Direction(
+            "weight_decay=0.5",
+            "weight_decay=0.1",
+            "ftm_auc",
+            +1,
+            f"weight decay 0.5 strengthens the sink (41.1 vs 18.2 %, {_GU})",
+        ),
+        Direction(
+            "weight_decay=2.0",
+            "weight_decay=0.1",
+            "ftm_auc",
+            -1,
+            f"weight decay 2.0 weakens it (6.1 vs 18.2 %, {_GU})",
+        ),
+    ),
+    "norm_sweep": (
+        Direction(
+            "variant=post_rmsnorm",
+            "variant=pre_rmsnorm",
+            "ftm_auc",
+            -1,
+            f"post-norm weakens the sink (13.5 vs 18.2 %, {_GU})",
+        ),
+    ),
+    "first_token_sweep": (
+        Direction(
+            "variant=first_random",
+            "variant=first_natural",
+            "ftm_auc",
+            +1,
+            f"a random first token strengthens the sink (27.0 vs 18.2 %, {_GU})",
+        ),
+    ),
+}
