@@ -193,6 +193,10 @@ def _dormancy_rows(
     resid = probe.cache.get(f"blocks.{layer}.resid_post")
     if resid is not None:
         rows.layer(names.RESID_PEAK, layer, float(activations.first_token_norm_ratio(resid)))
+        # Guo et al. report the absolute norm (141 with Adam vs 20 with SGD after 10k steps);
+        # the ratio alone starts at 1.5-1.7, since position 0 attends only to itself.
+        bos_norm = resid[:, 0].detach().float().norm(dim=-1).mean()
+        rows.layer(names.BOS_RESID_NORM, layer, float(bos_norm))
     v = probe.cache.get(f"blocks.{layer}.attn.v")
     if v is not None:
         rows.heads(names.VALUE_DRAIN, layer, activations.first_token_norm_ratio(v))

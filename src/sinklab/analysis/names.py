@@ -27,6 +27,7 @@ SUN_COUNT = "massive/sun_count"
 # Dormancy (Guo et al.)
 VALUE_DRAIN = "dormancy/value_drain"
 RESID_PEAK = "dormancy/resid_peak"
+BOS_RESID_NORM = "dormancy/bos_resid_norm"
 BOS_ATTN_TRIGGER = "dormancy/bos_attn_trigger"
 BOS_ATTN_NONTRIGGER = "dormancy/bos_attn_nontrigger"
 

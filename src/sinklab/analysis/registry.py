@@ -70,6 +70,7 @@ METRICS: dict[str, str] = {
     "dormancy/dormant_frac_nontrigger": "Share of non-trigger query positions t >= 1 where the head is labelled dormant.",
     "dormancy/value_drain": "Value-state drain |v_BOS| / mean_{t>=1} |v_t| (windows pooled) per value head.",
     "dormancy/resid_peak": "Residual-state peak |h_BOS| / mean_{t>=1} |h_t| (windows pooled) after the block (layer rows).",
+    "dormancy/bos_resid_norm": "Absolute residual norm |h_BOS| after the block, averaged over windows: the quantity Guo et al. report (layer rows).",
     "dormancy/base_loss": "Mean next-token loss of the unmodified model on the probe batch (model row).",
     "dormancy/delta_loss_dormant": "Loss change when the head's output is zeroed at the positions where it is labelled dormant (head rows only).",
     "dormancy/delta_loss_active": "Loss change when the head's output is zeroed at the positions where it is labelled active (head rows only).",

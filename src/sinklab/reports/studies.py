@@ -42,6 +42,7 @@ EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
     "bb_dynamics": (
         (names.VALUE_DRAIN, "model"),
         (names.RESID_PEAK, "last"),
+        (names.BOS_RESID_NORM, "last"),
         (names.BOS_ATTN_NONTRIGGER, "model"),
         (names.BOS_ATTN_TRIGGER, "model"),
     ),
