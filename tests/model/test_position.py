@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sinklab.model import alibi_slopes
-from sinklab.model.position import apply_rope, rope_cos_sin, sinusoidal_table
+from sinklab.model.position import apply_rope, causal_bias, rope_cos_sin, sinusoidal_table
 
 
 def test_alibi_slopes_eight_heads() -> None:
@@ -22,6 +22,17 @@ def test_alibi_slopes_six_heads() -> None:
     # (2^-1, 2^-3, ...), the first 6 - 4 = 2 of them
     expected = torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3])
     torch.testing.assert_close(alibi_slopes(6), expected)
+
+
+def test_alibi_four_heads_and_their_penalty_on_token_0_from_query_63() -> None:
+    # Gu et al.'s 4-head setting: 1/4 .. 1/256; the penalty on key 0 seen from query 63 is
+    # slope * 63 logits: only the steepest head (15.75) effectively blocks token 0
+    slopes = alibi_slopes(4)
+    assert slopes.tolist() == [1 / 4, 1 / 16, 1 / 64, 1 / 256]
+    penalty = -causal_bias(64, slopes)[:, 63, 0]  # the additive bias the model uses
+    assert penalty.tolist() == [15.75, 3.9375, 0.984375, 0.24609375]
+    # and the 8-head set keeps the same shallowest slope 1/256 (it adds steeper ones between)
+    assert alibi_slopes(8).min().item() == 1 / 256
 
 
 @pytest.mark.parametrize("n", [1, 3, 5, 12, 16])

@@ -139,8 +139,8 @@ def test_weights_follow_the_variant_formula(attention: str) -> None:
     pattern = probe.layer(1, "attn.pattern")
     if attention == "sigmoid":
         expected = torch.sigmoid(s) * causal
-    elif attention == "relu":
-        expected = torch.relu(s) * causal / T
+    elif attention == "relu":  # query t sees t + 1 keys (Guo et al.'s divisor)
+        expected = torch.relu(s) * causal / torch.arange(1, T + 1.0)[:, None]
     else:  # one extra column with logit 0
         with_zero = torch.cat(
             [torch.zeros(*s.shape[:-1], 1), s.masked_fill(~causal, float("-inf"))], -1

@@ -54,7 +54,7 @@ def _rope_table(head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _step_attention(
-    model, layer: int, h: torch.Tensor, cache: _Cache, entry: tuple, shift: bool, relu_len: int
+    model, layer: int, h: torch.Tensor, cache: _Cache, entry: tuple, shift: bool
 ) -> torch.Tensor:
     """Append this step's k/v (pre-RoPE) to the cache, attend with the last entry as query."""
     cfg, attn = model.cfg, model.blocks[layer].attn
@@ -105,8 +105,11 @@ def _step_attention(
     elif cfg.attention == "sigmoid_norm":
         w = torch.sigmoid(scores)
         w = w / w.sum(-1, keepdim=True)
-    else:  # relu, with the fixed divisor convention of StreamPlan.relu_length
-        w = torch.relu(scores) / relu_len
+    elif cfg.attention == "clipped_softmax":
+        gamma = -cfg.clip_alpha / cfg.max_seq_len
+        w = ((cfg.clip_zeta - gamma) * torch.softmax(scores, -1) + gamma).clamp(0, 1)
+    else:  # relu: divided by the number of keys this step sees (the cache plus the slots)
+        w = torch.relu(scores) / scores.shape[-1]
     z = torch.einsum("hn,hnd->hd", w, V)
     if cfg.attention == "gated":
         gate = torch.sigmoid(attn.gate(h))
@@ -114,13 +117,13 @@ def _step_attention(
     return attn.wo(z.reshape(H * hd))
 
 
-def _step_block(model, layer, x, cache, entry, shift, relu_len) -> torch.Tensor:
+def _step_block(model, layer, x, cache, entry, shift) -> torch.Tensor:
     block = model.blocks[layer]
     mlp = (lambda y: block.mlp(y, NULL_RECORDER)) if block.has_mlp else None
     if block.pre_norm:
-        x = x + _step_attention(model, layer, block.norm_attn(x), cache, entry, shift, relu_len)
+        x = x + _step_attention(model, layer, block.norm_attn(x), cache, entry, shift)
         return x + mlp(block.norm_mlp(x)) if mlp else x
-    x = block.norm_attn(x + _step_attention(model, layer, x, cache, entry, shift, relu_len))
+    x = block.norm_attn(x + _step_attention(model, layer, x, cache, entry, shift))
     return block.norm_mlp(x + mlp(x)) if mlp else x
 
 
@@ -135,7 +138,7 @@ def _embed(model, x: torch.Tensor, position: int) -> torch.Tensor:
 
 @torch.no_grad()
 def rolling_decode(
-    model, ids: torch.Tensor, cache_len: int | None, n_sinks: int, shift: bool, relu_len: int
+    model, ids: torch.Tensor, cache_len: int | None, n_sinks: int, shift: bool
 ) -> torch.Tensor:
     """Per-token NLL [T-1] of predicting ids[t+1] from the rolling cache at query t.
 
@@ -146,14 +149,14 @@ def rolling_decode(
     for s in range(S):  # the sink-token prefix: processed first, never evicted
         x = _embed(model, model.sink_tokens[s], s)
         for layer in range(cfg.n_layers):
-            x = _step_block(model, layer, x, caches[layer], ("prefix", s), shift, relu_len)
+            x = _step_block(model, layer, x, caches[layer], ("prefix", s), shift)
     nll = []
     for t in range(len(ids)):
         _evict(caches, cache_len, n_sinks)
         position = S + (len(caches[0].tokens) if shift else t)  # the slot it enters
         x = _embed(model, model.tok_emb.weight[ids[t]], position)
         for layer in range(cfg.n_layers):
-            x = _step_block(model, layer, x, caches[layer], ("token", t), shift, relu_len)
+            x = _step_block(model, layer, x, caches[layer], ("token", t), shift)
         if t + 1 < len(ids):
             logits = model.lm_head(model.norm_final(x))
             nll.append(-F.log_softmax(logits.float(), -1)[ids[t + 1]])
@@ -178,16 +181,14 @@ def _model(seed: int = 0, **kw):
 def _check(model, n_sinks: int, shift: bool, block: int = 0) -> None:
     torch.manual_seed(1)
     ids = torch.randint(0, model.cfg.vocab_size, (T,))
-    S = model.cfg.n_sink_tokens
-    ref = rolling_decode(model, ids, C, n_sinks, shift, relu_len=S + C)
+    ref = rolling_decode(model, ids, C, n_sinks, shift)
     got = masked_pass(model, ids, C, n_sinks, shift, block)
     torch.testing.assert_close(got, ref, rtol=0, atol=ATOL)
     # the first C predictions see the whole prefix, so they match the plain forward
     full = F.log_softmax(model(ids[None])[0, :-1].float(), -1).gather(1, ids[1:, None])[:, 0]
-    if model.cfg.attention != "relu":  # relu divides by L: T here, S + C in the plan
-        torch.testing.assert_close(got[:C], -full[:C], rtol=0, atol=ATOL)
-        # eviction must matter after the cache fills, or the check above proves nothing
-        assert (got[C:] + full[C:]).abs().max() > 1e-3
+    torch.testing.assert_close(got[:C], -full[:C], rtol=0, atol=ATOL)
+    # eviction must matter after the cache fills, or the check above proves nothing
+    assert (got[C:] + full[C:]).abs().max() > 1e-3
 
 
 CONDITIONS = [(0, False), (0, True), (2, False), (2, True)]
@@ -202,7 +203,9 @@ def test_masked_pass_equals_rolling_decode(pos: str, attention: str) -> None:
 
 
 @pytest.mark.parametrize("pos", POSITIONS)
-@pytest.mark.parametrize("attention", ["softmax", "sink_logit", "sigmoid", "relu"])
+@pytest.mark.parametrize(
+    "attention", ["softmax", "sink_logit", "sigmoid", "relu", "clipped_softmax"]
+)
 def test_with_sink_tokens_and_kv_bias(pos: str, attention: str) -> None:
     model = _model(pos=pos, attention=attention, n_sink_tokens=2, kv_bias=True)
     for n_sinks, shift in CONDITIONS:
@@ -236,7 +239,7 @@ def test_dense_stream_past_max_seq_len_equals_decode_without_eviction(pos: str) 
     model = _model(pos=pos, max_seq_len=8)
     torch.manual_seed(1)
     ids = torch.randint(0, model.cfg.vocab_size, (T,))
-    ref = rolling_decode(model, ids, None, 0, False, relu_len=T)
+    ref = rolling_decode(model, ids, None, 0, False)
     logits = model.forward_stream(ids[None])[0, :-1].float()
     got = -F.log_softmax(logits, -1).gather(1, ids[1:, None])[:, 0]
     torch.testing.assert_close(got, ref, rtol=0, atol=ATOL)

@@ -25,6 +25,7 @@ VARIANTS = [
     ["model.attention=gated", "model.gate=per_head"],
     ["model.attention=gated", "model.gate=per_channel"],
     ["model.attention=relu"],
+    ["model.attention=clipped_softmax"],
     ["model.n_sink_tokens=2"],
     ["model.kv_bias=true"],
 ]

@@ -15,12 +15,27 @@ Variants:
 - softmax / gated / sink_logit / softmax_off_by_one: softmax over all columns; the fused path
   is `scaled_dot_product_attention`, mask-free (`is_causal=True`) when there is no slot and no
   ALiBi, so flash kernels apply on a GPU.
-- sigmoid: sigmoid(score) per column, causal, no normalisation. Gu et al. (2025) add a
-  learned/constant bias inside the sigmoid; we use sigmoid(score) directly.
-- sigmoid_norm: sigmoid(score) divided by its row sum.
-- relu: ReLU(score) / L with L the sequence length (sink tokens plus tokens), following
-  Guo et al.'s ReLU attention; no normalisation.
-The last three have no fused kernel and always take the explicit path; its T x T weights live
+- sigmoid: sigmoid(q.k * scale) per visible column, no normalisation and no bias inside the
+  sigmoid: Gu et al.'s (2025) released sigmoid attention as it is (sail-sg/Attention-Sink,
+  `lit_gpt/model_attn_sim.py`, `eager_scaled_dot_product_attention`: sigmoid of the scaled
+  scores times the 0/1 causal mask). ALiBi, kv_bias or sink tokens enter only when configured.
+- sigmoid_norm: sigmoid(score) divided by its row sum (theirs with `attention_normalize`; they
+  add 1e-8 to the sum, we do not: a row always sees at least its own key).
+- relu: ReLU(score) / n_t, with n_t the number of keys query t can see (its causal prefix,
+  sink tokens and the kv_bias slot included), so a token's output never depends on later
+  tokens or on the window length. This is what Guo et al.'s released code divides by
+  (GuoTianYu2000/transformer-birth, `ihead_full_model.py`, `Attention.forward` with
+  `attn_use_relu`: `scores / arange(1, T + 1)` broadcast over the query axis, i.e. row t by
+  t + 1, its number of causal keys; their model has no extra slots). No normalisation.
+- clipped_softmax: clip((zeta - gamma) * softmax(score) + gamma, 0, 1) with
+  gamma = -clip_alpha / max_seq_len (Bondarenko et al. 2023, "Quantizable Transformers").
+  T in gamma = -alpha / T is a constant of the model, as in their released OPT code
+  (Qualcomm-AI-research/outlier-free-transformers, `opt_attention.py`: gamma = -alpha /
+  max_seq_length, fixed when the layer is built, with max_seq_length = the training block
+  size), so rows never depend on later tokens. Only alpha / T matters: to reproduce their
+  gamma for windows of W tokens, set clip_alpha = alpha_theirs * max_seq_len / W. Rows may
+  sum to less (or, with zeta > 1, more) than one, so the probe treats it as not normalised.
+The last four have no fused kernel and always take the explicit path; its T x T weights live
 only inside the op (and autograd's saved tensors).
 
 A third path serves long-stream evaluation only: when `Positions.stream` holds a plan
@@ -77,6 +92,9 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = H, Hkv, hd
         self.variant = cfg.attention
         self.scale = 1.0 / math.sqrt(hd)
+        # clipped_softmax: stretch to [gamma, zeta], then clip to [0, 1]; T = max_seq_len
+        self.clip_zeta = cfg.clip_zeta
+        self.clip_gamma = -cfg.clip_alpha / cfg.max_seq_len
         self.dropout = cfg.dropout
         self.wq = nn.Linear(d, H * hd, bias=cfg.bias)
         self.wk = nn.Linear(d, Hkv * hd, bias=cfg.bias)
@@ -206,13 +224,14 @@ class Attention(nn.Module):
         if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1, as in HF's repeat_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         scores = (q @ k.transpose(-2, -1)).float() * self.scale + self._bias(pos)
-        weights = self.weights(scores, pos.length).to(q.dtype)
+        weights = self.weights(scores).to(q.dtype)
         used = F.dropout(weights, self.dropout) if self.training and self.dropout else weights
         return used @ v, weights
 
-    def weights(self, scores: torch.Tensor, length: int) -> torch.Tensor:
+    def weights(self, scores: torch.Tensor) -> torch.Tensor:
         """Attention weights from fp32 scores whose hidden columns hold -inf (the last axis is
-        the key axis); `length` is the ReLU variant's divisor L."""
+        the key axis). Every variant is a function of its row alone, so the explicit path and
+        a streaming plan (rows over a bounded cache) share it."""
         if self.variant in SOFTMAX_FAMILY:
             return torch.softmax(scores, dim=-1)
         if self.variant == "sigmoid":
@@ -221,7 +240,10 @@ class Attention(nn.Module):
             weights = torch.sigmoid(scores)
             return weights / weights.sum(-1, keepdim=True)
         if self.variant == "relu":
-            return torch.relu(scores) / length
+            return torch.relu(scores) / visible_keys(scores)
+        if self.variant == "clipped_softmax":
+            stretched = (self.clip_zeta - self.clip_gamma) * torch.softmax(scores, dim=-1)
+            return (stretched + self.clip_gamma).clamp(0.0, 1.0)
         raise ValueError(self.variant)  # pragma: no cover - ModelConfig rejects unknown variants
 
     def _scale_heads(
@@ -234,3 +256,9 @@ class Attention(nn.Module):
         if n_prefix:
             scale = torch.cat([scale.new_ones(N, H, n_prefix), scale], dim=2)
         return z * scale[..., None]
+
+
+def visible_keys(scores: torch.Tensor) -> torch.Tensor:
+    """Number of keys each row sees [..., 1]: its columns whose score is not -inf (the causal
+    prefix, sink tokens and slots; under a streaming plan, the cache). At least 1."""
+    return torch.isfinite(scores).sum(-1, keepdim=True).clamp_min(1).to(scores.dtype)

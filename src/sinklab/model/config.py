@@ -27,6 +27,7 @@ Attention = Literal[
     "sink_logit",
     "gated",
     "relu",
+    "clipped_softmax",
 ]
 Gate = Literal["per_head", "per_channel"]
 POSITIONS: tuple[str, ...] = get_args(Position)
@@ -35,7 +36,8 @@ NORM_POSITIONS: tuple[str, ...] = get_args(NormPosition)
 MLPS: tuple[str, ...] = get_args(Mlp)
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 GATES: tuple[str, ...] = get_args(Gate)
-# Variants whose attention rows sum to one over all columns (tokens plus extra slots).
+# Variants whose attention rows sum to one over all columns (tokens plus extra slots). Not
+# clipped_softmax: clipping moves its row sums off one, so the probe uses the proxy scores.
 NORMALISED_ATTENTIONS = ("softmax", "sigmoid_norm", "softmax_off_by_one", "sink_logit", "gated")
 
 
@@ -64,6 +66,9 @@ class ModelConfig:
     init_std: float = 0.02
     attention: Attention = "softmax"
     gate: Gate = "per_head"  # only read when attention == "gated"
+    # clipped_softmax only (Bondarenko et al. 2023): gamma = -clip_alpha / max_seq_len, zeta
+    clip_alpha: float = 4.0
+    clip_zeta: float = 1.0
     n_sink_tokens: int = 0
     kv_bias: bool = False
 
@@ -123,6 +128,8 @@ class ModelConfig:
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
         check(self.norm_eps > 0, "model.norm_eps", f"must be positive, got {self.norm_eps}")
         check(self.rope_theta > 0, "model.rope_theta", f"must be positive, got {self.rope_theta}")
+        check(self.clip_alpha >= 0, "model.clip_alpha", f"must be >= 0, got {self.clip_alpha}")
+        check(self.clip_zeta >= 1, "model.clip_zeta", f"must be >= 1, got {self.clip_zeta}")
 
     @property
     def normalised_attention(self) -> bool:

@@ -40,7 +40,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def alibi_slopes(n_heads: int) -> torch.Tensor:
     """Per-head ALiBi slopes (Press et al., 2022, "Train Short, Test Long").
 
-    For a power of two n the slopes are the geometric sequence 2^(-8/n), 2^(-16/n), ...
+    For a power of two n the slopes are the geometric sequence 2^(-8/n), 2^(-16/n), ...,
+    2^(-8): 4 heads get 1/4, 1/16, 1/64, 1/256 and 8 heads 1/2, 1/4, ..., 1/256. More heads
+    add steeper slopes in between; the shallowest is always 1/256. Seen from query 63, the
+    penalty on key 0 (slope x 63) of the 4 heads is 15.75, 3.94, 0.98 and 0.25 logits, so only
+    the steepest head effectively blocks the first token.
     Otherwise the paper takes the slopes of the closest smaller power of two p, then adds
     every other slope of 2p until n heads have one.
     """

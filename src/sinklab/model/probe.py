@@ -19,7 +19,8 @@ users address tensors the same way:
 
 Sink-token prefix positions are dropped from every per-token tensor: position 0 is always the
 first real token. `pattern` rows sum to one over all E + T columns for normalised variants
-(`normalised=True`); for sigmoid / relu attention they are the raw non-negative weights.
+(`normalised=True`); for sigmoid / relu / clipped_softmax attention they are the raw
+non-negative weights.
 """
 
 from __future__ import annotations

@@ -27,9 +27,11 @@ care:
   keys, as in a decode). Without shift it enters at S + t, so a learned table shorter than
   the stream cannot encode it: `Transformer._embed_at` refuses, and the analysis layer skips
   those conditions with a reason. Sinusoidal tables extrapolate and are used as they are.
-- ReLU attention divides by a length L; a decode has no single L. The plan uses one fixed
-  divisor, `relu_length` (default S + C, the full cache), for every row; with that
-  convention the pass is exact, but the variant's divisor itself is being revised.
+- ReLU attention divides each row by its number of visible keys (`attention.visible_keys`),
+  counted from the row's -inf mask. Here a row's visible keys are exactly the decode's cache
+  at that step (slots, prefix, kept sinks and recent tokens), so the pass stays exact with
+  the model's own normalisation and no extra convention; before the cache fills it equals
+  the plain forward. clipped_softmax has a fixed gamma, so it is exact as it is.
 
 Speed: queries go in blocks of B; each block's recent keys are one unfolded band of
 C - k - 1 + B columns, plus the G = S + k global columns and the E slots, so the cost is
@@ -58,7 +60,7 @@ class StreamPlan:
     `length` T stream tokens, `cache_len` C (the current token included), `n_sinks` k first
     tokens kept (0: a plain window of the last C), `shift` positions re-indexed inside the
     cache. `n_prefix` is the model's sink-token count S. `block` is the query block size
-    (0: max(16, C // 2)). `relu_length` is the ReLU variant's fixed divisor (None: S + C).
+    (0: max(16, C // 2)).
     """
 
     length: int
@@ -67,7 +69,6 @@ class StreamPlan:
     shift: bool = False
     n_prefix: int = 0
     block: int = 0
-    relu_length: int | None = None
     _masks: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,8 +76,6 @@ class StreamPlan:
             raise ValueError(f"need 0 <= n_sinks < cache_len, got {self.n_sinks}, {self.cache_len}")
         if self.length < 1 or self.n_prefix < 0 or self.block < 0:
             raise ValueError(f"bad plan sizes: {self}")
-        if self.relu_length is None:
-            self.relu_length = self.n_prefix + self.cache_len
 
     # -- positions ---------------------------------------------------------------------------
 
@@ -186,7 +185,7 @@ class StreamPlan:
     ) -> torch.Tensor:
         """Scaled scores + bias (-inf where hidden) -> the variant's weights -> weighted values."""
         s = torch.cat(scores, dim=-1).float() * attn.scale + bias
-        w = attn.weights(s, self.relu_length).to(dtype)
+        w = attn.weights(s).to(dtype)
         return w @ torch.cat(values, dim=-2)
 
     def _block(self) -> int:
