@@ -45,8 +45,10 @@ def test_every_emitted_metric_is_registered_and_every_registered_one_is_emitted(
     names = set(df.metric)
     unregistered = sorted(n for n in names if template_of(n) is None)
     assert unregistered == []
-    # stream/* rows come from the streaming evaluation (tests/analysis/test_streaming.py)
-    assert {template_of(n) for n in names} == {t for t in METRICS if not t.startswith("stream/")}
+    # stream/* rows come from the streaming evaluation (tests/analysis/test_streaming.py),
+    # quant/* rows from the W8A8 evaluation (tests/analysis/test_quant.py, test_prefix.py)
+    elsewhere = ("stream/", "quant/")
+    assert {template_of(n) for n in names} == {t for t in METRICS if not t.startswith(elsewhere)}
     assert all(describe(n).endswith(".") for n in names)
     assert list(df.columns) == ["layer", "head", "metric", "value"]
     assert df.layer.dtype == "int64" and df.value.dtype == "float64"
@@ -55,7 +57,9 @@ def test_every_emitted_metric_is_registered_and_every_registered_one_is_emitted(
 
 def test_groups_can_be_switched_off():
     probe, model, mask, ids = rich_probe_and_model()
-    cfg = MetricsConfig(frames=False, spikes=False, qk=False, massive=False, dormancy=False)
+    cfg = MetricsConfig(
+        frames=False, spikes=False, qk=False, massive=False, dormancy=False, outliers=False
+    )
     prefixes = {
         n.split("/")[0] for n in measure(probe, model=model, cfg=cfg, trigger_mask=mask).metric
     }

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from sinklab.configs import from_mapping
 from sinklab.errors import check
 
-MetricGroup = Literal["sinks", "qk", "massive", "spikes", "frames", "dormancy"]
+MetricGroup = Literal["sinks", "qk", "massive", "spikes", "frames", "dormancy", "outliers"]
 GROUPS: tuple[str, ...] = get_args(MetricGroup)
 
 
@@ -40,6 +40,10 @@ class MetricsConfig:
     Dormancy (see `dormancy.py`): a head is dormant at a query position when its attention
     on BOS (key 0) is at least `dormant_threshold`. `intervention` turns on the costly
     zeroing check (two forwards per head) when `measure` gets a model and input ids.
+
+    Outliers (see `outliers.py`): the linear-layer inputs' magnitudes, kurtosis and
+    PrefixQuant's outlier tokens, m_t > `outlier_eta` x the window's median token maximum;
+    `outlier_top` how many of the most frequent outlier positions and token ids get rows.
     """
 
     eps: float = 0.3
@@ -66,12 +70,16 @@ class MetricsConfig:
     intervention: bool = False
     intervention_batch_size: int = 25
 
+    outlier_eta: float = 64.0
+    outlier_top: int = 3
+
     sinks: bool = True
     qk: bool = True
     massive: bool = True
     spikes: bool = True
     frames: bool = True
     dormancy: bool = True
+    outliers: bool = True
 
     def __post_init__(self) -> None:
         # Hydra hands lists; keep the dataclass hashable and immutable.
@@ -126,6 +134,16 @@ class MetricsConfig:
             f"must be in (0, 1], got {self.dormant_threshold}",
         )
         check(self.intervention_batch_size >= 1, "metrics.intervention_batch_size", "must be >= 1")
+        check(
+            self.outlier_eta > 1.0,
+            "metrics.outlier_eta",
+            f"must be > 1, got {self.outlier_eta}",
+        )
+        check(
+            0 <= self.outlier_top <= 10,
+            "metrics.outlier_top",
+            f"must be in 0..10, got {self.outlier_top}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

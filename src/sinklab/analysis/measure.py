@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sinklab.analysis import activations, dormancy, frames, names, sinks
+from sinklab.analysis import activations, dormancy, frames, names, outliers, sinks
 from sinklab.analysis.config import MetricsConfig
 from sinklab.model.probe import ProbeOutput
 
@@ -297,6 +297,12 @@ def _measure(
         if do_dormancy:
             labels.append(_dormancy_rows(rows, cfg, probe, layer, tokens, trigger_mask))
 
+    if cfg.outliers:
+        rows.rows.extend(
+            outliers.outlier_rows(
+                probe, model=model, input_ids=input_ids, eta=cfg.outlier_eta, top=cfg.outlier_top
+            )
+        )
     if alpha0_all:
         rows.model(names.ALPHA0_MAX, float(torch.cat(alpha0_all).max()))
     if layer_codes:

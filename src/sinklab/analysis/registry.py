@@ -104,9 +104,46 @@ METRICS: dict[str, str] = {
     "stream/nll/window_shift/at_{i}": "Mean NLL under window_shift over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
     "stream/nll/sinks{k}/at_{i}": "Mean NLL under sinks{k} over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
     "stream/nll/sinks{k}_shift/at_{i}": "Mean NLL under sinks{k}_shift over query positions i .. i+bucket_len-1 (the PPL-vs-position curve).",
+    # activation outliers at the linear-layer inputs (analysis/outliers.py), layer rows. {site}:
+    # qkv_in (input of wq/wk/wv), o_in (of wo), gate_up_in (of w_gate/w_up), down_in (of
+    # w_down), resid_post (the block output). m_t = max over channels of |x[t]|.
+    "outliers/{site}/max_abs": "Largest |x| at the site over the probe batch (layer rows); model row: the largest over layers.",
+    "outliers/{site}/kurtosis_mean": "Bondarenko et al.'s kurtosis mu4 / sigma^4 of one window's flattened [T, d] tensor, averaged over windows.",
+    "outliers/{site}/kurtosis_max": "The largest per-window kurtosis mu4 / sigma^4 over the probe batch.",
+    "outliers/{site}/token_max_over_median": "PrefixQuant's token-wise top-1 / median: max_t m_t / median_t m_t per window, averaged over windows.",
+    "outliers/{site}/n_outlier_tokens": "Mean number of outlier tokens per window: m_t > eta (64) x the window's median m_t (PrefixQuant).",
+    "outliers/{site}/position/rank_{i}": "The i-th most frequent position of an outlier token (rows only for positions that hold one).",
+    "outliers/{site}/position_share/rank_{i}": "Share of windows with an outlier token at that position.",
+    "outliers/{site}/token/rank_{i}": "The i-th most frequent token id among outlier tokens (needs the probe's input ids).",
+    "outliers/{site}/token_share/rank_{i}": "Share of the site's outlier tokens that carry that token id.",
+    # fake-quantised W/A evaluation (analysis/quant.py, analysis/prefix.py), model rows. {mode}:
+    # per_tensor_static, per_tensor_dynamic, per_token_dynamic; {prefix}: bos, prefixquant,
+    # cushioncache. Perplexities score tokens 1..T-1 of each evaluation window.
+    "quant/bits": "Bits of the fake-quantised weights and activations (8: W8A8).",
+    "quant/ppl/fp": "Full-precision perplexity on the evaluation windows.",
+    "quant/ppl/{mode}": "Perplexity with int weights (symmetric, per output channel) and activations quantised in {mode} at every linear input but the LM head.",
+    "quant/ppl_increase/{mode}": "quant/ppl/{mode} minus quant/ppl/fp.",
+    "quant/max_act": "Largest |x| at any quantised linear's input on the evaluation windows (full precision).",
+    "quant/token_max_over_median": "Largest over the quantised linears of the window-mean token-wise top-1 / median (full precision).",
+    "quant/prefix/{prefix}/len": "Number of prefix tokens (BOS included) kept in full precision before every window.",
+    "quant/prefix/{prefix}/token_{i}": "Token id at position i of the prefix.",
+    "quant/prefix/{prefix}/ppl/fp": "The control: full-precision perplexity with the prefix, on the same predictions as quant/ppl/fp.",
+    "quant/prefix/{prefix}/ppl_fp_change": "quant/prefix/{prefix}/ppl/fp minus quant/ppl/fp: what the prefix alone changes, quantisation aside.",
+    "quant/prefix/{prefix}/ppl/{mode}": "Perplexity with the prefix in full precision and the tokens that follow fake-quantised in {mode}.",
+    "quant/prefix/{prefix}/ppl_increase/{mode}": "quant/prefix/{prefix}/ppl/{mode} minus the FP + prefix control quant/prefix/{prefix}/ppl/fp.",
+    "quant/prefix/{prefix}/max_act": "Largest |x| at any quantised linear's input over the tokens after the prefix (full precision).",
+    "quant/prefix/{prefix}/token_max_over_median": "quant/token_max_over_median over the tokens after the prefix.",
 }
 
-_PLACEHOLDER = {"k": r"\d+", "i": r"\d+", "n": r"\d+", "slot": r"[^/]+"}
+_PLACEHOLDER = {
+    "k": r"\d+",
+    "i": r"\d+",
+    "n": r"\d+",
+    "slot": r"[^/]+",
+    "site": r"(?:qkv_in|o_in|gate_up_in|down_in|resid_post)",
+    "mode": r"(?:per_tensor_static|per_tensor_dynamic|per_token_dynamic)",
+    "prefix": r"(?:bos|prefixquant|cushioncache)",
+}
 
 
 def _compile(template: str) -> re.Pattern[str]:
