@@ -86,10 +86,17 @@ def run(cfg: DictConfig) -> dict:
     except ConfigError as err:
         fail(str(err), run_dir)
 
-    from sinklab.runs.checkpoints import newest_checkpoint
+    from sinklab.runs.checkpoints import resume_checkpoint
     from sinklab.training.module import NonFiniteLossError
     from sinklab.training.run import train
 
+    auto = resume_checkpoint(run_dir) if run_cfg.checkpoint.auto_resume else None
+    if run_cfg.ckpt_path is None and auto is not None:
+        # Relaunched into a folder that already trained (a SLURM requeue, the same
+        # hydra.run.dir): continue it rather than train over its checkpoints and probe rows.
+        if is_rank_zero():
+            print(f"resuming from {auto}", file=sys.stderr, flush=True)
+        run_cfg.ckpt_path = str(auto)
     target = resumed_run_dir(run_cfg.ckpt_path)
     if target is not None and target != run_dir:
         # Keep this invocation's config beside the run it continues, then drop the new folder.
@@ -101,12 +108,13 @@ def run(cfg: DictConfig) -> dict:
         run_dir = target
     group = run_cfg.experiment_name
     name = run_cfg.run_name or hydra_cfg.job.override_dirname or run_dir.name
+    use_job_command_for_ddp_children(run_dir, run_cfg.ckpt_path)
     try:
         result = train(run_cfg, run_dir, group=group, name=name)
     except ConfigError as err:
         fail(str(err), run_dir)
     except NonFiniteLossError as err:
-        kept = newest_checkpoint(run_dir)
+        kept = resume_checkpoint(run_dir)
         note = f"; last good checkpoint: {kept}" if kept else ""
         print(f"error: {err}{note}", file=sys.stderr)
         sys.exit(EXIT_NONFINITE)
@@ -119,8 +127,48 @@ def run(cfg: DictConfig) -> dict:
             raise
         fail(describe_os_error(cause), run_dir, EXIT_OUTPUT)
     summary = result.summary()
-    _print_summary(summary, result.probe_history)
+    if is_rank_zero():
+        _print_summary(summary, result.probe_history)
     return summary
+
+
+def is_rank_zero() -> bool:
+    """Rank 0 of a distributed run (or no distributed run): Lightning reads it from the
+    environment its launcher sets (LOCAL_RANK, RANK, SLURM_PROCID), before any Trainer exists."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def ddp_child_command(run_dir: Path, ckpt_path: str | None, local_rank: int) -> list[str]:
+    """How rank `local_rank` re-runs this job: this job's own overrides (never `-m` and the
+    sweep's lists, which would start a second sweep), in this job's folder (never a new one of
+    its own), writing no `.hydra/` there, resuming from the checkpoint rank 0 chose."""
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+    if ckpt_path:
+        overrides.append(f'ckpt_path="{ckpt_path}"')
+    return [
+        sys.executable,
+        "-m",
+        "sinklab.train",
+        *overrides,
+        f'hydra.run.dir="{run_dir}"',
+        f"hydra.job.name=train_ddp_rank{local_rank}",
+        "hydra.output_subdir=null",
+    ]
+
+
+def use_job_command_for_ddp_children(run_dir: Path, ckpt_path: str | None) -> None:
+    """Make Lightning's subprocess launcher (DDP on one node) start the other ranks with
+    `ddp_child_command`. Its own Hydra command re-uses `sys.argv` and `hydra.run.dir`, which in a
+    multirun start a new sweep per rank and a run folder per rank."""
+    from hydra.utils import get_original_cwd
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    def command(local_rank: int) -> tuple[list[str], str]:
+        return ddp_child_command(run_dir, ckpt_path, local_rank), get_original_cwd()
+
+    subprocess_script._hydra_subprocess_cmd = command
 
 
 def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:

@@ -3,7 +3,7 @@ or metrics write, slow steps (so a test can kill a run mid-way).
 
 Nothing here ships in `sinklab`: a test either calls these with pytest's `monkeypatch.setattr`
 (in-process), or runs the real CLI through `DRIVER`, which installs the faults named in
-SINKLAB_TEST_FAULTS (e.g. "slow=0.1,kill_checkpoint=4") and then calls `sinklab.train.main()`.
+SINKLAB_TEST_FAULTS (e.g. "slow=0.1,kill_checkpoint=step0000004") and then calls `sinklab.train.main()`.
 """
 
 from __future__ import annotations
@@ -82,16 +82,16 @@ def slow_steps(seconds: float, patch: Patch = setattr) -> None:
     patch(module.SinkLabModule, "on_train_batch_end", on_train_batch_end)
 
 
-def kill_in_checkpoint_write(nth: int, patch: Patch = setattr) -> None:
-    """The `nth` checkpoint save writes half its bytes to disk, then the process is SIGKILLed."""
+def kill_in_checkpoint_write(name: str, patch: Patch = setattr) -> None:
+    """The first checkpoint save whose file name contains `name` (`step0000004`, `last`) writes
+    half its bytes to disk, then the process is SIGKILLed (from the writer thread for last.ckpt:
+    the whole process dies all the same)."""
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
     original = TorchCheckpointIO.save_checkpoint
-    calls = {"n": 0}
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):  # noqa: ANN001, ANN202
-        calls["n"] += 1
-        if calls["n"] < nth:
+        if name not in os.path.basename(path):
             return original(self, checkpoint, path, storage_options)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
@@ -131,7 +131,7 @@ FAULTS: dict[str, Callable[..., None]] = {
     "nan_loss": lambda v: nan_loss_at(int(v)),
     "nan_grad": lambda v: nan_grad_at(int(v)),
     "slow": lambda v: slow_steps(float(v)),
-    "kill_checkpoint": lambda v: kill_in_checkpoint_write(int(v)),
+    "kill_checkpoint": lambda v: kill_in_checkpoint_write(v),
     "kill_parquet": lambda v: kill_in_parquet_write(int(v)),
 }
 

@@ -49,9 +49,13 @@ def test_nonfinite_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
         "step0000001",
         "step0000002",
     ]
+    # The full state (the resume point) is from step 0 (full_every is 250); step 2's weights-only
+    # checkpoint is the last before the NaN. Both are finite.
     last = load_checkpoint_state(ckpts / "last.ckpt")
-    assert last["global_step"] == 2
-    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    assert last["global_step"] == 0 and "optimizer_states" in last
+    good = load_checkpoint_state(next(ckpts.glob("step0000002-*.ckpt")))
+    for state in (last, good):
+        assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
 
 
 def test_skip_mode_skips_and_counts_each_nonfinite_batch(
@@ -90,5 +94,6 @@ def test_cli_exits_3_naming_the_step_and_the_kept_checkpoint(tmp_path: Path) -> 
     assert proc.returncode == 3, proc.stderr[-3000:]
     line = error_line(proc.stderr)
     assert line.startswith("error: non-finite training loss (nan) at step 3")
-    assert line.endswith(str(run_dir / "checkpoints" / "step0000002-tokens256.ckpt"))
-    assert load_checkpoint_state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2
+    # The checkpoint named is the one a resume can use: the full state of last.ckpt.
+    assert line.endswith(str(run_dir / "checkpoints" / "last.ckpt"))
+    assert load_checkpoint_state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 0

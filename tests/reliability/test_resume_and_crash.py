@@ -18,10 +18,13 @@ from sinklab.runs.checkpoints import UnreadableCheckpointError, load_checkpoint_
 from tests.reliability.helpers import error_line, run_cli, start_cli, tiny
 
 STEPS = 24
-# Checkpoints (and probes) at 0, 1, 2, 4, 8, 12, 16, 20, 24.
+# Weights-only checkpoints (and probes) at 0, 1, 2, 4, 8, 12, 16, 20, 24; the full state
+# (last.ckpt) at 0, 6, 12, 18, 24: a resume goes back to a full one, up to 5 steps behind.
+FULL_EVERY = 6
 SCHEDULE = [
     "callbacks.checkpoint.log_spaced_until=4",
     "callbacks.checkpoint.every=4",
+    f"callbacks.checkpoint.full_every={FULL_EVERY}",
     "trainer.val_every_n_steps=5",
 ]
 KEY = ["step", "layer", "head", "metric"]
@@ -69,11 +72,12 @@ def test_sigkill_at_a_random_step_then_resume_is_exact(tmp_path: Path) -> None:
     assert cut.returncode == -signal.SIGKILL
     assert not (cut_dir / "summary.json").exists(), "the run finished before the kill"
 
-    # The newest complete checkpoint (last.ckpt may lag it by one if the kill fell between the
-    # checkpoint's rename and the link's).
-    latest = sorted((cut_dir / "checkpoints").glob("step*.ckpt"))[-1]
+    # last.ckpt, the full state: the newest full step before the kill (its background write
+    # may still have been in flight at the kill, then the one before it).
+    latest = cut_dir / "checkpoints" / "last.ckpt"
     resume_step = int(load_checkpoint_state(latest)["global_step"])
-    assert kill_after <= resume_step < STEPS, f"seed {seed}"
+    assert resume_step % FULL_EVERY == 0, f"seed {seed}"
+    assert kill_after - 2 * FULL_EVERY <= resume_step < STEPS, f"seed {seed}"
     resumed = run_cli(_overrides(tmp_path, cut_dir / "ignored") + [f"ckpt_path={latest}"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     full_out, full_err = full.communicate(timeout=300)
@@ -101,8 +105,10 @@ def test_sigkill_at_a_random_step_then_resume_is_exact(tmp_path: Path) -> None:
 
 def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    # Saves 1-3 are steps 0, 1, 2; the 4th (step 4) is torn in half, then the process dies.
-    proc = run_cli(_overrides(tmp_path, run_dir, steps=8), tmp_path, faults="kill_checkpoint=4")
+    # Steps 0, 1, 2 are saved (and last.ckpt at 0); step 4's is torn in half, then the process dies.
+    proc = run_cli(
+        _overrides(tmp_path, run_dir, steps=8), tmp_path, faults="kill_checkpoint=step0000004"
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     ckpts = run_dir / "checkpoints"
     torn = list(ckpts.glob(".step0000004-*.ckpt.tmp"))
@@ -116,7 +122,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path
     ]
     for path in [*ckpts.glob("step*.ckpt"), ckpts / "last.ckpt"]:
         load_checkpoint_state(path)
-    assert load_checkpoint_state(ckpts / "last.ckpt")["global_step"] == 2
+    assert load_checkpoint_state(ckpts / "last.ckpt")["global_step"] == 0
     # The probe at step 4 ran before the checkpoint; its rows are complete.
     assert sorted(read_rows(run_dir / "metrics" / "probes.parquet")["step"].unique()) == [
         0,
@@ -147,11 +153,14 @@ def test_sigkill_during_a_metrics_write_keeps_every_earlier_row(tmp_path: Path) 
     metrics = run_dir / "metrics"
     assert list(metrics.glob(".probes.parquet.*")), "the kill should have hit a write in progress"
     rows = read_rows(metrics / "probes.parquet")
-    per_step = rows.groupby("step").size()
+    # The streaming evaluation runs at every 2nd probe (step 0, not step 1): compare the rest.
+    per_step = rows[~rows["metric"].str.startswith("stream/")].groupby("step").size()
     assert list(per_step.index) == [0, 1]
     assert per_step[0] == per_step[1] > 0, "a step's rows are written all together or not at all"
+    streamed = rows[rows["metric"].str.startswith("stream/")]
+    assert set(streamed["step"]) == {0}
     assert rows["value"].notna().any()
     # Probes run before checkpoints: step 2 has no checkpoint, the earlier ones load.
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("step*.ckpt"))
     assert ckpts == ["step0000000-tokens0.ckpt", "step0000001-tokens128.ckpt"]
-    assert load_checkpoint_state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 1
+    assert load_checkpoint_state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 0

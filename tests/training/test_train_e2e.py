@@ -70,21 +70,37 @@ def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     assert state["sinklab"]["tokens_seen"] == 4 * 4 * 32
 
 
-def test_resume_reproduces_uninterrupted_losses(tmp_path: Path) -> None:
-    """Resuming from step 4 gives the same losses and weights as running 8 steps straight."""
+def test_resume_reproduces_uninterrupted_losses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped after step 4 and resumed from its last.ckpt (the full training state)
+    gives the same losses and weights as running 8 steps straight."""
+    from sinklab.training.module import SinkLabModule
+
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     full_dir.mkdir()
     part_dir.mkdir()
-    base = tiny_overrides(tmp_path, steps=8)
+    base = tiny_overrides(tmp_path, steps=8) + ["callbacks.checkpoint.full_every=4"]
     train(validate_config(compose_train(base)), full_dir)
-    # The same run, stopped after 4 steps by resuming only from the full run's step-4 checkpoint.
-    step4 = full_dir / "checkpoints" / "step0000004-tokens512.ckpt"
-    train(validate_config(compose_train(base + [f"ckpt_path={step4}"])), part_dir)
+
+    original = SinkLabModule.on_train_batch_end
+
+    def stop_after_step_4(self, outputs, batch, batch_idx):  # noqa: ANN001, ANN202
+        original(self, outputs, batch, batch_idx)
+        if self.global_step == 4:
+            self.trainer.should_stop = True
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SinkLabModule, "on_train_batch_end", stop_after_step_4)
+        train(validate_config(compose_train(base)), part_dir)
+    last = part_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    train(validate_config(compose_train(base + [f"ckpt_path={last}"])), part_dir)
     full = pd.read_csv(full_dir / "csv" / "metrics.csv")
     part = pd.read_csv(part_dir / "csv" / "metrics.csv")
     full_loss = full.dropna(subset=["train/loss"]).set_index("step")["train/loss"]
     part_loss = part.dropna(subset=["train/loss"]).set_index("step")["train/loss"]
-    assert len(part_loss) >= 4
+    assert part_loss.index.min() < 4 and part_loss.index.max() >= 7  # both segments logged
     for step, loss in part_loss.items():
         assert loss == full_loss[step], (
             f"step {step}: resumed {loss} != uninterrupted {full_loss[step]}"

@@ -1,7 +1,9 @@
 """Checkpoints of a run: their names, listing them, and reading and writing weights safely.
 
 Names are `step0000512-tokens1048576.ckpt` (sortable by step, and they say how much data the
-model has seen); `last.ckpt` is a link to the newest. Every load uses
+model has seen). Those hold the weights only (Lightning's weights-only dump: `state_dict`,
+`hyper_parameters`, `sinklab`, loop counters); `last.ckpt` holds the full training state
+(optimizer, scheduler, callbacks) and is the one a run resumes from. Every load uses
 `torch.load(weights_only=True)`: a checkpoint from the internet can carry tensors and plain
 values, never code. A file that needs arbitrary objects unpickled is refused.
 """
@@ -56,9 +58,20 @@ def list_checkpoints(run_dir: Path) -> list[CheckpointFile]:
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, by step (what a restarted run resumes from)."""
+    """The newest complete log-spaced checkpoint of a run, by step (weights only: for analysis)."""
     ckpts = list_checkpoints(run_dir)
     return ckpts[-1].path if ckpts else None
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The run's full-state checkpoint (`last.ckpt`), what a restarted run resumes from."""
+    path = RunLayout(run_dir).last_checkpoint
+    return path if path.is_file() else None
+
+
+def is_full_state(state: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint can resume training (it holds the optimizer state)."""
+    return isinstance(state, dict) and "optimizer_states" in state
 
 
 class UnsafeCheckpointError(RuntimeError):

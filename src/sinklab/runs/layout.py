@@ -6,7 +6,10 @@ A run folder is what `sinklab-train` writes and what reanalysis, plots and repor
       .hydra/config.yaml           the composed config Hydra saved (+ overrides.yaml)
       model_config.json            the model's resolved keys (vocab size filled in)
       probe/probe_set.npz          the fixed probe windows (ids, masks), + probe_text.jsonl
-      checkpoints/step*-tokens*.ckpt, last.ckpt
+      probe/stream_ids.npy         the held-out stream of the streaming evaluation (int64 [T])
+      checkpoints/step*-tokens*.ckpt  weights only, on the log-spaced schedule (analysis)
+      checkpoints/last.ckpt        the full training state (what resume reads)
+      wandb_id.txt                 the W&B run id, so a resumed run continues the same W&B run
       metrics/probes.parquet       the probe callback's tidy rows
       metrics/reanalysis.parquet   rows re-measured by sinklab-analyze (+ .csv)
       csv/metrics.csv              the CSV logger's curves
@@ -26,6 +29,7 @@ HYDRA_DIR = ".hydra"
 PROBE_DIR = "probe"
 PROBE_IDS_FILE = "probe_set.npz"
 PROBE_TEXT_FILE = "probe_text.jsonl"
+STREAM_IDS_FILE = "stream_ids.npy"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 METRICS_DIR = "metrics"
@@ -35,6 +39,7 @@ CSV_DIR = "csv"
 SAFETENSORS_FILE = "model.safetensors"
 MODEL_CONFIG_FILE = "model_config.json"
 SUMMARY_FILE = "summary.json"
+WANDB_ID_FILE = "wandb_id.txt"
 
 # The metric tables a run can hold, by the short name reports and scripts use.
 TABLES = {"probes": PROBES_TABLE, "reanalysis": REANALYSIS_TABLE}
@@ -78,6 +83,10 @@ class RunLayout:
         return self.probe_dir / PROBE_TEXT_FILE
 
     @property
+    def stream_ids(self) -> Path:
+        return self.probe_dir / STREAM_IDS_FILE
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.root / CHECKPOINT_DIR
 
@@ -112,6 +121,10 @@ class RunLayout:
     @property
     def summary(self) -> Path:
         return self.root / SUMMARY_FILE
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.root / WANDB_ID_FILE
 
 
 def is_run_dir(path: Path) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from sinklab.data import ProbeSet, load_probe_set, save_probe_set
 from sinklab.errors import ConfigError
@@ -24,16 +25,18 @@ from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     export_safetensors,
+    is_full_state,
     load_checkpoint_state,
 )
 from sinklab.runs.layout import RunLayout
+from sinklab.runs.schedule import log_spaced_steps
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
+from sinklab.training.callbacks.probes import stream_input
 from sinklab.training.config import TrainerConfig
 from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.loggers import build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
 from sinklab.training.run_config import TOP_LEVEL_KEYS, UNHASHED, RunConfig, validate_config
-from sinklab.training.schedule import log_spaced_steps
 
 __all__ = [
     "TOP_LEVEL_KEYS",
@@ -61,6 +64,12 @@ def read_resume_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], int]:
     if not isinstance(saved, dict) or not saved:
         raise ConfigError(
             "ckpt_path", f"{ckpt_path} is not a sinklab training checkpoint (no model config)"
+        )
+    if not is_full_state(state):
+        raise ConfigError(
+            "ckpt_path",
+            f"{ckpt_path} holds weights only (a log-spaced checkpoint, for analysis); "
+            "resume from the run's checkpoints/last.ckpt, which holds the full training state",
         )
     return saved, int(state.get("global_step", 0))
 
@@ -164,7 +173,8 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
         compile=run.trainer.compile,
     )
     layout = RunLayout(run_dir)
-    layout.model_config.write_text(json.dumps(model_dict, indent=2))
+    if rank_zero_only.rank == 0:  # DDP: the other ranks re-run this script into the same folder
+        layout.model_config.write_text(json.dumps(model_dict, indent=2))
 
     callbacks: list[L.Callback] = [ThroughputMonitor()]
     checkpoint_steps: set[int] = set()
@@ -187,6 +197,7 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
                 run_id=run_dir.name,
                 config_hash=run.config_hash,
                 checkpoint_steps=checkpoint_steps,
+                stream=stream_input(datamodule, run.probe, run.data.seq_len),
             )
         )
     if run.checkpoint.enabled:
@@ -216,6 +227,7 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
+        plugins=_cluster_plugins(),
     )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path, weights_only=True)
@@ -250,6 +262,15 @@ def _finish(
     if trainer.is_global_zero:
         RunLayout(run_dir).summary.write_text(json.dumps(result.summary(), indent=2))
     return result
+
+
+def _cluster_plugins() -> list[Any]:
+    """Under SLURM, turn off Lightning's own requeue (its `hpc_ckpt` files, its SIGUSR1
+    handler): a requeued submitit job relaunches into the same run folder and resumes from
+    `last.ckpt` (sinklab.train's auto-resume), one mechanism instead of two."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _device_count(trainer: TrainerConfig) -> int:
