@@ -67,6 +67,7 @@ def capture(
                     n_layers=out.n_layers,
                     extra_slots=tuple(out.extra_slots),
                     normalised=out.normalised,
+                    causal=getattr(out, "causal", True),
                 )
             )
     if not chunks:
@@ -80,4 +81,5 @@ def capture(
         n_layers=first.n_layers,
         extra_slots=first.extra_slots,
         normalised=first.normalised,
+        causal=first.causal,
     )

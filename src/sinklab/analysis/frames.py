@@ -9,6 +9,11 @@ eigen-decompositions.
 Received attention. r_k = sum_t A[t,k] / n, the mean attention key k receives over all
 queries (the Spike paper's alpha'). In a causal map late keys are seen by few queries and
 so receive little; that is the intent: a reference token is one the whole sequence uses.
+In an encoder's map (model.causal=false) every query sees every key, so r_k is Gu's alpha_k
+there, and late keys can be references too: the bidirectional class (anchors at both ends)
+is only reachable in practice by encoders (Ruscio et al.). Every measure below uses the
+whole n x n map, causal or not; only the row-entropy normalisation asks which it is (a map
+with nothing above the diagonal is taken as causal).
 
 Classification rule (per map; thresholds are `MetricsConfig` fields):
   refs = keys with r_k > ref_threshold (0.1); r1 >= r2 the two largest r, at p1, p2.

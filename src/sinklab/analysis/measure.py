@@ -78,10 +78,12 @@ def _sink_rows(
     slots: torch.Tensor,
     tokens: torch.Tensor,
     slot_names: tuple[str, ...],
+    causal: bool = True,
 ) -> torch.Tensor:
-    """Sink scores of one layer; returns the per-head alpha_0 (window mean) for the max curve."""
+    """Sink scores of one layer; returns the per-head alpha_0 (window mean) for the max curve.
+    `causal` picks alpha's divisor: the queries that see key k (T - k, or all T in an encoder)."""
     T = tokens.shape[-1]
-    alpha = sinks.alpha_gu(tokens)  # [N, H, T]
+    alpha = sinks.alpha_gu(tokens, causal)  # [N, H, T]
     for k in range(min(cfg.early_keys, T)):
         rows.heads(f"sink/alpha/key_{k}", layer, alpha[..., k].mean(0))
     for k in cfg.sink_keys:
@@ -250,6 +252,8 @@ def measure(
     position 0 is a BOS token; the dormancy group (all about BOS) runs only when it is
     True, or when it is None and a trigger mask is given (the Bigram-Backcopy probe set
     always starts with BOS). `loss_mask` selects the predictions the intervention scores.
+    For an encoder (`probe.causal` False) sink scores average over all T queries (see
+    `sinks`) and the dormancy intervention, a next-token loss, is skipped.
     """
     with _one_thread():
         return _measure(probe, model, cfg, trigger_mask, bos_present, input_ids, loss_mask)
@@ -283,10 +287,12 @@ def _measure(
         split = _layer_tokens(probe, layer)
         slots, tokens = split if split is not None else (None, None)
         if tokens is not None and cfg.sinks:
-            alpha0_all.append(_sink_rows(rows, cfg, layer, slots, tokens, probe.extra_slots))
+            alpha0_all.append(
+                _sink_rows(rows, cfg, layer, slots, tokens, probe.extra_slots, probe.causal)
+            )
         q, k = probe.cache.get(f"blocks.{layer}.attn.q"), probe.cache.get(f"blocks.{layer}.attn.k")
         if cfg.qk and q is not None and k is not None:
-            for metric, value in sinks.qk_geometry(q, k).items():
+            for metric, value in sinks.qk_geometry(q, k, probe.causal).items():
                 rows.heads(metric, layer, value.mean(0))
         if cfg.massive:
             _massive_rows(rows, cfg, probe, layer)
@@ -312,6 +318,7 @@ def _measure(
     have_labels = bool(labels) and all(lab is not None for lab in labels)
     if (
         do_dormancy
+        and probe.causal  # the intervention scores next-token loss, which an encoder lacks
         and cfg.intervention
         and model is not None
         and input_ids is not None

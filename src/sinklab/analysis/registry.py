@@ -8,6 +8,12 @@ a per-layer metric has head = -1. `frames/*` rows are per head, and at head = -1
 measured on the head-averaged map (not the mean of the heads); only `frames/class` has a
 model row. The README renders this table (`metrics_markdown`); a test checks that every
 emitted name resolves here and that every entry is emitted.
+
+Causal models and encoders (`model.causal=false`). Every metric is defined for both. Where a
+definition averages over the queries that can see a key, a causal model has t >= k and an
+encoder all T queries; each such entry says both. Definitions over "queries t >= 1" (the
+first-token mass, BOS attention, norm ratios) mean the same in both. The dormancy
+intervention (next-token loss) and the streaming evaluation (a KV cache) are causal-only.
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ import re
 
 METRICS: dict[str, str] = {
     # sinks (metrics.md section 1); A is the attention of one window, layer and head
-    "sink/alpha/key_{k}": "Gu et al.'s importance of key k, sum_{t>=k} A[t,k] / (T-k), averaged over windows.",
+    "sink/alpha/key_{k}": "Gu et al.'s importance of key k, the mean attention it gets from the queries that see it: sum_{t>=k} A[t,k] / (T-k) in a causal model, sum_t A[t,k] / T over all T queries in an encoder; averaged over windows.",
     "sink/alpha_0_max": "Largest window-averaged alpha_0 over the heads of a layer (layer rows) or of the model (model row).",
-    "sink/sink1_pct": "Gu et al.'s Sink_1: 100 x the share of (window, head) with alpha_0 > eps (0.3).",
-    "sink/sink_pct/key_{k}": "Gu et al.'s Sink score for key position k > 0: 100 x the share of (window, head) with alpha_k > eps.",
-    "sink/sink_ratio_pct": "The Spike paper's sink ratio: 100 x the share of (window, head) with max_{k<=T/2} sum_t A[t,k]/T > eps.",
-    "sink/first_token_mass": "Mean over queries t >= 1 of A[t,0], averaged over windows.",
+    "sink/sink1_pct": "Gu et al.'s Sink_1: 100 x the share of (window, head) with alpha_0 > eps (0.3) (alpha_0 over all T queries in both causal models and encoders).",
+    "sink/sink_pct/key_{k}": "Gu et al.'s Sink score for key position k > 0: 100 x the share of (window, head) with alpha_k > eps (alpha_k over queries t >= k in a causal model, all T in an encoder).",
+    "sink/sink_ratio_pct": "The Spike paper's sink ratio: 100 x the share of (window, head) with max_{k<=T/2} sum_t A[t,k]/T > eps (all T queries, causal or encoder).",
+    "sink/first_token_mass": "Mean over queries t >= 1 of A[t,0], averaged over windows (the same for causal models and encoders).",
     "sink/proxy_scores": "Model row: 1 when the attention was not normalised and the sink scores use the proxy |s|/sum|s|, else 0.",
     "slot_mass/{slot}": "Mean attention on the extra slot over all T queries (an always-visible slot), averaged over windows.",
     "slot_sink_pct/{slot}": "100 x the share of (window, head) whose slot mass exceeds eps: the Sink score of the extra slot.",
@@ -29,7 +35,7 @@ METRICS: dict[str, str] = {
     "qk/k0_norm": "|k_0|, the first key's norm, averaged over windows (per query head; GQA keys are shared).",
     "qk/kt_norm_mean": "Mean |k_t| over keys t >= 1, averaged over windows.",
     "qk/cos_q_k0": "Mean cos(q_t, k_0) over queries t >= 1, averaged over windows.",
-    "qk/cos_q_kj": "Mean cos(q_t, k_j) over causal pairs 1 <= j <= t, averaged over windows.",
+    "qk/cos_q_kj": "Mean cos(q_t, k_j) over the pairs a query sees but key 0: 1 <= j <= t in a causal model, all t, j >= 1 in an encoder; averaged over windows.",
     # massive activations (metrics.md section 2), per layer on the residual stream after the block
     "massive/top{n}": "The n-th largest |h| of a window over positions and channels, averaged over windows (layer rows).",
     "massive/top{n}_position": "Position of a window's n-th largest |h|, the most common one over windows (layer rows).",
@@ -60,7 +66,7 @@ METRICS: dict[str, str] = {
     "frames/stable_rank": "sum sigma^2 / sigma_1^2 over the singular values of the window-averaged map.",
     "frames/top_column_mass": "Share of the total attention received by the top 10 % of keys.",
     "frames/row_entropy": "Mean entropy (nats) of the attention rows t >= 1.",
-    "frames/row_entropy_norm": "Mean over rows t >= 1 of entropy / log(number of visible keys): 1 = uniform.",
+    "frames/row_entropy_norm": "Mean over rows t >= 1 of entropy / log(number of visible keys: t + 1 in a causal map, T in an encoder's): 1 = uniform.",
     "frames/class": "Frame class code, 0 none, 1 centralized, 2 distributed, 3 bidirectional (rule in frames.py); model row: majority over layers.",
     # active / dormant heads (Guo et al. 2024); BOS = position 0
     "dormancy/bos_attn_trigger": "Attention on BOS averaged over trigger query positions t >= 1 (all windows).",
@@ -71,12 +77,13 @@ METRICS: dict[str, str] = {
     "dormancy/value_drain": "Value-state drain |v_BOS| / mean_{t>=1} |v_t| (windows pooled) per value head.",
     "dormancy/resid_peak": "Residual-state peak |h_BOS| / mean_{t>=1} |h_t| (windows pooled) after the block (layer rows).",
     "dormancy/bos_resid_norm": "Absolute residual norm |h_BOS| after the block, averaged over windows: the quantity Guo et al. report (layer rows).",
-    "dormancy/base_loss": "Mean next-token loss of the unmodified model on the probe batch (model row).",
-    "dormancy/delta_loss_dormant": "Loss change when the head's output is zeroed at the positions where it is labelled dormant (head rows only).",
-    "dormancy/delta_loss_active": "Loss change when the head's output is zeroed at the positions where it is labelled active (head rows only).",
+    "dormancy/base_loss": "Mean next-token loss of the unmodified model on the probe batch (model row; causal models only, not emitted for encoders).",
+    "dormancy/delta_loss_dormant": "Loss change when the head's output is zeroed at the positions where it is labelled dormant (head rows only; causal models only).",
+    "dormancy/delta_loss_active": "Loss change when the head's output is zeroed at the positions where it is labelled active (head rows only; causal models only).",
     "dormancy/zeroed_frac_dormant": "Share of all positions (t >= 0) zeroed in the dormant run (head rows only).",
     # streaming evaluation with a bounded KV cache of C tokens on a T-token stream (metrics.md
-    # section 6, analysis/streaming.py); model rows only. NLL is indexed by the query position t
+    # section 6, analysis/streaming.py); model rows only; causal models only (an encoder has no
+    # KV cache: model/streaming.py refuses it). NLL is indexed by the query position t
     # (predicting token t+1); {k} is a sink count, {i} the first position of a bucket.
     "stream/stream_len": "T, the number of tokens of the evaluation stream (model row).",
     "stream/cache_len": "C, the KV cache size in tokens, the current one included; extra slots are kept on top (model row).",

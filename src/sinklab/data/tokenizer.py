@@ -2,6 +2,10 @@
 
 Everything downstream needs only `encode`, `decode`, `vocab_size` and the special ids, so the
 trainer and the probe code never care which kind was chosen.
+
+With `data.objective=mlm` every kind gains a mask token (`<mask>`, after the others, so the
+ids of the clm tokenizers never move); a clm run's tokenizer has none. The mask changes each
+tokenizer's fingerprint and the BPE cache key, so the two never share a cache entry.
 """
 
 from __future__ import annotations
@@ -23,12 +27,19 @@ from sinklab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPECIALS = ("<bos>", "<eos>", "<pad>")
-# Names other tokenizer.json files use for the same roles (GPT-2, Llama, ...).
+MASK = "<mask>"
+# Names other tokenizer.json files use for the same roles (GPT-2, Llama, BERT, RoBERTa, ...).
 _ALIASES = {
     "bos": ("<bos>", "<s>", "<|begin_of_text|>", "<|endoftext|>"),
     "eos": ("<eos>", "</s>", "<|end_of_text|>", "<|endoftext|>"),
     "pad": ("<pad>", "<|pad|>"),
+    "mask": ("<mask>", "[MASK]"),
 }
+
+
+def specials_for(cfg: DataConfig) -> tuple[str, ...]:
+    """The special tokens a trained tokenizer gets: `<mask>` after the others for mlm."""
+    return (*SPECIALS, MASK) if cfg.is_mlm else SPECIALS
 
 
 class Tokenizer(Protocol):
@@ -36,6 +47,7 @@ class Tokenizer(Protocol):
     bos_id: int | None
     eos_id: int | None
     pad_id: int | None
+    mask_id: int | None
 
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: Sequence[int]) -> str: ...
@@ -52,6 +64,7 @@ class HFTokenizer:
         self.bos_id = _find(tok, "bos")
         self.eos_id = _find(tok, "eos")
         self.pad_id = _find(tok, "pad")
+        self.mask_id = _find(tok, "mask")
         if self.eos_id is None:
             raise ConfigError(
                 "data.tokenizer.path",
@@ -74,11 +87,14 @@ class HFTokenizer:
 
 
 class ByteTokenizer:
-    """UTF-8 bytes 0..255 plus <bos>, <eos>, <pad>: needs no training, never sees an unknown."""
+    """UTF-8 bytes 0..255 plus <bos>, <eos>, <pad> (and <mask> with `mask`): needs no
+    training, never sees an unknown."""
 
-    def __init__(self) -> None:
-        self.vocab_size = 259
+    def __init__(self, mask: bool = False) -> None:
+        self.specials = (*SPECIALS, MASK) if mask else SPECIALS
+        self.vocab_size = 256 + len(self.specials)
         self.bos_id, self.eos_id, self.pad_id = 256, 257, 258
+        self.mask_id: int | None = 259 if mask else None
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -92,7 +108,7 @@ class ByteTokenizer:
                 continue
             out.append(buf.decode("utf-8", errors="replace"))
             buf = bytearray()
-            out.append(SPECIALS[i - 256])
+            out.append(self.specials[i - 256])
         out.append(buf.decode("utf-8", errors="replace"))
         return "".join(out)
 
@@ -100,7 +116,7 @@ class ByteTokenizer:
         return [np.frombuffer(d.encode("utf-8"), dtype=np.uint8).astype(np.int64) for d in docs]
 
     def fingerprint(self) -> str:
-        return "byte-v1"
+        return "byte-v1" if self.mask_id is None else "byte-mask-v1"
 
 
 class CharTokenizer:
@@ -115,6 +131,7 @@ class CharTokenizer:
         self.bos_id = ids.get("<bos>")
         self.eos_id = ids.get("<eos>")
         self.pad_id = ids.get("<pad>")
+        self.mask_id = ids.get(MASK)
 
     def encode_array(self, text: str) -> np.ndarray:
         codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
@@ -152,12 +169,24 @@ def corpus_fingerprint(docs: Iterable[str]) -> str:
 def build_tokenizer(
     cfg: DataConfig, train_docs: Sequence[str], all_docs: Sequence[str]
 ) -> Tokenizer:
-    """The configured tokenizer; a BPE is trained on the training split only and cached."""
+    """The configured tokenizer; a BPE is trained on the training split only and cached.
+    With objective=mlm it has a mask token, or this raises a one-line ConfigError."""
+    tok = _build(cfg, train_docs, all_docs)
+    if cfg.is_mlm and getattr(tok, "mask_id", None) is None:
+        raise ConfigError(
+            "data.tokenizer.path",
+            f"{cfg.tokenizer.path} has no mask token (looked for {', '.join(_ALIASES['mask'])}); "
+            "objective=mlm needs one",
+        )
+    return tok
+
+
+def _build(cfg: DataConfig, train_docs: Sequence[str], all_docs: Sequence[str]) -> Tokenizer:
     kind = cfg.tokenizer.kind
     if kind == "byte":
-        return ByteTokenizer()
+        return ByteTokenizer(mask=cfg.is_mlm)
     if kind == "char":
-        return CharTokenizer(set().union(*map(set, all_docs)))
+        return CharTokenizer(set().union(*map(set, all_docs)), specials_for(cfg))
     if kind == "file":
         from tokenizers import Tokenizer as RawTokenizer
 
@@ -173,7 +202,11 @@ def build_tokenizer(
 
 def bpe_cache_path(cfg: DataConfig, train_docs: Sequence[str]) -> Path:
     settings = json.dumps(
-        {"kind": "bpe-bytelevel-v1", "vocab_size": cfg.tokenizer.vocab_size, "specials": SPECIALS},
+        {
+            "kind": "bpe-bytelevel-v1",
+            "vocab_size": cfg.tokenizer.vocab_size,
+            "specials": specials_for(cfg),
+        },
         sort_keys=True,
     )
     key = hashlib.sha256((corpus_fingerprint(train_docs) + settings).encode()).hexdigest()[:20]
@@ -187,7 +220,7 @@ def _cached_bpe(cfg: DataConfig, train_docs: Sequence[str]) -> HFTokenizer:
     if path.is_file():
         try:
             tok = HFTokenizer(RawTokenizer.from_file(str(path)), source=str(path))
-            if tok.bos_id is None or tok.pad_id is None:
+            if tok.bos_id is None or tok.pad_id is None or (cfg.is_mlm and tok.mask_id is None):
                 raise ValueError("special tokens missing")
             log.info("loaded cached tokenizer %s", path)
             return tok
@@ -195,14 +228,16 @@ def _cached_bpe(cfg: DataConfig, train_docs: Sequence[str]) -> HFTokenizer:
             warnings.warn(
                 f"tokenizer cache {path} is unreadable ({err}); rebuilding it", stacklevel=2
             )
-    tok = train_bpe(train_docs, cfg.tokenizer.vocab_size)
+    tok = train_bpe(train_docs, cfg.tokenizer.vocab_size, specials_for(cfg))
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, tok.to_str())
     return HFTokenizer(tok, source=str(path))
 
 
-def train_bpe(docs: Sequence[str], vocab_size: int):  # noqa: ANN201 - a tokenizers.Tokenizer
-    """Train a GPT-2-style byte-level BPE with <bos>, <eos>, <pad> as ids 0, 1, 2."""
+def train_bpe(  # noqa: ANN201 - a tokenizers.Tokenizer
+    docs: Sequence[str], vocab_size: int, specials: Sequence[str] = SPECIALS
+):
+    """Train a GPT-2-style byte-level BPE with <bos>, <eos>, <pad> (, <mask>) as ids 0, 1, 2 (, 3)."""
     from tokenizers import Tokenizer as RawTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -211,7 +246,7 @@ def train_bpe(docs: Sequence[str], vocab_size: int):  # noqa: ANN201 - a tokeniz
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIALS),
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

@@ -6,6 +6,11 @@ BOS modes (Gu et al.'s and Xiao et al.'s settings):
   starts, wherever that falls in the window;
 - `every_window`: token 0 of every window is BOS, followed by seq_len - 1 stream tokens.
 `first_token` random/fixed then replaces token 0 (Gu et al.'s first-token experiments).
+
+Targets. For next-token prediction (objective clm) the target of position t is the stream's
+token t + 1. For masked-LM (objective mlm, an encoder) `mask_batch` turns such a batch into
+BERT's: the inputs are corrupted at the chosen positions and the target of position t is the
+ORIGINAL token at t (not shifted), with loss only where a token was chosen.
 """
 
 from __future__ import annotations
@@ -94,4 +99,59 @@ def make_batch(
     mask = context_mask(len(starts), spec)
     if pad_id is not None:
         mask &= targets != pad_id
+    return to_batch(inputs, targets, mask)
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """BERT's masking (Devlin et al. 2019): choose `probability` of the maskable tokens; of
+    those, `mask_frac` become `mask_id`, `random_frac` a random non-special token, the rest
+    stay as they are. `special_ids` (BOS, EOS, pad, the mask itself) are never chosen, nor
+    drawn as random replacements."""
+
+    mask_id: int
+    vocab_size: int
+    special_ids: tuple[int, ...] = ()
+    probability: float = 0.15
+    mask_frac: float = 0.8
+    random_frac: float = 0.1
+
+    @property
+    def never(self) -> np.ndarray:
+        return np.asarray(sorted({*self.special_ids, self.mask_id}), dtype=np.int64)
+
+
+def mask_tokens(
+    ids: np.ndarray, spec: MaskSpec, gen: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(corrupted inputs, targets, loss_mask) for masked-LM from clean `ids` [N, T].
+
+    A pure function of `ids` and the generator's state: targets are `ids` themselves (the
+    original token at each position) and loss_mask marks the chosen positions. Every draw is
+    made for the whole batch, so the result does not depend on which tokens are special. When
+    no position is chosen at all (only possible for tiny batches), one maskable position is
+    chosen, so the loss is never an average over nothing.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    maskable = ~np.isin(ids, spec.never)
+    chosen = (gen.random(ids.shape) < spec.probability) & maskable
+    u = gen.random(ids.shape)
+    allowed = np.setdiff1d(np.arange(spec.vocab_size), spec.never)
+    random_ids = allowed[gen.integers(0, len(allowed), size=ids.shape)]
+    if not chosen.any() and maskable.any():
+        chosen.flat[gen.choice(np.flatnonzero(maskable))] = True
+    to_mask = chosen & (u < spec.mask_frac)
+    to_random = chosen & (u >= spec.mask_frac) & (u < spec.mask_frac + spec.random_frac)
+    corrupted = np.where(to_mask, spec.mask_id, np.where(to_random, random_ids, ids))
+    return corrupted, ids.copy(), chosen
+
+
+def mask_batch(
+    batch: dict[str, torch.Tensor], spec: MaskSpec | None, gen: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """A next-token batch as a masked-LM batch: its clean `input_ids` corrupted by
+    `mask_tokens`; unchanged when `spec` is None (objective clm)."""
+    if spec is None:
+        return batch
+    inputs, targets, mask = mask_tokens(batch["input_ids"].numpy(), spec, gen)
     return to_batch(inputs, targets, mask)

@@ -1,4 +1,8 @@
-"""Causal self-attention with every variant the study compares, in a fused and an explicit path.
+"""Self-attention with every variant the study compares, in a fused and an explicit path.
+
+Causal by default; with `model.causal=false` (an encoder) no key is hidden, on both paths:
+the fused path calls SDPA without `is_causal` and the explicit path's bias has no -inf. The
+extra slots below are visible from every query either way.
 
 Key axis layout, shared by both paths and by the probe pattern:
 
@@ -13,8 +17,8 @@ positions: being first, causal masking already keeps them visible.
 
 Variants:
 - softmax / gated / sink_logit / softmax_off_by_one: softmax over all columns; the fused path
-  is `scaled_dot_product_attention`, mask-free (`is_causal=True`) when there is no slot and no
-  ALiBi, so flash kernels apply on a GPU.
+  is `scaled_dot_product_attention`, mask-free (`is_causal` = model.causal) when there is no slot
+  and no ALiBi, so flash kernels apply on a GPU.
 - sigmoid: sigmoid(q.k * scale) per visible column, no normalisation and no bias inside the
   sigmoid: Gu et al.'s (2025) released sigmoid attention as it is (sail-sg/Attention-Sink,
   `lit_gpt/model_attn_sim.py`, `eager_scaled_dot_product_attention`: sigmoid of the scaled
@@ -22,11 +26,12 @@ Variants:
 - sigmoid_norm: sigmoid(score) divided by its row sum (theirs with `attention_normalize`; they
   add 1e-8 to the sum, we do not: a row always sees at least its own key).
 - relu: ReLU(score) / n_t, with n_t the number of keys query t can see (its causal prefix,
-  sink tokens and the kv_bias slot included), so a token's output never depends on later
-  tokens or on the window length. This is what Guo et al.'s released code divides by
-  (GuoTianYu2000/transformer-birth, `ihead_full_model.py`, `Attention.forward` with
-  `attn_use_relu`: `scores / arange(1, T + 1)` broadcast over the query axis, i.e. row t by
-  t + 1, its number of causal keys; their model has no extra slots). No normalisation.
+  sink tokens and the kv_bias slot included; for an encoder, every key), so a decoder
+  token's output never depends on later tokens or on the window length. This is what Guo
+  et al.'s released code divides by (GuoTianYu2000/transformer-birth,
+  `ihead_full_model.py`, `Attention.forward` with `attn_use_relu`: `scores /
+  arange(1, T + 1)` broadcast over the query axis, i.e. row t by t + 1, its number of
+  causal keys; their model has no extra slots). No normalisation.
 - clipped_softmax: clip((zeta - gamma) * softmax(score) + gamma, 0, 1) with
   gamma = -clip_alpha / max_seq_len (Bondarenko et al. 2023, "Quantizable Transformers").
   T in gamma = -alpha / T is a constant of the model, as in their released OPT code
@@ -76,12 +81,14 @@ class Positions:
     # Long-stream evaluation only (`model/streaming.py`): which keys each query sees and at
     # which positions. None on the training and probe paths.
     stream: StreamPlan | None = None
+    causal: bool = True  # False: bidirectional (an encoder), no key is masked
     _bias: torch.Tensor | None = field(default=None, repr=False)
 
     def seq_bias(self) -> torch.Tensor:
-        """Causal (+ ALiBi) additive bias [H or 1, L, L], built once per forward and only if needed."""
+        """Causal mask (+ ALiBi) additive bias [H or 1, L, L], built once per forward and only
+        if needed; without the mask for an encoder."""
         if self._bias is None:
-            self._bias = causal_bias(self.length, self.slopes, self.device)
+            self._bias = causal_bias(self.length, self.slopes, self.device, self.causal)
         return self._bias
 
 
@@ -91,6 +98,7 @@ class Attention(nn.Module):
         d, H, Hkv, hd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.n_heads, self.n_kv_heads, self.head_dim = H, Hkv, hd
         self.variant = cfg.attention
+        self.causal = cfg.causal
         self.scale = 1.0 / math.sqrt(hd)
         # clipped_softmax: stretch to [gamma, zeta], then clip to [0, 1]; T = max_seq_len
         self.clip_zeta = cfg.clip_zeta
@@ -207,7 +215,7 @@ class Attention(nn.Module):
         gqa = self.n_kv_heads != self.n_heads
         if not self.n_slots and pos.slopes is None:
             return F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=p, scale=self.scale, enable_gqa=gqa
+                q, k, v, is_causal=pos.causal, dropout_p=p, scale=self.scale, enable_gqa=gqa
             )
         # 4-D [1, H or 1, L, keys]: with a 3-D mask, CPU SDPA falls back to the math kernel
         # (about 3x slower fwd+bwd on the tiny model); with 4-D it takes the fused flash kernel.

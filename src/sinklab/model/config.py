@@ -43,7 +43,8 @@ NORMALISED_ATTENTIONS = ("softmax", "sigmoid_norm", "softmax_off_by_one", "sink_
 
 @dataclass
 class ModelConfig:
-    """Architecture of a Llama-style decoder. `None` sizes are derived in `__post_init__`."""
+    """Architecture of a Llama-style decoder (or, with `causal=False`, the same stack as a
+    bidirectional encoder). `None` sizes are derived in `__post_init__`."""
 
     vocab_size: int = 4096
     d_model: int = 128
@@ -71,6 +72,9 @@ class ModelConfig:
     clip_zeta: float = 1.0
     n_sink_tokens: int = 0
     kv_bias: bool = False
+    # False: bidirectional attention (an encoder, trained with data.objective=mlm). Every
+    # query sees every key; ALiBi then penalises the symmetric distance |t - k|.
+    causal: bool = True
 
     def __post_init__(self) -> None:
         check_choices(self, "model")

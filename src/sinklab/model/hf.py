@@ -115,6 +115,12 @@ def _check_llama_compatible(cfg: ModelConfig) -> None:
         "n_sink_tokens": 0,
         "kv_bias": False,
     }
+    if not cfg.causal:  # its weights would load and run, silently as a different, causal model
+        raise ConfigError(
+            "model.causal",
+            "an encoder (causal=false) has no exact Hugging Face class: LlamaForCausalLM masks "
+            "the future; keep it as a sinklab checkpoint",
+        )
     for key, value in required.items():
         if getattr(cfg, key) != value:
             raise ConfigError(

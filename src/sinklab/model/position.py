@@ -1,4 +1,4 @@
-"""Position encodings: RoPE, ALiBi, sinusoidal tables, and the causal additive bias.
+"""Position encodings: RoPE, ALiBi, sinusoidal tables, and the (causal or not) additive bias.
 
 Everything here is computed on the fly from the config (no buffers), so a model built on the
 meta device or loaded from a state dict needs nothing recomputed, and state dicts carry only
@@ -63,16 +63,27 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
 
 
 def causal_bias(
-    length: int, slopes: torch.Tensor | None = None, device: torch.device | None = None
+    length: int,
+    slopes: torch.Tensor | None = None,
+    device: torch.device | None = None,
+    causal: bool = True,
 ) -> torch.Tensor:
     """Additive attention bias [H or 1, length, length]: -inf above the diagonal, and with ALiBi
-    slopes, -slope * (query - key) on and below it."""
+    slopes, -slope * (query - key) on and below it.
+
+    `causal=False` (an encoder) masks nothing; ALiBi then penalises the symmetric distance
+    -slope * |query - key|, the usual bidirectional extension (as in MosaicBERT), so a key's
+    penalty does not depend on which side of the query it sits.
+    """
     pos = torch.arange(length, device=device)
     distance = (pos[:, None] - pos[None, :]).float()  # query - key
-    bias = torch.zeros(length, length, device=device).masked_fill(distance < 0, float("-inf"))
+    bias = torch.zeros(length, length, device=device)
+    if causal:
+        bias = bias.masked_fill(distance < 0, float("-inf"))
     if slopes is None:
         return bias[None]
-    return bias[None] - slopes.to(device)[:, None, None] * distance.clamp(min=0)[None]
+    penalty = distance.clamp(min=0) if causal else distance.abs()
+    return bias[None] - slopes.to(device)[:, None, None] * penalty[None]
 
 
 def sinusoidal_table(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:

@@ -20,7 +20,8 @@ users address tensors the same way:
 Sink-token prefix positions are dropped from every per-token tensor: position 0 is always the
 first real token. `pattern` rows sum to one over all E + T columns for normalised variants
 (`normalised=True`); for sigmoid / relu / clipped_softmax attention they are the raw
-non-negative weights.
+non-negative weights. `causal` says whether the model masked the future (False for an
+encoder, whose rows spread over all T token columns).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class ProbeOutput:
     n_layers: int = 0
     extra_slots: tuple[str, ...] = ()
     normalised: bool = True
+    # False for an encoder: every query sees every key, so metrics that average over the
+    # queries that can see a key (alpha_k, causal q/k pairs) use all T queries instead.
+    causal: bool = True
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.cache[name]

@@ -47,10 +47,22 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from sinklab.errors import ConfigError
 from sinklab.model.position import apply_rope
 
 if TYPE_CHECKING:
     from sinklab.model.attention import Attention, Positions
+    from sinklab.model.config import ModelConfig
+
+
+def require_causal(cfg: ModelConfig) -> None:
+    """Refuse an encoder: a KV cache (and next-token perplexity) exists only for causal models."""
+    if not cfg.causal:
+        raise ConfigError(
+            "model.causal",
+            "the streaming evaluation (bounded KV cache) is defined for causal models only; "
+            "this model is bidirectional (causal=false)",
+        )
 
 
 @dataclass
@@ -97,6 +109,8 @@ class StreamPlan:
         self, attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: Positions
     ) -> torch.Tensor:
         """z [N, H, S + T, hd] from un-rotated q [N, L, H, hd], k [N, L, Hkv, hd], v [N, Hkv, L, hd]."""
+        if not getattr(attn, "causal", True):
+            raise ConfigError("model.causal", "a stream plan needs a causal model (causal=false)")
         S = self.n_prefix
         if pos.rope is not None:
             cos, sin = pos.rope

@@ -1,4 +1,5 @@
-"""The decoder: embeddings (+ optional sink-token prefix), blocks, final norm, LM head.
+"""The decoder (or, with `causal=False`, encoder): embeddings (+ optional sink-token
+prefix), blocks, final norm, LM head.
 
 `forward` is the training path (fused attention, nothing kept); `forward_probe` runs the same
 modules with a recorder and returns the named tensors documented in `probe.py`;
@@ -140,6 +141,7 @@ class Transformer(nn.Module):
             n_layers=self.cfg.n_layers,
             extra_slots=self.extra_slots,
             normalised=self.cfg.normalised_attention,
+            causal=self.cfg.causal,
         )
 
     def _run(
@@ -187,6 +189,9 @@ class Transformer(nn.Module):
         `sinklab.model.streaming`. Same modules as `forward`, so a plan-free call on a
         sequence that fits equals `forward`.
         """
+        from sinklab.model.streaming import require_causal
+
+        require_causal(self.cfg)
         S = self.cfg.n_sink_tokens
         N, T = input_ids.shape
         pos = self._positions(S + T, input_ids.device)
@@ -224,7 +229,7 @@ class Transformer(nn.Module):
 
     def _positions(self, length: int, device: torch.device) -> Positions:
         cfg = self.cfg
-        pos = Positions(length=length, n_prefix=cfg.n_sink_tokens, device=device)
+        pos = Positions(length=length, n_prefix=cfg.n_sink_tokens, device=device, causal=cfg.causal)
         if cfg.pos == "rope":
             pos.rope = rope_cos_sin(length, cfg.head_dim, cfg.rope_theta, device)
         elif cfg.pos == "alibi":

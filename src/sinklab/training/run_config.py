@@ -74,6 +74,29 @@ class RunConfig:
         ]
 
 
+def _check_objective(arch: ModelConfig, data: DataConfig, callbacks: CallbacksConfig) -> None:
+    """Encoder and decoder come as pairs: a bidirectional model sees the next token, so
+    next-token loss would be copying; a causal model cannot use the right context that
+    masked-LM hides tokens for. The streaming evaluation (a KV cache) is causal-only."""
+    check(
+        arch.causal or data.is_mlm,
+        "model.causal",
+        "false (bidirectional) sees the token that objective=clm predicts; "
+        "use data.objective=mlm with an encoder",
+    )
+    check(
+        not (arch.causal and data.is_mlm),
+        "data.objective",
+        "mlm needs a bidirectional model; set model.causal=false",
+    )
+    check(
+        arch.causal or not (callbacks.probe.enabled and callbacks.probe.stream.enabled),
+        "callbacks.probe.stream.enabled",
+        "the streaming evaluation (bounded KV cache) is causal-only; set it false for "
+        "model.causal=false",
+    )
+
+
 def validate_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     """Check every section; raise ConfigError (one line, naming the key) on the first problem."""
     resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
@@ -108,6 +131,9 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         "data.probe.seq_len",
         f"{data.probe.seq_len} is above model.max_seq_len={arch.max_seq_len}",
     )
+    _check_objective(arch, data, callbacks)
+    if callbacks.probe.enabled and callbacks.probe.stream.enabled:  # lengths need the window
+        callbacks.probe.stream.resolved(data.seq_len, arch.pos, arch.max_seq_len)
     if ckpt_path is not None:
         check(Path(ckpt_path).is_file(), "ckpt_path", f"no checkpoint file at {ckpt_path}")
     return RunConfig(
