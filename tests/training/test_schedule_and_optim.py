@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from sinklab.runs.schedule import is_scheduled, log_spaced_steps
 from sinklab.training.config import OptimConfig
 from sinklab.training.optim import build_optimizer, decay_groups, lr_factor
-from sinklab.training.schedule import is_scheduled, log_spaced_steps
 
 
 def test_log_spaced_schedule_matches_pythia() -> None:

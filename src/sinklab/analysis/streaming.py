@@ -313,3 +313,13 @@ def recompute_nll(
 def _nll(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits = model.lm_head(hidden).float()
     return F.cross_entropy(logits, targets, reduction="none").cpu()
+
+
+def streams_at(step: int, probe_steps: list[int], every_n_probes: int, max_steps: int) -> bool:
+    """Whether the probe at `step` runs the streaming evaluation: every `every_n_probes`-th
+    step of the probe schedule `probe_steps` (0 first), and always the last step (or a step
+    off the schedule, where a run ended early). The training callback and sinklab-analyze
+    both ask this, so a re-measured run has stream rows at the steps the callback had."""
+    if step == max_steps or step not in probe_steps:
+        return True
+    return probe_steps.index(step) % every_n_probes == 0

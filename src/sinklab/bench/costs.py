@@ -20,7 +20,7 @@ from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.bench.timing import Summary, linear_fit, rss_bytes, summarize
 from sinklab.data import ProbeSet
 from sinklab.runs.checkpoints import load_checkpoint_model
-from sinklab.training.schedule import log_spaced_steps
+from sinklab.runs.schedule import log_spaced_steps
 
 
 def probe_pass_seconds(

@@ -199,6 +199,16 @@ def costs_section(costs: dict[str, Any], generator: float) -> list[str]:
             f"{costs['probe_pass_in_steps']:.2f} training steps",
         ],
         ["one probe inside a run (measure + parquet + log)", f"{costs['probe_in_run_s']:.3f} s"],
+    ]
+    if costs.get("stream_eval_s"):
+        rows.append(
+            [
+                f"one streaming evaluation ({costs['stream_setup']})",
+                f"{costs['stream_eval_s'].median:.3f} s = "
+                f"{costs['stream_in_probes']:.2f} probe passes",
+            ]
+        )
+    rows += [
         [
             f"probes' share of a default run ({proj.steps} steps, {proj.n_probes} probes, "
             f"{proj.n_checkpoints} checkpoints, {proj.n_validations} validations)",
@@ -240,6 +250,22 @@ def profile_section(rec: dict[str, Any]) -> list[str]:
     ]
 
 
+def encoder_section(rec: dict[str, Any]) -> list[str]:
+    """The encoder's tokens/s against the decoder's (issue 17); absent in older records."""
+    enc = rec.get("encoder")
+    if not enc:
+        return []
+    rows = [[name, fmt(enc[name].median), pct(enc[name].spread)] for name in ("decoder", "encoder")]
+    rows.append(["encoder / decoder", fmt(enc["ratio"].median), pct(enc["ratio"].spread)])
+    return [
+        "### Encoder against decoder (plain loop, same model and batches, alternated repeats; "
+        "target ratio >= 0.9)",
+        "",
+        table(["model", "tok/s (median)", "spread"], rows),
+        "",
+    ]
+
+
 def render(rec: dict[str, Any]) -> str:
     """The whole markdown report of one benchmark record."""
     lines = [
@@ -248,6 +274,7 @@ def render(rec: dict[str, Any]) -> str:
         *mfu_section(rec),
         *costs_section(rec["costs"], rec["generator"]),
         *kernels_section(rec),
+        *encoder_section(rec),
         *profile_section(rec),
         f"Command: `{rec['command']}` ({rec['seconds']:.0f} s)",
     ]

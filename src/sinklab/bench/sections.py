@@ -7,7 +7,8 @@ In the order `cli.main` runs them (the matmul peak is read between them, see `cl
    (`probe_costs`);
 4. MFU per position encoding and attention variant, `tiny` preset, plain loop (`mfu_table`);
 5. which SDPA kernel each softmax variant runs (`kernel_table`);
-6. where a step's time goes, on the CPU (`profile_section`).
+6. where a step's time goes, on the CPU (`profile_section`);
+7. the encoder (model.causal=false) against the decoder of the same size (`encoder_vs_decoder`).
 """
 
 from __future__ import annotations
@@ -302,6 +303,7 @@ def probe_costs(
         "projection": projection,
         "probe_share": projection.probe_share,
     }
+    out.update(stream_cost(recipe, model, one.median, opts.probe_repeats))
     saved = last_run.result.checkpoints if last_run else []
     ckpts = sorted(p for p in saved if p.name != LAST_CHECKPOINT)
     if ckpts and opts.reanalysis:
@@ -309,6 +311,36 @@ def probe_costs(
         out["reanalysis"] = reanalysis_record(cost, len(ckpts))
     log(f"probe pass {one.median:.3f} s, share {100 * projection.probe_share:.2f} %")
     return out
+
+
+def stream_cost(
+    recipe: Recipe, model: torch.nn.Module, probe_s: float, repeats: int
+) -> dict[str, Any]:
+    """One streaming evaluation with the run's `callbacks.probe.stream` settings on the
+    recipe's window, in seconds and in probe passes (after one warm-up); {} when it is off."""
+    from sinklab.analysis.streaming import stream_eval
+
+    section = recipe.run.probe.stream
+    if not (recipe.run.probe.enabled and section.enabled):
+        return {}
+    cfg = section.resolved(recipe.run.data.seq_len)
+    assert cfg.stream_len is not None
+    ids = torch.from_numpy(recipe.datamodule.batches.stream(cfg.stream_len))
+    stream_eval(model, ids, cfg)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        stream_eval(model, ids, cfg)
+        times.append(time.perf_counter() - start)
+    one = summarize(times)
+    conditions = [c.name for c in cfg.condition_list()]
+    log(f"streaming evaluation {one.median:.3f} s ({one.median / probe_s:.2f} probe passes)")
+    return {
+        "stream_eval_s": one,
+        "stream_in_probes": one.median / probe_s,
+        "stream_setup": f"T {cfg.stream_len}, C {cfg.cache_len}, {', '.join(conditions)}, "
+        f"oracle stride {cfg.recompute_stride}, every {cfg.every_n_probes} probe(s)",
+    }
 
 
 # -- 4. MFU ------------------------------------------------------------------------------------
@@ -356,6 +388,29 @@ def mfu_table(recipe: Recipe, opts: Options) -> list[dict[str, Any]]:
         )
         log(f"{opts.mfu_model} {name}: {got.wall:.0f} tok/s ({got.cpu:.0f} per CPU-second)")
     return rows
+
+
+def encoder_vs_decoder(recipe: Recipe, opts: Options) -> dict[str, Any]:
+    """Issue 17: the encoder (model.causal=false) against the decoder of the same size, plain
+    loop, same batches (the recipe's; the loss mask does not change the work: logits are
+    computed at every position either way), repeats alternated a-b, b-a, ... so drift in the
+    machine's load hits both alike. Target: ratio >= 0.9."""
+    got: dict[str, list[float]] = {"decoder": [], "encoder": []}
+    for r, order in enumerate(abba_order(opts.repeats, "decoder", "encoder")):
+        for name in order:
+            over = {"causal": name == "decoder"}
+            steps = plain_step_seconds(
+                recipe, opts.mfu_steps + 3, model_overrides=over, compile=opts.compile
+            )[3:]
+            got[name].append(rates(recipe.tokens_per_step, steps).wall)
+        log(f"repeat {r}: decoder {got['decoder'][-1]:.0f}, encoder {got['encoder'][-1]:.0f} tok/s")
+    ratios = [e / d for e, d in zip(got["encoder"], got["decoder"], strict=True)]
+    return {
+        "decoder": summarize(got["decoder"]),
+        "encoder": summarize(got["encoder"]),
+        "ratio": summarize(ratios),
+        "load_avg": os.getloadavg(),
+    }
 
 
 def add_mfu(row: dict[str, Any], peak: Peak, fpt: float) -> None:

@@ -7,6 +7,7 @@ data order testable on its own and picklable into DataLoader workers.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,22 @@ from sinklab.data.config import DataConfig
 from sinklab.data.probe_set import ProbeSet
 from sinklab.data.synthetic import SyntheticTask
 from sinklab.data.tokenizer import Tokenizer
-from sinklab.data.windows import WindowSpec, context_mask, make_batch, replace_first_token, to_batch
+from sinklab.data.windows import (
+    MaskSpec,
+    WindowSpec,
+    context_mask,
+    make_batch,
+    mask_batch,
+    replace_first_token,
+    to_batch,
+)
 from sinklab.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 _VAL_FIRST_TOKEN = 1000  # stream tag for the validation set's first-token draws
+_EVAL_STREAM = 1001  # seed tag of the synthetic streaming-evaluation stream (not a training tag)
+_MLM_TRAIN, _MLM_VAL = 1002, 1003  # seed tags of the masked-LM draws (training, validation)
 
 
 def window_spec(
@@ -39,6 +52,25 @@ def window_spec(
     )
 
 
+def mask_spec(
+    cfg: DataConfig, vocab_size: int, mask_id: int | None, special_ids: tuple[int, ...]
+) -> MaskSpec | None:
+    """BERT's masking for objective=mlm (None for clm); `build_tokenizer`/`make_task` made
+    sure an mlm vocabulary has a mask token."""
+    if not cfg.is_mlm:
+        return None
+    if mask_id is None:
+        raise ConfigError("data.objective", "mlm needs a tokenizer with a mask token")
+    return MaskSpec(
+        mask_id=mask_id,
+        vocab_size=vocab_size,
+        special_ids=special_ids,
+        probability=cfg.mlm_probability,
+        mask_frac=cfg.mlm_mask_frac,
+        random_frac=cfg.mlm_random_frac,
+    )
+
+
 class TextBatches:
     """Windows of the cached token streams of a real-text corpus."""
 
@@ -51,6 +83,9 @@ class TextBatches:
             i for i in (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) if i is not None
         )
         self.spec = window_spec(cfg, tokenizer.vocab_size, tokenizer.bos_id, specials)
+        self.mask = mask_spec(
+            cfg, tokenizer.vocab_size, getattr(tokenizer, "mask_id", None), specials
+        )
         self.files = stream_files  # train/val (BOS variant under document_start), plus val_plain
         self._arrays: dict[str, np.ndarray] = {}
         train_len = len(self._stream("train"))
@@ -86,7 +121,8 @@ class TextBatches:
         b = self.cfg.batch_size
         starts = self.sampler.starts(g * b, b)
         gen = sampling.rng(self.cfg.seed, sampling.TAG_FIRST_TOKEN, g)
-        return make_batch(self._stream("train"), starts, self.spec, gen, self.tokenizer.pad_id)
+        batch = make_batch(self._stream("train"), starts, self.spec, gen, self.tokenizer.pad_id)
+        return mask_batch(batch, self.mask, sampling.rng(self.cfg.seed, _MLM_TRAIN, g))
 
     def val_batches(self) -> list[dict[str, torch.Tensor]]:
         cfg = self.cfg
@@ -96,8 +132,12 @@ class TextBatches:
         )
         gen = sampling.rng(cfg.split_seed, _VAL_FIRST_TOKEN)
         return [
-            make_batch(stream, chunk, self.spec, gen, self.tokenizer.pad_id)
-            for chunk in np.split(starts, cfg.val_batches)
+            mask_batch(
+                make_batch(stream, chunk, self.spec, gen, self.tokenizer.pad_id),
+                self.mask,
+                sampling.rng(cfg.split_seed, _MLM_VAL, j),
+            )
+            for j, chunk in enumerate(np.split(starts, cfg.val_batches))
         ]
 
     def probe(self) -> ProbeSet:
@@ -126,6 +166,26 @@ class TextBatches:
             input_ids=torch.from_numpy(ids), text=text, trigger_mask=None, has_bos=has_bos
         )
 
+    def stream(self, length: int) -> np.ndarray:
+        """The streaming evaluation's tokens [length, or the whole split when it is shorter]:
+        the validation documents end to end (`doc EOS doc EOS ...`) from the split's start. BOS first when training uses BOS;
+        under `document_start` also at every document start, as training saw them."""
+        cfg = self.cfg
+        if cfg.bos == "document_start":
+            stream, body, bos = self._stream("val"), length, None  # starts with BOS already
+        else:
+            stream, body = self._stream("val_plain"), length - int(cfg.uses_bos)
+            bos = self.tokenizer.bos_id if cfg.uses_bos else None
+        if len(stream) < body:  # a small corpus: the whole split, the stream's T says so
+            log.warning(
+                "the validation split has %d tokens, fewer than the %d-token evaluation stream; "
+                "streaming all of it",
+                len(stream),
+                length,
+            )
+        ids = np.asarray(stream[:body], dtype=np.int64)
+        return ids if bos is None else np.concatenate([np.array([bos], dtype=np.int64), ids])
+
 
 class SyntheticBatches:
     """Sequences generated on the fly from (seed, batch index); one sequence is one window."""
@@ -135,6 +195,7 @@ class SyntheticBatches:
         self.task = task
         self.bos = cfg.uses_bos
         self.spec = window_spec(cfg, task.vocab_size, task.bos_id, (task.bos_id,))
+        self.mask = mask_spec(cfg, task.vocab_size, task.mask_id, (task.bos_id,))
 
     def _batch(
         self, gen: np.random.Generator, first_gen: np.random.Generator
@@ -151,16 +212,22 @@ class SyntheticBatches:
 
     def batch(self, index: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
         g = sampling.global_batch(index, rank, world_size)
-        return self._batch(
+        batch = self._batch(
             sampling.rng(self.cfg.seed, sampling.TAG_SYNTHETIC, g),
             sampling.rng(self.cfg.seed, sampling.TAG_FIRST_TOKEN, g),
         )
+        return mask_batch(batch, self.mask, sampling.rng(self.cfg.seed, _MLM_TRAIN, g))
 
     def val_batches(self) -> list[dict[str, torch.Tensor]]:
         s = self.cfg.split_seed
         return [
-            self._batch(
-                sampling.rng(s, sampling.TAG_SYNTHETIC_VAL, j), sampling.rng(s, _VAL_FIRST_TOKEN, j)
+            mask_batch(
+                self._batch(
+                    sampling.rng(s, sampling.TAG_SYNTHETIC_VAL, j),
+                    sampling.rng(s, _VAL_FIRST_TOKEN, j),
+                ),
+                self.mask,
+                sampling.rng(s, _MLM_VAL, j),
             )
             for j in range(self.cfg.val_batches)
         ]
@@ -178,3 +245,10 @@ class SyntheticBatches:
         return ProbeSet(
             input_ids=torch.from_numpy(ids), text=text, trigger_mask=trig, has_bos=has_bos
         )
+
+    def stream(self, length: int) -> np.ndarray:
+        """The streaming evaluation's tokens [length]: one sequence of the task from its own
+        seed stream (split_seed and a tag no training, validation or probe draw uses), BOS
+        first when training uses BOS."""
+        gen = sampling.rng(self.cfg.split_seed, _EVAL_STREAM)
+        return self.task.sample(gen, 1, length, bos=self.bos)[0]

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from sinklab.atomic import atomic_write
 from sinklab.data.batches import SyntheticBatches, TextBatches
 from sinklab.data.config import DataConfig
 from sinklab.data.probe_set import ProbeSet, load_probe_set, save_probe_set
@@ -126,3 +128,40 @@ class RunData:
         if self.run_dir is not None:
             save_probe_set(probe, self.run_dir)
         return probe
+
+    def stream_ids(self, length: int) -> torch.Tensor:
+        """The streaming evaluation's held-out stream [length, or fewer when the validation
+        split is shorter] (`batches.stream`): loaded from
+        the run folder if saved, else built and saved there (atomically), so a resumed run and
+        every later reanalysis measure the same tokens."""
+        path = RunLayout(self.run_dir).stream_ids if self.run_dir is not None else None
+        if path is not None and path.is_file():
+            ids = load_stream_ids(self.run_dir)
+            if len(ids) > length:  # shorter: a validation split shorter than the stream
+                raise ConfigError(
+                    "callbacks.probe.stream.stream_len",
+                    f"the run's saved stream ({path}) has {len(ids)} tokens, not {length}; "
+                    "keep the run's stream settings",
+                )
+            return ids
+        ids = torch.from_numpy(np.ascontiguousarray(self.batches.stream(length), dtype=np.int64))
+        if self.run_dir is not None:
+            save_stream_ids(ids, self.run_dir)
+        return ids
+
+
+def save_stream_ids(ids: torch.Tensor | np.ndarray, run_dir: Path) -> Path:
+    """Write an evaluation stream [T] as `<run_dir>/probe/stream_ids.npy` (atomically)."""
+    path = RunLayout(run_dir).stream_ids
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.asarray(ids, dtype=np.int64)
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+    return path
+
+
+def load_stream_ids(run_dir: Path) -> torch.Tensor:
+    """A run's saved evaluation stream [T] (int64), never unpickled."""
+    path = RunLayout(run_dir).stream_ids
+    if not path.is_file():
+        raise FileNotFoundError(f"no evaluation stream at {path}")
+    return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.int64))

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 from sinklab import configs
 from sinklab.analysis.config import MetricGroup
+from sinklab.analysis.streaming import StreamConfig
 from sinklab.errors import ConfigError, check
 
 StepMode = Literal["all", "log"]
@@ -34,13 +35,45 @@ class AnalyzePaths:
 
 
 @dataclass(frozen=True)
+class AnalyzeStreamConfig:
+    """The `stream` section: the streaming evaluation's `StreamConfig` keys, each null to keep
+    the run's own setting (`callbacks.probe.stream`; a pretrained model: StreamConfig's
+    default, with the window = `seq_len`). `enabled` null: on when the run's callback ran it
+    (pretrained: on), off when `groups=` picks metric groups."""
+
+    enabled: bool | None = None
+    stream_len: int | None = None
+    stream_windows: int | None = None
+    cache_len: int | None = None
+    conditions: tuple[str, ...] | None = None
+    sink_counts: tuple[int, ...] | None = None
+    shift_modes: tuple[str, ...] | None = None
+    bucket_len: int | None = None
+    recompute_stride: int | None = None
+    recompute_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # bad values: StreamConfig's own one-line errors (`stream.<key>`); the sink counts the
+        # run or the defaults bring are checked against the cache once they are known
+        StreamConfig.from_dict({"sink_counts": [1], **self.overrides()})
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys set here (not null), as StreamConfig fields."""
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "enabled"}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None
+        }
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     """What to measure, where, and with which options.
 
     `steps` is "all", "log" (step 0, powers of two and the last checkpoint) or a tuple of
     step numbers. `groups` (None: keep the run's own choice) switches metric groups on and
     every other group off; `metrics` overrides single `MetricsConfig` fields on top of the
-    run's own thresholds. `batch_size` None reuses the run's probe batch size, so the
+    run's own thresholds. `stream` re-runs the streaming evaluation (see AnalyzeStreamConfig).
+    `batch_size` None reuses the run's probe batch size, so the
     chunking, and therefore every float, matches the callback. The corpus options apply
     to pretrained targets only.
     """
@@ -58,6 +91,7 @@ class AnalyzeConfig:
     seq_len: int = 64
     bos: ProbeBos = "none"
     progress: bool = True
+    stream: AnalyzeStreamConfig = field(default_factory=AnalyzeStreamConfig)
     paths: AnalyzePaths = field(default_factory=AnalyzePaths)
 
     def __post_init__(self) -> None:

@@ -63,6 +63,25 @@ def build_probe_set(
     )
 
 
+def build_stream(tokenizer: Any, docs: list[str], length: int, bos: str = "none") -> torch.Tensor:
+    """The streaming evaluation's stream [length]: the corpus's first tokens, end to end
+    (the documents as the probe set sees them), BOS first with bos="bos"."""
+    has_bos = bos == "bos"
+    stream = token_stream(tokenizer, docs)
+    body = length - 1 if has_bos else length
+    if len(stream) < body:
+        raise ConfigError(
+            "stream.stream_len", f"{length} is longer than the whole corpus ({len(stream)} tokens)"
+        )
+    ids = stream[:body]
+    if has_bos:
+        bos_id = getattr(tokenizer, "bos_token_id", None)
+        if bos_id is None:
+            raise ConfigError("bos", "the tokenizer has no BOS token; use bos=none")
+        ids = np.concatenate([np.array([bos_id], dtype=np.int64), ids])
+    return torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
+
+
 def load_pretrained(
     kind: str, path: Path | None, cache_dir: str | None = None
 ) -> tuple[torch.nn.Module, Any]:

@@ -1,8 +1,9 @@
 """Re-measure runs and pretrained models with the probe callback's own code path.
 
 Every measurement goes through `measure_probe_set` with the run's saved probe set, the
-run's metric thresholds and the run's probe batch size, so a checkpoint re-measured here
-gives bit-for-bit the rows the callback logged at that step. One checkpoint is loaded at
+run's metric thresholds and the run's probe batch size, and `stream_eval` with the run's
+saved stream and stream settings, so a checkpoint re-measured here gives bit-for-bit the
+rows the callback logged at that step. One checkpoint is loaded at
 a time and dropped before the next, so memory stays flat however long the run was; the
 table is appended after every checkpoint, so an interrupted analysis keeps its progress.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,10 @@ from tqdm.auto import tqdm
 from sinklab.analysis.config import GROUPS, MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import read_rows, tag_rows
+from sinklab.analysis.streaming import StreamConfig, stream_eval, streams_at
 from sinklab.data.probe_set import load_probe_set, save_probe_set
+from sinklab.data.run_data import load_stream_ids, save_stream_ids
+from sinklab.errors import ConfigError
 from sinklab.reanalysis import tables
 from sinklab.reanalysis.config import AnalyzeConfig
 from sinklab.reanalysis.targets import PretrainedTarget, RunTarget, resolve, select_steps
@@ -57,24 +62,100 @@ class Report:
     )  # layer -> head-averaged map, when asked
 
 
-def _probe_config(run_dir: Path) -> dict[str, Any]:
-    """The run's `callbacks.probe` section (thresholds, batch size) from .hydra/config.yaml.
+def _saved_section(run_dir: Path, key: str) -> Any:
+    """One section or value of the run's saved config (.hydra/config.yaml), or None.
 
     Resolved where possible: the saved file also holds `${hydra:...}` interpolations that
     only resolve inside Hydra, so only this section is resolved.
     """
     path = RunLayout(run_dir).hydra_config
     if not path.is_file():
-        return {}
+        return None
     node = OmegaConf.select(
-        OmegaConf.load(path), "callbacks.probe", default=None, throw_on_resolution_failure=False
+        OmegaConf.load(path), key, default=None, throw_on_resolution_failure=False
     )
-    if node is None:
-        return {}
+    if node is None or not OmegaConf.is_config(node):
+        return node
     try:
-        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+        return OmegaConf.to_container(node, resolve=True)
     except Exception:  # an interpolation that needs Hydra: keep the literal values
-        return OmegaConf.to_container(node, resolve=False)  # type: ignore[return-value]
+        return OmegaConf.to_container(node, resolve=False)
+
+
+def _probe_config(run_dir: Path) -> dict[str, Any]:
+    """The run's `callbacks.probe` section (thresholds, batch size, stream settings)."""
+    return dict(_saved_section(run_dir, "callbacks.probe") or {})
+
+
+def stream_config(
+    run_section: dict[str, Any] | None, cfg: AnalyzeConfig, window: int
+) -> StreamConfig | None:
+    """The streaming evaluation to run: the run's `callbacks.probe.stream` (or, for a
+    pretrained model, StreamConfig's defaults) with the `stream.*` overrides on top, resolved
+    for `window`; None when it is off (see AnalyzeStreamConfig.enabled)."""
+    values = dict(run_section or {})
+    ran = bool(values.pop("enabled", False)) if run_section is not None else True
+    values.pop("every_n_probes", None)  # a training schedule, not a measurement setting
+    enabled = cfg.stream.enabled
+    if enabled is None:
+        enabled = ran and cfg.groups is None
+    if not enabled:
+        return None
+    values.update(cfg.stream.overrides())
+    if run_section is None and "sink_counts" not in values:  # StreamConfig's k that fit in C
+        cache_len = values.get("cache_len") or window // 2
+        fits = [k for k in StreamConfig.sink_counts if k < cache_len]
+        values["sink_counts"] = fits or [1]
+    return StreamConfig.from_dict(values).resolve(window)
+
+
+def _run_stream(
+    run_dir: Path, probe_cfg: dict[str, Any], cfg: AnalyzeConfig
+) -> tuple[StreamConfig, Any] | None:
+    """(resolved StreamConfig, the run's saved stream) or None; the stream is built (and
+    saved) from the run's data config when a run predates it."""
+    section = probe_cfg.get("stream")
+    if section is None and cfg.stream.enabled is None:
+        return None  # a run from before the streaming evaluation: nothing to reproduce
+    window = _saved_section(run_dir, "data.seq_len")
+    if not isinstance(window, int):
+        _warn(f"{run_dir.name}: no data.seq_len in the saved config; streaming evaluation skipped")
+        return None
+    scfg = stream_config(section, cfg, window)
+    if scfg is None:
+        return None
+    if RunLayout(run_dir).stream_ids.is_file():
+        ids = load_stream_ids(run_dir)
+    else:
+        from sinklab.data.run_data import RunData
+
+        ids = RunData(_saved_section(run_dir, "data"), run_dir).stream_ids(scfg.stream_len)
+    if len(ids) < (scfg.stream_len or 0) and cfg.stream.stream_len is None:
+        scfg = replace(scfg, stream_len=len(ids))  # a short validation split, as in training
+    if len(ids) != scfg.stream_len:
+        raise ConfigError(
+            "stream.stream_len",
+            f"{scfg.stream_len}: the run's saved stream ({RunLayout(run_dir).stream_ids}) has "
+            f"{len(ids)} tokens; keep the run's stream length",
+        )
+    return scfg, ids
+
+
+def _stream_schedule(
+    run_dir: Path, probe_cfg: dict[str, Any], cfg: AnalyzeConfig
+) -> Callable[[int], bool]:
+    """step -> whether to stream there: where the run's callback did (its every_n_probes on
+    its probe schedule), or at every checkpoint when `stream.enabled=true` is asked for."""
+    every_n = int((probe_cfg.get("stream") or {}).get("every_n_probes") or 1)
+    max_steps = _saved_section(run_dir, "trainer.max_steps")
+    until, every = probe_cfg.get("log_spaced_until"), probe_cfg.get("every")
+    known = all(isinstance(v, int) for v in (max_steps, until, every))
+    if cfg.stream.enabled or every_n == 1 or not known:
+        return lambda step: True
+    from sinklab.runs.schedule import log_spaced_steps  # Lightning-free
+
+    steps = log_spaced_steps(max_steps, until, every)
+    return lambda step: streams_at(step, steps, every_n, max_steps)
 
 
 def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
@@ -120,6 +201,8 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
     mcfg = metrics_config(dict(probe_cfg.get("metrics") or {}), cfg)
     batch_size = cfg.batch_size or int(probe_cfg.get("batch_size") or 25)
     probe_set = load_probe_set(run_dir)
+    stream = _run_stream(run_dir, probe_cfg, cfg)
+    stream_due = _stream_schedule(run_dir, probe_cfg, cfg)
     run_id, config_hash = run_dir.name, _config_hash(run_dir)
     out = table_path(run_dir, cfg, n_runs)
     report = Report(run_id, out)
@@ -160,6 +243,9 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
         rows, _ = measure_probe_set(
             model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
         )
+        if stream is not None and stream_due(info.step):  # after the probe rows, as logged
+            scfg, ids = stream
+            rows = pd.concat([rows, stream_eval(model, ids, scfg)], ignore_index=True)
         rows = tag_rows(
             rows,
             run_id=run_id,
@@ -184,42 +270,73 @@ def analyze_pretrained(
     """Measure an imported model on a probe set cut from `cfg.corpus` with its own tokenizer.
 
     Rows get step = tokens_seen = -1 (no training step) and checkpoint = the model source.
-    The probe set is saved beside the table, so the numbers can be checked later.
+    The probe set is saved beside the table, so the numbers can be checked later. With the
+    streaming evaluation on (`stream.*`), its rows come from the first T tokens of the same
+    corpus (saved as probe/stream_ids.npy beside the table), tagged with its own checkpoint
+    string so that changing the stream settings measures again.
     `map_layers`: also keep those layers' head-averaged attention maps (from the same capture,
     so a report needs no second load and forward of the model).
     """
-    from sinklab.reanalysis.corpus_probe import build_probe_set, corpus_documents, load_pretrained
+    from sinklab.reanalysis.corpus_probe import (
+        build_probe_set,
+        build_stream,
+        corpus_documents,
+        load_pretrained,
+    )
 
     folder = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.output_dir) / "analysis" / target.name
     out = folder / REANALYSIS_TABLE
     source = target.kind if target.path is None else f"{target.kind}:{target.path}"
     report = Report(target.name, out)
     probe_tag = f"{source}|{cfg.corpus}|{cfg.n_windows}x{cfg.seq_len}|bos={cfg.bos}"
+    scfg = stream_config(None, cfg, cfg.seq_len)
+    stream_tag = f"{source}|{cfg.corpus}|stream {stream_tag_of(scfg)}|bos={cfg.bos}" if scfg else ""
+    tags = {probe_tag} | ({stream_tag} if scfg else set())
     if cfg.force:
-        tables.drop_checkpoints(out, target.name, {probe_tag})
-    elif probe_tag in tables.measured_checkpoints(out, target.name):
+        tables.drop_checkpoints(out, target.name, tags)
+    todo = tags - tables.measured_checkpoints(out, target.name)
+    if not todo:
         report.skipped.append(-1)
         return report
     docs = corpus_documents(cfg.corpus, cfg.cache_dir)
     model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
-    probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
-    save_probe_set(probe_set, folder)
-    mcfg = metrics_config({}, cfg)
     model.to(cfg.device)
-    batch_size = cfg.batch_size or 25
-    rows, probe = measure_probe_set(
-        model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
-    )
-    kept = [i for i in map_layers if i < probe.n_layers]
-    report.attention_maps = dict(zip(kept, plots.head_averaged_patterns(probe, kept), strict=True))
-    del probe
-    rows = tag_rows(
-        rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="", checkpoint=probe_tag
-    )
+    parts = []
+    if probe_tag in todo:
+        probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
+        save_probe_set(probe_set, folder)
+        mcfg = metrics_config({}, cfg)
+        batch_size = cfg.batch_size or 25
+        rows, probe = measure_probe_set(
+            model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
+        )
+        kept = [i for i in map_layers if i < probe.n_layers]
+        maps = plots.head_averaged_patterns(probe, kept)
+        report.attention_maps = dict(zip(kept, maps, strict=True))
+        del probe
+        parts.append(tag_rows(rows, checkpoint=probe_tag))
+    if scfg is not None and stream_tag in todo:
+        assert scfg.stream_len is not None
+        ids = build_stream(tokenizer, docs, scfg.stream_len, cfg.bos)
+        save_stream_ids(ids, folder)
+        parts.append(tag_rows(stream_eval(model, ids, scfg), checkpoint=stream_tag))
+    rows = pd.concat(parts, ignore_index=True)
+    rows = tag_rows(rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="")
     tables.append_rows(out, rows)
     tables.write_csv(out)
     report.measured.append(-1)
     return report
+
+
+def stream_tag_of(cfg: StreamConfig | None) -> str:
+    """The settings that change a stream measurement, in a short readable form."""
+    if cfg is None:
+        return ""
+    names = ",".join(c.name for c in cfg.condition_list())
+    return (
+        f"T={cfg.stream_len} C={cfg.cache_len} [{names}] stride={cfg.recompute_stride} "
+        f"bucket={cfg.bucket_len}"
+    )
 
 
 def analyze(cfg: AnalyzeConfig) -> list[Report]:

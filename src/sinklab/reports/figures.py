@@ -121,6 +121,55 @@ def emergence_report(
     return written
 
 
+def streaming_report(
+    run_dir: Path,
+    out_dir: Path,
+    step: int | None = None,
+    table: str = "probes",
+    x: str = "step",
+    logx: bool = True,
+    dpi: int = 90,
+) -> list[Path]:
+    """The streaming evaluation's two figures from a run's table: perplexity against stream
+    position at `step` (None: the last step with stream rows), and R_win / R_4 over training
+    above Sink_1 and the first-token mass on the same x axis."""
+    df = run_table(run_dir, table)
+    stream = df[df["metric"].str.startswith("stream/nll/")]
+    if not len(stream):
+        raise ConfigError("table", f"no stream/* rows in the {table} table of {run_dir}")
+    if step is None:
+        step = int(stream["step"].max())
+    elif step not in set(stream["step"].tolist()):
+        have = sorted(set(stream["step"].tolist()))
+        raise ConfigError("step", f"{step} has no stream rows; steps with them: {have}")
+    name = Path(run_dir).name
+    title = f"streaming perplexity, step {step} ({name})"
+    written = [
+        plots.save_figure(
+            plots.stream_position_figure(df, step=step, title=title),
+            out_dir / f"stream_ppl_by_position_step{step}.png",
+            dpi,
+        )
+    ]
+    measured = set(df.loc[df["metric"].str.startswith("stream/ratio/"), "metric"])
+    conds = [m.removeprefix("stream/ratio/") for m in sorted(measured)]
+    ratios = [c for c in plots.STREAM_RATIOS if c in conds] or [
+        c for c in conds if c.startswith(("window", "sinks4"))
+    ]
+    if ratios:
+        need = plots.stream_need_figure(
+            df, ratios=ratios, x=x, logx=logx, title=f"streaming need ({name})"
+        )
+        written.append(
+            plots.save_figure(
+                need,
+                out_dir / "stream_need_vs_sink.png",
+                dpi,
+            )
+        )
+    return written
+
+
 def sweep_runs(folders: Sequence[Path]) -> list[Path]:
     """Run folders from a mix of multirun folders and run folders (several seeds' sweeps)."""
     runs: list[Path] = []

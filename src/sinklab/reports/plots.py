@@ -10,6 +10,7 @@ whole model), as `logger_scalars` does.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,98 @@ def sweep_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(title or f"{metric} by {by}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+_STREAM_NLL = re.compile(r"^stream/nll/(?P<cond>[^/]+)/at_(?P<start>\d+)$")
+STREAM_RATIOS = ("window_shift", "sinks4_shift")  # R_win and R_4, StreamingLLM's positions
+
+
+def _model_value(df: pd.DataFrame, metric: str) -> float | None:
+    rows = df.loc[(df["metric"] == metric) & (df["layer"] == -1) & (df["head"] == -1), "value"]
+    return float(rows.iloc[0]) if len(rows) else None
+
+
+def stream_position_figure(
+    df: pd.DataFrame,
+    step: int | None = None,
+    conditions: Sequence[str] | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Perplexity against stream position, one line per condition (the attention_sinks
+    benchmark's plot), from the `stream/nll/{cond}/at_{i}` bucket rows at `step` (None: the
+    last step with stream rows). A bucket's point sits at its centre; the dotted line marks
+    t = C, where the cache first evicts."""
+    rows = df[df["metric"].str.startswith("stream/nll/")]
+    if step is None:
+        if not len(rows):
+            raise ValueError("no stream/nll rows: the streaming evaluation did not run")
+        step = int(rows["step"].max())
+    at_step = df[df["step"] == step] if "step" in df.columns else df
+    parsed = at_step["metric"].str.extract(_STREAM_NLL)
+    at = at_step.assign(cond=parsed["cond"], start=pd.to_numeric(parsed["start"]))
+    at = at.dropna(subset=["cond"])
+    if not len(at):
+        raise ValueError(f"no stream/nll rows at step {step}")
+    bucket = _model_value(at_step, "stream/bucket_len")
+    cache = _model_value(at_step, "stream/cache_len")
+    present = list(dict.fromkeys(at["cond"]))
+    chosen = [c for c in (conditions or present) if c in present]
+    if not chosen:
+        raise ValueError(f"none of the conditions {list(conditions or [])} at step {step}")
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for cond in chosen:
+        part = at[at["cond"] == cond].sort_values("start")
+        x = part["start"].to_numpy(float) + ((bucket or 1.0) - 1) / 2
+        ax.plot(x, np.exp(part["value"].to_numpy(float)), lw=1.3, label=cond)
+    if cache is not None:
+        ax.axvline(cache, color="0.4", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("stream position t (query)")
+    ax.set_ylabel("perplexity (bucket mean NLL)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title or f"streaming perplexity, step {step}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def stream_need_figure(
+    df: pd.DataFrame,
+    ratios: Sequence[str] = STREAM_RATIOS,
+    x: str = "step",
+    logx: bool = True,
+    title: str = "",
+) -> plt.Figure:
+    """Does the need for a sink arrive with the sink? Top panel: the ratios to the oracle
+    (`stream/ratio/{cond}`, R_win and R_4 by default); bottom panel, same x axis: Sink_1 and,
+    on a second y axis, the first-token mass (model rows). Ratios that were not measured are
+    left out; none at all is a ValueError."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 5.2), sharex=True)
+    drawn = 0
+    for cond in ratios:
+        curve = aggregate_curve(df, f"stream/ratio/{cond}", -1, x)
+        if len(curve):
+            top.plot(curve[x], curve["value"], "o-", ms=3, lw=1.3, label=f"R {cond}")
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise ValueError(f"no stream/ratio rows for {list(ratios)}")
+    top.axhline(1.0, color="0.4", ls=":", lw=1)
+    top.set_ylabel("PPL / PPL(recompute)")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=7)
+    sink = aggregate_curve(df, names.SINK1, -1, x)
+    bottom.plot(sink[x], sink["value"], "o-", ms=3, lw=1.3, color="C3", label="Sink_1 (%)")
+    bottom.set_ylabel("Sink_1 (%)", color="C3")
+    mass_ax = bottom.twinx()
+    mass = aggregate_curve(df, names.FIRST_TOKEN_MASS, -1, x)
+    mass_ax.plot(mass[x], mass["value"], "s--", ms=3, lw=1.2, color="C2", label="first-token mass")
+    mass_ax.set_ylabel("first-token mass", color="C2")
+    bottom.grid(alpha=0.3)
+    _x_axis(bottom, x, logx)
+    top.set_title(title or "streaming need vs the sink", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -1,6 +1,8 @@
 """The probe callback: measure sinks and massive activations on the run's fixed probe set at
 every scheduled step, append tidy rows to `<run>/metrics/probes.parquet`, and log the
-aggregate curves (and, on W&B, pictures) to the logger.
+aggregate curves (and, on W&B, pictures) to the logger. With `callbacks.probe.stream` on, it
+also runs the streaming evaluation (`analysis.streaming.stream_eval`) on the run's saved
+held-out stream, at every probe or every n-th one, into the same table.
 
 It calls the same `sinklab.analysis` functions as the reanalysis script, so a checkpoint
 re-measured later gives the numbers logged here.
@@ -8,21 +10,71 @@ re-measured later gives the numbers logged here.
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
+import torch
 
 from sinklab.analysis import MetricsConfig, logger_scalars
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.records import append_rows, read_rows, tag_rows
+from sinklab.analysis.streaming import StreamConfig, stream_eval, streams_at
 from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet
+from sinklab.errors import check
 from sinklab.runs.checkpoints import checkpoint_name
 from sinklab.runs.layout import RunLayout
+from sinklab.runs.schedule import is_scheduled, log_spaced_steps
 from sinklab.training.config import ProbeScheduleConfig
-from sinklab.training.schedule import is_scheduled
+
+log = logging.getLogger(__name__)
+
+# Stream rows that go to the logger: the model-level curves, not the per-bucket NLL or lengths.
+_LOGGED_STREAM = ("stream/ppl/", "stream/ppl_all/", "stream/ratio/")
+
+
+@dataclass(frozen=True)
+class StreamInput:
+    """What the streaming evaluation runs on: the resolved config and the run's stream [T]."""
+
+    cfg: StreamConfig
+    ids: torch.Tensor
+
+
+def stream_input(data: Any, probe: ProbeScheduleConfig, seq_len: int) -> StreamInput | None:
+    """The run's stream (built and saved by `RunData.stream_ids`, or loaded on resume) with
+    its resolved config; None when the probe or the streaming evaluation is off."""
+    if not (probe.enabled and probe.stream.enabled):
+        return None
+    cfg = probe.stream.resolved(seq_len)
+    assert cfg.stream_len is not None
+    ids = data.stream_ids(cfg.stream_len)
+    return StreamInput(shorter_stream(cfg, len(ids), "callbacks.probe.stream.stream_len"), ids)
+
+
+def shorter_stream(cfg: StreamConfig, length: int, key: str) -> StreamConfig:
+    """`cfg` with T = `length` when the stream came out shorter (a small validation split);
+    a ConfigError naming `key` when it does not exceed the cache."""
+    if length == cfg.stream_len:
+        return cfg
+    check(
+        length > (cfg.cache_len or 0),
+        key,
+        f"the evaluation stream has only {length} tokens (a small validation split), not more "
+        f"than the cache ({cfg.cache_len}); lower cache_len or raise data.val_fraction",
+    )
+    return replace(cfg, stream_len=length)
+
+
+def stream_scalars(rows: pd.DataFrame) -> dict[str, float]:
+    """The logger's share of the stream rows (`stream/ratio/window_shift`, ...)."""
+    keep = rows[rows["metric"].str.startswith(_LOGGED_STREAM)]
+    return logger_scalars(keep)
 
 
 def drop_rows_after(table: Path, step: int) -> int:
@@ -55,6 +107,7 @@ class ProbeCallback(L.Callback):
         run_id: str,
         config_hash: str,
         checkpoint_steps: set[int] | None = None,
+        stream: StreamInput | None = None,
     ) -> None:
         self.table = RunLayout(run_dir).probes_table
         self.probe_set = probe_set
@@ -64,12 +117,17 @@ class ProbeCallback(L.Callback):
         self.run_id = run_id
         self.config_hash = config_hash
         self.checkpoint_steps = checkpoint_steps or set()
+        self.stream = stream
+        # the probe schedule's steps, so "every n-th probe" survives a resume unchanged
+        self._probe_steps = log_spaced_steps(max_steps, cfg.log_spaced_until, cfg.every)
         self._last_step: int | None = None
         self.seconds = 0.0
+        self.stream_seconds = 0.0
+        self.stream_runs = 0
         self.history: dict[int, dict[str, float]] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step == 0:
+        if trainer.global_step == 0 and trainer.ckpt_path is None:  # a resume may start at 0
             self._probe(trainer, pl_module)
         else:  # resumed: the probe runs before the checkpoint, so this step is already measured
             self._last_step = trainer.global_step
@@ -88,6 +146,19 @@ class ProbeCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step != self._last_step:
             self._probe(trainer, pl_module)
+        if self.stream is not None and trainer.is_global_zero:
+            log.info(
+                "probes %.2f s, of which the streaming evaluation %.2f s (%d runs)",
+                self.seconds,
+                self.stream_seconds,
+                self.stream_runs,
+            )
+
+    def streams_at(self, step: int) -> bool:
+        """Whether the probe at `step` also runs the streaming evaluation (`streams_at`)."""
+        if self.stream is None:
+            return False
+        return streams_at(step, self._probe_steps, self.stream.cfg.every_n_probes, self.max_steps)
 
     def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
@@ -102,6 +173,14 @@ class ProbeCallback(L.Callback):
             batch_size=self.cfg.batch_size,
             device=pl_module.device,
         )
+        stream_rows = None
+        if self.streams_at(step):
+            started = time.perf_counter()
+            assert self.stream is not None
+            stream_rows = stream_eval(pl_module.model, self.stream.ids, self.stream.cfg)
+            self.stream_seconds += time.perf_counter() - started
+            self.stream_runs += 1
+            rows = pd.concat([rows, stream_rows], ignore_index=True)
         tokens = pl_module.tokens_seen
         ckpt = checkpoint_name(step, tokens) if step in self.checkpoint_steps else ""
         rows = tag_rows(
@@ -113,7 +192,8 @@ class ProbeCallback(L.Callback):
             checkpoint=ckpt,
         )
         append_rows(self.table, rows)
-        scalars = logger_scalars(rows)
+        is_stream = rows["metric"].str.startswith("stream/")
+        scalars = {**logger_scalars(rows[~is_stream]), **stream_scalars(rows[is_stream])}
         self.history[step] = scalars
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
