@@ -113,3 +113,43 @@ def test_study_report_gives_each_published_direction_a_verdict(tmp_path: Path) -
     assert "reproduced" in lines["weight_decay=0.5 vs weight_decay=0.1"]
     assert "inconclusive" in lines["weight_decay=2.0 vs weight_decay=0.1"]
     assert "| weight_decay=0.5 | 3 |" in body  # the robust table counts seeds per setting
+
+
+def test_streaming_study_reports_ratios_and_needs_a_sink_verdicts(tmp_path: Path) -> None:
+    """A variant whose window attention barely loses to the oracle (R_win 1.0) against a
+    softmax baseline that collapses (R_win 3.0) reproduces 'needs no first token'."""
+    study = tmp_path / "streaming_sweep"
+    study.mkdir()
+    params = {"seed": "0,1,2", "variant": "softmax,kv_bias"}
+    OmegaConf.save(
+        OmegaConf.create({"hydra": {"sweeper": {"params": params}}}), study / "multirun.yaml"
+    )
+    job = 0
+    for seed in range(3):
+        for variant, r_win in (("softmax", 3.0), ("kv_bias", 1.0)):
+            folder = study / str(job)
+            (folder / ".hydra").mkdir(parents=True)
+            OmegaConf.save(
+                OmegaConf.create([f"seed={seed}", f"variant={variant}"]),
+                folder / ".hydra" / "overrides.yaml",
+            )
+            OmegaConf.save(OmegaConf.create({"seed": seed}), folder / ".hydra" / "config.yaml")
+            (folder / "probe").mkdir()
+            (folder / "probe" / "probe_set.npz").write_bytes(b"")
+            rows = pd.concat(
+                [
+                    curve_rows(names.FIRST_TOKEN_MASS, [0.05, 0.3]),
+                    curve_rows("stream/ratio/window_shift", [1.0, r_win + 0.1 * seed]),
+                ]
+            )
+            (folder / "metrics").mkdir()
+            rows.to_parquet(folder / "metrics" / "probes.parquet")
+            (folder / "summary.json").write_text(json.dumps({"final_val_loss": 1.0}))
+            job += 1
+    body = study_report(study, tmp_path / "docs")
+    assert "R_win shift" in body
+    verdict_line = next(line for line in body.splitlines() if "variant=kv_bias vs" in line)
+    assert "reproduced" in verdict_line
+    assert (
+        tmp_path / "docs" / "figures" / "streaming_sweep_stream_ratio_window_shift.png"
+    ).exists()

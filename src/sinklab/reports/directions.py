@@ -2,7 +2,9 @@
 
 A direction compares one setting of a sweep with its baseline on a robust statistic
 (`evidence.py`): `ftm_auc` (time-averaged first-token mass) or `time_to_sink` (tokens until
-Sink_1 stays above 10 %; a smaller time is a faster, stronger sink). Labels are the study
+Sink_1 stays above 10 %; a smaller time is a faster, stronger sink); for the streaming study
+`r_win` / `r_win_noshift`, the final perplexity ratio of window attention (first tokens
+evicted) to the recompute oracle, with and without position shift. Labels are the study
 report's job labels (`pos=alibi`, `variant=sigmoid`, `min_context=64`, ...).
 Figures quoted are Sink_1 at the end of the papers' runs (shared/research/metrics.md).
 """
@@ -16,14 +18,34 @@ from dataclasses import dataclass
 class Direction:
     setting: str
     baseline: str
-    statistic: str  # "ftm_auc" or "time_to_sink"
+    statistic: str  # a key of reports.studies.STATISTICS
     sign: int  # +1: setting > baseline; -1: setting < baseline
     claim: str  # the published direction, in words, with its figures and source
 
 
 _GU = "Gu et al. 2025"
 
+_XIAO = "Xiao et al. 2024 (StreamingLLM)"
+
+
+def _needs_no_first_token(variant: str, why: str) -> Direction:
+    return Direction(
+        f"variant={variant}",
+        "variant=softmax",
+        "r_win",
+        -1,
+        f"{why}: evicting the first tokens hurts less than for softmax ({_XIAO})",
+    )
+
+
 DIRECTIONS: dict[str, tuple[Direction, ...]] = {
+    "streaming_sweep": (
+        _needs_no_first_token("sink_token", "a learnable sink token keeps the sink in the cache"),
+        _needs_no_first_token("kv_bias", "a key/value bias is an always-kept sink slot"),
+        _needs_no_first_token("sink_logit", "a sink logit lets heads attend to nothing"),
+        _needs_no_first_token("off_by_one", "softmax off by one lets heads attend to nothing"),
+        _needs_no_first_token("gated_head", "gating removes the need for a sink (Qiu et al.)"),
+    ),
     "pos_sweep": (
         Direction(
             "pos=learned", "pos=rope", "ftm_auc", +1, f"learned > RoPE (33.1 vs 18.2 %, {_GU})"
