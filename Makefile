@@ -6,7 +6,7 @@ ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install data train train-text sweep test test-slow analyze bench lint format clean reproduce
 
-STUDIES := bb_dynamics pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
+STUDIES := bb_dynamics streaming_sweep sigmoid_bos_sweep pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
 
 help:  ## list the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':[^#]*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ study-%: $(STAMP)  ## run one study end to end and regenerate its report section
 	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
 	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
 
-reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (~1 h on 2 cores)
+reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (several hours on 2 cores; not yet timed end to end)
 
 test: $(STAMP)  ## the test suite CI runs (under ~10 min on 2 cores)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
