@@ -37,3 +37,12 @@ def test_markdown_table_lists_every_metric():
     lines = metrics_markdown().splitlines()
     assert len(lines) == 2 + len(METRICS)
     assert all(line.count(" | ") == 1 for line in lines[2:])
+
+
+def test_readme_metric_table_is_the_registry() -> None:
+    """The README's table of metric names is `metrics_markdown()` verbatim, so a metric added
+    to the registry cannot be missing from the documentation."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert metrics_markdown().strip() in readme
