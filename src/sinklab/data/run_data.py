@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from sinklab.errors import ConfigError
 from sinklab.runs.layout import RunLayout
 
 log = logging.getLogger(__name__)
+
+# Calibration batches of the W8A8 evaluation are training batches from this index on: drawn by
+# the training sampler (the training distribution) but at indices no run reaches.
+CALIB_INDEX = 2**40
 
 
 class RunData:
@@ -148,6 +152,65 @@ class RunData:
         if self.run_dir is not None:
             save_stream_ids(ids, self.run_dir)
         return ids
+
+    def quant_ids(self, eval_windows: int, calibration_batches: int) -> QuantIds:
+        """The W8A8 evaluation's inputs, fixed for the run: the first `eval_windows` validation
+        windows and `calibration_batches` training batches from `CALIB_INDEX` on (never trained
+        on). Loaded from the run folder if saved, else built and saved there (atomically)."""
+        path = RunLayout(self.run_dir).quant_ids if self.run_dir is not None else None
+        if path is not None and path.is_file():
+            saved = load_quant_ids(self.run_dir)
+            if saved.eval_ids.shape[0] != eval_windows or len(saved.calib) != calibration_batches:
+                raise ConfigError(
+                    "callbacks.probe.quant.eval_windows",
+                    f"the run's saved windows ({path}) are {saved.eval_ids.shape[0]} windows and "
+                    f"{len(saved.calib)} calibration batches; keep the run's quant settings",
+                )
+            return saved
+        val = torch.cat([b["input_ids"] for b in self.batches.val_batches()])
+        if len(val) < eval_windows:
+            raise ConfigError(
+                "callbacks.probe.quant.eval_windows",
+                f"{eval_windows} is more than the {len(val)} validation windows "
+                "(data.val_batches x data.batch_size)",
+            )
+        calib = [self.batch_at(CALIB_INDEX + k)["input_ids"] for k in range(calibration_batches)]
+        bos = torch.tensor(-1 if self.bos_id is None else self.bos_id)
+        ids = QuantIds(val[:eval_windows].clone(), torch.stack(calib), bos)
+        if self.run_dir is not None:
+            save_quant_ids(ids, self.run_dir)
+        return ids
+
+
+class QuantIds(NamedTuple):
+    """The W8A8 evaluation's windows [N, T], calibration batches [n, B, T] and the tokenizer's
+    BOS id (a 0-d tensor, -1: none; the prefixes start from it), all int64."""
+
+    eval_ids: torch.Tensor
+    calib: torch.Tensor
+    bos: torch.Tensor
+
+    @property
+    def bos_id(self) -> int | None:
+        return None if int(self.bos) < 0 else int(self.bos)
+
+
+def save_quant_ids(ids: QuantIds, run_dir: Path) -> Path:
+    """Write the W8A8 evaluation's inputs as `<run_dir>/probe/quant_ids.npz` (atomically)."""
+    path = RunLayout(run_dir).quant_ids
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.asarray(v, dtype=np.int64) for k, v in ids._asdict().items()}
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return path
+
+
+def load_quant_ids(run_dir: Path) -> QuantIds:
+    """A run's saved W8A8 evaluation inputs, never unpickled."""
+    path = RunLayout(run_dir).quant_ids
+    if not path.is_file():
+        raise FileNotFoundError(f"no W8A8 evaluation windows at {path}")
+    with np.load(path, allow_pickle=False) as z:
+        return QuantIds(*(torch.from_numpy(z[k].astype(np.int64)) for k in QuantIds._fields))
 
 
 def save_stream_ids(ids: torch.Tensor | np.ndarray, run_dir: Path) -> Path:

@@ -66,6 +66,48 @@ class AnalyzeStreamConfig:
 
 
 @dataclass(frozen=True)
+class AnalyzeQuantConfig:
+    """The `quant` section: `ProbeQuantConfig`'s keys (the W8A8 evaluation and prefixed sinks),
+    each null to keep the run's own `callbacks.probe.quant` setting (a pretrained model: its
+    defaults). `enabled` null: at the steps where the run's callback ran it, off with `groups=`
+    and for pretrained targets; true: at every selected checkpoint. A run re-measures on its
+    saved windows (`probe/quant_ids.npz`); a pretrained model on windows of `corpus`."""
+
+    enabled: bool | None = None
+    eval_windows: int | None = None
+    bits: int | None = None
+    weight_granularity: str | None = None
+    modes: tuple[str, ...] | None = None
+    calibration_batches: int | None = None
+    batch_size: int | None = None
+    prefixes: tuple[str, ...] | None = None
+    max_len: int | None = None
+    eta: float | None = None
+    n_candidates: int | None = None
+    min_gain: float | None = None
+    search_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        from sinklab.training.config import ProbeQuantConfig
+
+        try:
+            ProbeQuantConfig.from_dict(self.overrides())
+        except ConfigError as err:
+            raise ConfigError(f"quant.{err.key.rsplit('.', 1)[-1]}", _msg(err)) from None
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys set here (not null), as ProbeQuantConfig fields."""
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "enabled"}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None
+        }
+
+
+def _msg(err: ConfigError) -> str:
+    return str(err).removeprefix(f"{err.key}: ")
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     """What to measure, where, and with which options.
 
@@ -92,6 +134,7 @@ class AnalyzeConfig:
     bos: ProbeBos = "none"
     progress: bool = True
     stream: AnalyzeStreamConfig = field(default_factory=AnalyzeStreamConfig)
+    quant: AnalyzeQuantConfig = field(default_factory=AnalyzeQuantConfig)
     paths: AnalyzePaths = field(default_factory=AnalyzePaths)
 
     def __post_init__(self) -> None:

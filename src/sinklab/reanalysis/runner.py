@@ -42,6 +42,7 @@ from sinklab.runs.checkpoints import (
     parse_checkpoint,
 )
 from sinklab.runs.layout import REANALYSIS_TABLE, RunLayout
+from sinklab.training.config import ProbeQuantConfig
 
 
 class ReanalysisWarning(UserWarning):
@@ -158,6 +159,42 @@ def _stream_schedule(
     return lambda step: streams_at(step, steps, every_n, max_steps)
 
 
+def quant_config(run_section: dict[str, Any] | None, cfg: AnalyzeConfig) -> ProbeQuantConfig | None:
+    """The W8A8 evaluation to run: the run's `callbacks.probe.quant` (a pretrained model:
+    ProbeQuantConfig's defaults) with the `quant.*` overrides on top; None when it is off
+    (see AnalyzeQuantConfig.enabled)."""
+    values = dict(run_section or {})
+    ran = bool(values.get("enabled", False))
+    enabled = cfg.quant.enabled
+    if enabled is None:
+        enabled = ran and cfg.groups is None
+    if not enabled:
+        return None
+    values.update(cfg.quant.overrides(), enabled=True)
+    return ProbeQuantConfig.from_dict(values)
+
+
+def _run_quant(
+    run_dir: Path, probe_cfg: dict[str, Any], cfg: AnalyzeConfig
+) -> tuple[ProbeQuantConfig, Any, Callable[[int], bool]] | None:
+    """(config, the run's saved windows, step -> due) or None. The windows are built (and
+    saved) from the run's data config when the run did not save them; the schedule is the
+    callback's, or every checkpoint when `quant.enabled=true` is asked for."""
+    qcfg = quant_config(probe_cfg.get("quant"), cfg)
+    if qcfg is None:
+        return None
+    from sinklab.data.run_data import RunData
+
+    data = RunData(_saved_section(run_dir, "data"), run_dir)
+    ids = data.quant_ids(qcfg.eval_windows, qcfg.calibration_batches)
+    max_steps = _saved_section(run_dir, "trainer.max_steps")
+    until, every = probe_cfg.get("log_spaced_until"), probe_cfg.get("every")
+    known = all(isinstance(v, int) for v in (max_steps, until, every))
+    if cfg.quant.enabled or not known:
+        return qcfg, ids, lambda step: True
+    return qcfg, ids, lambda step: qcfg.due(step, max_steps, until, every)
+
+
 def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
     """The run's thresholds (`base`), then `metrics=` overrides, then the `groups=` switch."""
     values = {**base, **cfg.metrics}
@@ -203,6 +240,7 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
     probe_set = load_probe_set(run_dir)
     stream = _run_stream(run_dir, probe_cfg, cfg)
     stream_due = _stream_schedule(run_dir, probe_cfg, cfg)
+    quant = _run_quant(run_dir, probe_cfg, cfg)
     run_id, config_hash = run_dir.name, _config_hash(run_dir)
     out = table_path(run_dir, cfg, n_runs)
     report = Report(run_id, out)
@@ -246,6 +284,10 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
         if stream is not None and stream_due(info.step):  # after the probe rows, as logged
             scfg, ids = stream
             rows = pd.concat([rows, stream_eval(model, ids, scfg)], ignore_index=True)
+        if quant is not None and quant[2](info.step):  # after the stream rows, as logged
+            qcfg, qids = quant[0], quant[1]
+            qrows = qcfg.evaluate(model, qids.eval_ids, qids.calib, qids.bos_id)
+            rows = pd.concat([rows, qrows], ignore_index=True)
         rows = tag_rows(
             rows,
             run_id=run_id,

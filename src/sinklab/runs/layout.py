@@ -7,6 +7,7 @@ A run folder is what `sinklab-train` writes and what reanalysis, plots and repor
       model_config.json            the model's resolved keys (vocab size filled in)
       probe/probe_set.npz          the fixed probe windows (ids, masks), + probe_text.jsonl
       probe/stream_ids.npy         the held-out stream of the streaming evaluation (int64 [T])
+      probe/quant_ids.npz          the W8A8 evaluation's windows and calibration batches
       checkpoints/step*-tokens*.ckpt  weights only, on the log-spaced schedule (analysis)
       checkpoints/last.ckpt        the full training state (what resume reads)
       wandb_id.txt                 the W&B run id, so a resumed run continues the same W&B run
@@ -30,6 +31,7 @@ PROBE_DIR = "probe"
 PROBE_IDS_FILE = "probe_set.npz"
 PROBE_TEXT_FILE = "probe_text.jsonl"
 STREAM_IDS_FILE = "stream_ids.npy"
+QUANT_IDS_FILE = "quant_ids.npz"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 METRICS_DIR = "metrics"
@@ -85,6 +87,10 @@ class RunLayout:
     @property
     def stream_ids(self) -> Path:
         return self.probe_dir / STREAM_IDS_FILE
+
+    @property
+    def quant_ids(self) -> Path:
+        return self.probe_dir / QUANT_IDS_FILE
 
     @property
     def checkpoint_dir(self) -> Path:

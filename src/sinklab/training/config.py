@@ -3,13 +3,20 @@ config. Lightning-free, so a bad config is refused before Lightning is imported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sinklab.analysis.config import MetricsConfig
+from sinklab.analysis.prefix import PrefixConfig, prefix_eval
+from sinklab.analysis.quant import QuantConfig, w8a8_eval
 from sinklab.analysis.streaming import StreamConfig
-from sinklab.configs import check_choices
+from sinklab.configs import check_choices, from_mapping
 from sinklab.errors import ConfigError, check
+from sinklab.runs.schedule import is_scheduled
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Optimizer = Literal["adamw", "sgd"]
 Schedule = Literal["cosine", "constant", "linear"]
@@ -183,6 +190,86 @@ class ProbeStreamConfig(StreamConfig):
         return cfg
 
 
+QUANT_KEY = "callbacks.probe.quant"
+
+
+@dataclass(frozen=True)
+class ProbeQuantConfig:
+    """`callbacks.probe.quant`: the fake-quantised W8A8 evaluation (`analysis.quant`) and, with
+    `prefixes` non-empty, the prefixed-sink evaluation (`analysis.prefix`) at the first and
+    last steps and at the probe steps from `from_step` on that are powers of two.
+
+    Off by default: one evaluation of the default run's model (64 windows x 128 tokens, 4
+    calibration batches, 3 modes) takes about 1.1 s on one CPU thread, five probe passes; the
+    default run's probes already use ~2.9 % of its ~130 s, so even the first and last steps
+    alone (+1.7 %) would break the 3 % budget. Calibration batches are training batches
+    `RunData.batch_at(CALIB_INDEX + k)`, indices no run reaches; the evaluation windows are the
+    first `eval_windows` validation windows. Both are saved to `probe/quant_ids.npz`.
+    """
+
+    enabled: bool = False
+    from_step: int = 256
+    eval_windows: int = 64
+    bits: int = 8
+    weight_granularity: str = "per_channel"
+    modes: tuple[str, ...] = ("per_tensor_static", "per_tensor_dynamic", "per_token_dynamic")
+    calibration_batches: int = 4
+    batch_size: int = 32
+    prefixes: tuple[str, ...] = ()  # bos, prefixquant, cushioncache: ~25 s each evaluation
+    max_len: int = 4
+    eta: float = 64.0
+    n_candidates: int = 32
+    min_gain: float = 0.05
+    search_batches: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", tuple(self.modes))
+        object.__setattr__(self, "prefixes", tuple(self.prefixes))
+        check(self.from_step >= 0, f"{QUANT_KEY}.from_step", f"must be >= 0, got {self.from_step}")
+        check(
+            self.eval_windows >= 1,
+            f"{QUANT_KEY}.eval_windows",
+            f"must be >= 1, got {self.eval_windows}",
+        )
+        try:
+            self.quant()
+            self.prefix()
+        except ConfigError as err:
+            key = f"{QUANT_KEY}.{err.key.rsplit('.', 1)[-1]}"
+            raise ConfigError(key, str(err).removeprefix(f"{err.key}: ")) from None
+
+    def quant(self) -> QuantConfig:
+        """The `QuantConfig` part (what `w8a8_eval` and `prefix_eval` take)."""
+        keys = ("bits", "weight_granularity", "modes", "calibration_batches", "batch_size")
+        return QuantConfig(**{k: getattr(self, k) for k in keys})
+
+    def prefix(self, bos_id: int | None = None) -> PrefixConfig:
+        """The `PrefixConfig` part, with the tokenizer's BOS filled in by the caller."""
+        keys = ("prefixes", "max_len", "eta", "n_candidates", "min_gain", "search_batches")
+        return PrefixConfig(bos_id=bos_id, **{k: getattr(self, k) for k in keys})
+
+    @classmethod
+    def from_dict(cls, values: Any) -> ProbeQuantConfig:
+        return from_mapping(cls, values, QUANT_KEY)
+
+    def due(self, step: int, max_steps: int, log_spaced_until: int, every: int) -> bool:
+        """Whether the probe at `step` also runs this evaluation: the first and last steps, and
+        the probe steps from `from_step` on that are powers of two (all checkpoints by default)."""
+        if step in (0, max_steps):
+            return True
+        power = step >= self.from_step and step & (step - 1) == 0
+        return power and is_scheduled(step, max_steps, log_spaced_until, every)
+
+    def evaluate(
+        self, model: Any, eval_ids: Any, calib: Sequence[Any], bos_id: int | None
+    ) -> pd.DataFrame:
+        """The rows: `w8a8_eval`, or `prefix_eval` (the same rows plus `quant/prefix/*`) when
+        `prefixes` are asked for. The one path the callback and sinklab-analyze share."""
+        if not self.prefixes:
+            return w8a8_eval(model, eval_ids, list(calib), self.quant())
+        return prefix_eval(model, eval_ids, list(calib), self.quant(), self.prefix(bos_id))
+
+
 @dataclass
 class ProbeScheduleConfig(ScheduleConfig):
     """When the probe callback measures (the schedule), how, and with which thresholds."""
@@ -191,6 +278,7 @@ class ProbeScheduleConfig(ScheduleConfig):
     images: bool = True  # attention maps and activation plots on W&B
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     stream: ProbeStreamConfig = field(default_factory=ProbeStreamConfig)
+    quant: ProbeQuantConfig = field(default_factory=ProbeQuantConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -2,7 +2,9 @@
 every scheduled step, append tidy rows to `<run>/metrics/probes.parquet`, and log the
 aggregate curves (and, on W&B, pictures) to the logger. With `callbacks.probe.stream` on, it
 also runs the streaming evaluation (`analysis.streaming.stream_eval`) on the run's saved
-held-out stream, at every probe or every n-th one, into the same table.
+held-out stream, at every probe or every n-th one, into the same table; with
+`callbacks.probe.quant` on, the fake-quantised W8A8 evaluation (and prefixed sinks) on the
+run's saved windows at its own steps (`ProbeQuantConfig.due`).
 
 It calls the same `sinklab.analysis` functions as the reanalysis script, so a checkpoint
 re-measured later gives the numbers logged here.
@@ -26,11 +28,11 @@ from sinklab.analysis.records import append_rows, read_rows, tag_rows
 from sinklab.analysis.streaming import StreamConfig, stream_eval, streams_at
 from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet
-from sinklab.errors import check
+from sinklab.errors import ConfigError, check
 from sinklab.runs.checkpoints import checkpoint_name
 from sinklab.runs.layout import RunLayout
 from sinklab.runs.schedule import is_scheduled, log_spaced_steps
-from sinklab.training.config import ProbeScheduleConfig
+from sinklab.training.config import ProbeQuantConfig, ProbeScheduleConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,36 @@ def stream_input(data: Any, probe: ProbeScheduleConfig, seq_len: int) -> StreamI
     assert cfg.stream_len is not None
     ids = data.stream_ids(cfg.stream_len)
     return StreamInput(shorter_stream(cfg, len(ids), "callbacks.probe.stream.stream_len"), ids)
+
+
+@dataclass(frozen=True)
+class QuantInput:
+    """What the W8A8 evaluation runs on: its config and the run's saved windows
+    (`RunData.quant_ids`: evaluation windows, calibration batches, BOS id)."""
+
+    cfg: ProbeQuantConfig
+    ids: Any
+
+
+def quant_input(data: Any, probe: ProbeScheduleConfig) -> QuantInput | None:
+    """The run's W8A8 evaluation inputs (built and saved, or loaded on resume); None when off.
+    The `bos` prefix without a BOS token is refused here, before training starts."""
+    if not (probe.enabled and probe.quant.enabled):
+        return None
+    qcfg = probe.quant
+    ids = data.quant_ids(qcfg.eval_windows, qcfg.calibration_batches)
+    if qcfg.prefixes:
+        try:
+            qcfg.prefix(ids.bos_id).check_bos()
+        except ConfigError as err:
+            raise ConfigError("callbacks.probe.quant.prefixes", str(err)) from None
+    return QuantInput(qcfg, ids)
+
+
+def quant_scalars(rows: pd.DataFrame) -> dict[str, float]:
+    """The logger's share of the quant rows: `quant/ppl_increase/{mode}` (and per prefix)."""
+    keep = rows[rows["metric"].str.contains("ppl_increase/", regex=False)]
+    return logger_scalars(keep)
 
 
 def shorter_stream(cfg: StreamConfig, length: int, key: str) -> StreamConfig:
@@ -108,6 +140,7 @@ class ProbeCallback(L.Callback):
         config_hash: str,
         checkpoint_steps: set[int] | None = None,
         stream: StreamInput | None = None,
+        quant: QuantInput | None = None,
     ) -> None:
         self.table = RunLayout(run_dir).probes_table
         self.probe_set = probe_set
@@ -118,12 +151,15 @@ class ProbeCallback(L.Callback):
         self.config_hash = config_hash
         self.checkpoint_steps = checkpoint_steps or set()
         self.stream = stream
+        self.quant = quant
         # the probe schedule's steps, so "every n-th probe" survives a resume unchanged
         self._probe_steps = log_spaced_steps(max_steps, cfg.log_spaced_until, cfg.every)
         self._last_step: int | None = None
         self.seconds = 0.0
         self.stream_seconds = 0.0
         self.stream_runs = 0
+        self.quant_seconds = 0.0
+        self.quant_runs = 0
         self.history: dict[int, dict[str, float]] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -153,12 +189,20 @@ class ProbeCallback(L.Callback):
                 self.stream_seconds,
                 self.stream_runs,
             )
+        if self.quant is not None and trainer.is_global_zero:
+            log.info("W8A8 evaluation %.2f s (%d runs)", self.quant_seconds, self.quant_runs)
 
     def streams_at(self, step: int) -> bool:
         """Whether the probe at `step` also runs the streaming evaluation (`streams_at`)."""
         if self.stream is None:
             return False
         return streams_at(step, self._probe_steps, self.stream.cfg.every_n_probes, self.max_steps)
+
+    def quant_at(self, step: int) -> bool:
+        """Whether the probe at `step` also runs the W8A8 evaluation (`ProbeQuantConfig.due`)."""
+        if self.quant is None:
+            return False
+        return self.quant.cfg.due(step, self.max_steps, self.cfg.log_spaced_until, self.cfg.every)
 
     def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
@@ -181,6 +225,16 @@ class ProbeCallback(L.Callback):
             self.stream_seconds += time.perf_counter() - started
             self.stream_runs += 1
             rows = pd.concat([rows, stream_rows], ignore_index=True)
+        if self.quant_at(step):  # after the stream rows, as sinklab-analyze appends them
+            started = time.perf_counter()
+            assert self.quant is not None
+            ids = self.quant.ids
+            quant_rows = self.quant.cfg.evaluate(
+                pl_module.model, ids.eval_ids, ids.calib, ids.bos_id
+            )
+            self.quant_seconds += time.perf_counter() - started
+            self.quant_runs += 1
+            rows = pd.concat([rows, quant_rows], ignore_index=True)
         tokens = pl_module.tokens_seen
         ckpt = checkpoint_name(step, tokens) if step in self.checkpoint_steps else ""
         rows = tag_rows(
@@ -193,7 +247,12 @@ class ProbeCallback(L.Callback):
         )
         append_rows(self.table, rows)
         is_stream = rows["metric"].str.startswith("stream/")
-        scalars = {**logger_scalars(rows[~is_stream]), **stream_scalars(rows[is_stream])}
+        is_quant = rows["metric"].str.startswith("quant/")
+        scalars = {
+            **logger_scalars(rows[~is_stream & ~is_quant]),
+            **stream_scalars(rows[is_stream]),
+            **quant_scalars(rows[is_quant]),
+        }
         self.history[step] = scalars
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
