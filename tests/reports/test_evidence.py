@@ -78,21 +78,25 @@ def test_verdicts() -> None:
     assert evidence.verdict(one_seed, +1) == "inconclusive"  # one seed decides nothing
 
 
-def make_job(folder: Path, wd: str, seed: int, ftm: list[float]) -> None:
+def write_job(folder: Path, seed: int, override: str, rows: pd.DataFrame) -> None:
+    """A finished study job as Hydra and the callback lay it out."""
     (folder / ".hydra").mkdir(parents=True)
     OmegaConf.save(
-        OmegaConf.create([f"seed={seed}", f"optim.weight_decay={wd}"]),
-        folder / ".hydra" / "overrides.yaml",
+        OmegaConf.create([f"seed={seed}", override]), folder / ".hydra" / "overrides.yaml"
     )
     OmegaConf.save(OmegaConf.create({"seed": seed}), folder / ".hydra" / "config.yaml")
     (folder / "probe").mkdir()
     (folder / "probe" / "probe_set.npz").write_bytes(b"")
-    rows = pd.concat(
-        [curve_rows(names.FIRST_TOKEN_MASS, ftm), curve_rows(names.SINK1, [100 * v for v in ftm])]
-    )
     (folder / "metrics").mkdir()
     rows.to_parquet(folder / "metrics" / "probes.parquet")
     (folder / "summary.json").write_text(json.dumps({"final_val_loss": 1.0}))
+
+
+def make_job(folder: Path, wd: str, seed: int, ftm: list[float]) -> None:
+    rows = pd.concat(
+        [curve_rows(names.FIRST_TOKEN_MASS, ftm), curve_rows(names.SINK1, [100 * v for v in ftm])]
+    )
+    write_job(folder, seed, f"optim.weight_decay={wd}", rows)
 
 
 def test_study_report_gives_each_published_direction_a_verdict(tmp_path: Path) -> None:
@@ -127,24 +131,13 @@ def test_streaming_study_reports_ratios_and_needs_a_sink_verdicts(tmp_path: Path
     job = 0
     for seed in range(3):
         for variant, r_win in (("softmax", 3.0), ("kv_bias", 1.0)):
-            folder = study / str(job)
-            (folder / ".hydra").mkdir(parents=True)
-            OmegaConf.save(
-                OmegaConf.create([f"seed={seed}", f"variant={variant}"]),
-                folder / ".hydra" / "overrides.yaml",
-            )
-            OmegaConf.save(OmegaConf.create({"seed": seed}), folder / ".hydra" / "config.yaml")
-            (folder / "probe").mkdir()
-            (folder / "probe" / "probe_set.npz").write_bytes(b"")
             rows = pd.concat(
                 [
                     curve_rows(names.FIRST_TOKEN_MASS, [0.05, 0.3]),
                     curve_rows("stream/ratio/window_shift", [1.0, r_win + 0.1 * seed]),
                 ]
             )
-            (folder / "metrics").mkdir()
-            rows.to_parquet(folder / "metrics" / "probes.parquet")
-            (folder / "summary.json").write_text(json.dumps({"final_val_loss": 1.0}))
+            write_job(study / str(job), seed, f"variant={variant}", rows)
             job += 1
     body = study_report(study, tmp_path / "docs")
     assert "R_win shift" in body
