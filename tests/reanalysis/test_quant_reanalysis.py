@@ -13,15 +13,7 @@ from sinklab.errors import ConfigError
 from sinklab.reanalysis.config import from_mapping
 from sinklab.reanalysis.runner import analyze
 from tests.reanalysis.helpers import train_tiny
-
-QUANT = [
-    "callbacks.probe.quant.enabled=true",
-    "callbacks.probe.quant.from_step=2",
-    "callbacks.probe.quant.eval_windows=6",
-    "callbacks.probe.quant.calibration_batches=2",
-    "callbacks.probe.quant.batch_size=4",
-    "callbacks.probe.stream.enabled=false",
-]
+from tests.training.test_quant_callback import QUANT  # the same tiny quant schedule
 
 
 def _quant(rows):  # noqa: ANN001, ANN202
