@@ -15,6 +15,7 @@ from sinklab.analysis.streaming import StreamConfig, stream_eval
 from sinklab.errors import ConfigError
 from sinklab.reanalysis import analyze, from_mapping
 from sinklab.reanalysis.runner import with_options
+from tests.reanalysis.helpers import train_tiny
 from tests.reanalysis.test_hf_target import TEXT, _tiny_llama_folder
 
 KEYS = ["run_id", "step", "tokens_seen", "layer", "head", "metric", "config_hash", "checkpoint"]
@@ -32,16 +33,27 @@ def _stream_rows(path: Path) -> pd.DataFrame:
 
 def test_reanalysis_reproduces_the_callbacks_stream_rows_exactly(run_copy: Path) -> None:
     logged = _stream_rows(run_copy / "metrics" / "probes.parquet")
-    # the default every_n_probes=2 on the schedule 0, 1, 2, 4: steps 0, 2 and the last
-    assert sorted(logged["step"].unique()) == [0, 2, 4]
+    # the default every_n_probes=1: every step of the schedule 0, 1, 2, 4
+    assert sorted(logged["step"].unique()) == [0, 1, 2, 4]
     (report,) = analyze(_cfg(run_copy))
     assert report.measured == [0, 1, 2, 4]
     again = _stream_rows(report.table)
     pd.testing.assert_frame_equal(again[KEYS], logged[KEYS])
     np.testing.assert_array_equal(again["value"].to_numpy(), logged["value"].to_numpy())
-    assert (again["metric"] == "stream/ratio/sinks4_shift").sum() == 3
+    assert (again["metric"] == "stream/ratio/sinks4_shift").sum() == 4
+
+
+def test_a_thinned_run_is_re_measured_where_its_callback_streamed(tmp_path: Path) -> None:
+    run_dir = train_tiny(tmp_path / "run", ["callbacks.probe.stream.every_n_probes=2"])
+    logged = _stream_rows(run_dir / "metrics" / "probes.parquet")
+    # every 2nd probe of the schedule 0, 1, 2, 4, and always the last
+    assert sorted(logged["step"].unique()) == [0, 2, 4]
+    (report,) = analyze(_cfg(run_dir))
+    again = _stream_rows(report.table)
+    pd.testing.assert_frame_equal(again[KEYS], logged[KEYS])
+    np.testing.assert_array_equal(again["value"].to_numpy(), logged["value"].to_numpy())
     # asked for explicitly, the stream is measured at every checkpoint
-    (every,) = analyze(_cfg(run_copy, stream={"enabled": True}, out_dir=str(run_copy / "e")))
+    (every,) = analyze(_cfg(run_dir, stream={"enabled": True}, out_dir=str(tmp_path / "e")))
     assert sorted(_stream_rows(every.table)["step"].unique()) == [0, 1, 2, 4]
 
 

@@ -78,3 +78,30 @@ def append_rows(path: Path | str, df: pd.DataFrame) -> None:
         old = read_rows(path)
         new = _typed(pd.concat([old, new], ignore_index=True)) if len(old) else new
     atomic_write(path, lambda fh: new.to_parquet(fh, index=False))
+
+
+class TableAppender:
+    """`append_rows` for one writer that appends many times (the probe callback): the rows
+    already on disk are read once, at the first append, and kept in memory, so a probe costs
+    one write of the table instead of a read and a write that both grow with the run.
+
+    Only for a table no one else writes while this object lives; the file on disk is the same
+    as `append_rows` would leave, written atomically each time.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._rows: pd.DataFrame | None = None
+
+    def append(self, df: pd.DataFrame) -> None:
+        if self._rows is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._rows = read_rows(self.path)
+        new = _typed(df)
+        rows = _typed(pd.concat([self._rows, new], ignore_index=True)) if len(self._rows) else new
+        atomic_write(self.path, lambda fh: rows.to_parquet(fh, index=False))
+        self._rows = rows
+
+    def forget(self) -> None:
+        """Drop the kept rows (the file changed under us, e.g. rows dropped on resume)."""
+        self._rows = None

@@ -222,12 +222,25 @@ def stream_rows(result: StreamNLL, bucket_len: int) -> pd.DataFrame:
         if paired is not None and name != "recompute":
             ratio = _ppl(nll[C:][paired]) / _ppl(oracle[C:][paired])
             rows.append((f"stream/ratio/{name}", ratio))
-        for start in range(0, len(nll), bucket_len):
-            part = nll[start : start + bucket_len]
-            if bool(part.isfinite().any()):
-                rows.append((f"stream/nll/{name}/at_{start}", float(part.double().nanmean())))
+        starts, means = bucket_means(nll, bucket_len)
+        rows += [(f"stream/nll/{name}/at_{s}", m) for s, m in zip(starts, means, strict=True)]
     df = pd.DataFrame([(-1, -1, m, v) for m, v in rows], columns=COLUMNS)
     return df.astype({"layer": "int64", "head": "int64", "metric": "string", "value": "float64"})
+
+
+def bucket_means(nll: torch.Tensor, bucket_len: int) -> tuple[list[int], list[float]]:
+    """The first position and the NaN-skipping mean NLL of each run of `bucket_len` query
+    positions, for the buckets with at least one finite value; one tensor op for them all
+    (a Python loop over 128 buckets x 3 conditions cost a fifth of an evaluation)."""
+    n = len(nll)
+    n_buckets = -(-n // bucket_len)
+    padded = torch.full((n_buckets * bucket_len,), float("nan"), dtype=torch.float64)
+    padded[:n] = nll.double()
+    grid = padded.view(n_buckets, bucket_len)
+    means = grid.nanmean(dim=1)
+    keep = grid.isfinite().any(dim=1)
+    starts = (torch.arange(n_buckets) * bucket_len)[keep]
+    return starts.tolist(), means[keep].tolist()
 
 
 def _ppl(nll: torch.Tensor) -> float:

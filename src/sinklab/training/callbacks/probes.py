@@ -24,7 +24,7 @@ import torch
 
 from sinklab.analysis import MetricsConfig, logger_scalars
 from sinklab.analysis.pipeline import measure_probe_set
-from sinklab.analysis.records import append_rows, read_rows, tag_rows
+from sinklab.analysis.records import TableAppender, read_rows, tag_rows
 from sinklab.analysis.streaming import StreamConfig, stream_eval, streams_at
 from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet
@@ -143,6 +143,7 @@ class ProbeCallback(L.Callback):
         quant: QuantInput | None = None,
     ) -> None:
         self.table = RunLayout(run_dir).probes_table
+        self._appender = TableAppender(self.table)
         self.probe_set = probe_set
         self.cfg = cfg
         self.metrics_cfg = metrics_cfg
@@ -169,6 +170,7 @@ class ProbeCallback(L.Callback):
             self._last_step = trainer.global_step
             if trainer.is_global_zero:
                 drop_rows_after(self.table, trainer.global_step)
+                self._appender.forget()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
@@ -245,7 +247,7 @@ class ProbeCallback(L.Callback):
             config_hash=self.config_hash,
             checkpoint=ckpt,
         )
-        append_rows(self.table, rows)
+        self._appender.append(rows)
         is_stream = rows["metric"].str.startswith("stream/")
         is_quant = rows["metric"].str.startswith("quant/")
         scalars = {
