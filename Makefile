@@ -6,7 +6,7 @@ ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install data train train-text sweep test test-slow analyze bench lint format clean reproduce
 
-STUDIES := bb_dynamics streaming_sweep sigmoid_bos_sweep pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
+STUDIES := bb_dynamics streaming_sweep quant_sweep sigmoid_bos_sweep pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
 
 help:  ## list the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':[^#]*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ sweep: $(STAMP)  ## position-encoding sweep (rope, alibi, learned, sinusoidal, n
 study-%: $(STAMP)  ## run one study end to end and regenerate its report section, e.g. make study-pos_sweep
 	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
 	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
+
+study-quant_sweep: $(STAMP)  ## the quant study, then prefixed sinks (BOS, PrefixQuant, CushionCache) on its final checkpoints
+	$(PY) -m sinklab.train -m experiment=quant_sweep hydra.sweep.dir=outputs/studies/quant_sweep logger=csv $(ARGS)
+	$(PY) -m sinklab.analyze target=outputs/studies/quant_sweep 'steps=[500]' 'groups=[sinks]' \
+		quant.enabled=true 'quant.prefixes=[bos,prefixquant,cushioncache]'
+	$(PY) scripts/study_report.py outputs/studies/quant_sweep --docs docs
 
 reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (several hours on 2 cores; not yet timed end to end)
 

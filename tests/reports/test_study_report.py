@@ -98,3 +98,42 @@ def test_seeds_of_one_setting_share_a_row(tmp_path: Path) -> None:
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[1] == "30" and cells[-1] == "40 / 20"  # mean Sink_1, then seed by seed
     assert "seeds 0, 1" in body
+
+
+def test_quant_sweep_merges_analysis_rows_into_its_prefix_table(tmp_path: Path) -> None:
+    """Rows only sinklab-analyze measured (prefixed sinks on the final checkpoint) reach the
+    second table; a metric both tables have is taken from the probe table, never twice."""
+    study = tmp_path / "quant_sweep"
+    study.mkdir()
+    OmegaConf.save(
+        OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}),
+        study / "multirun.yaml",
+    )
+    for i, (pos, static) in enumerate((("rope", 12.5), ("alibi", 3.25))):
+        job = study / str(i)
+        _job(job, pos, 40.0, [2.0, 5.0])
+        extra = pd.DataFrame(
+            [
+                dict(step=100, tokens_seen=1000, layer=-1, head=-1, metric=m, value=v)
+                for m, v in (
+                    ("quant/prefix/bos/ppl/per_tensor_static", static),
+                    ("quant/prefix/bos/len", 1.0),
+                    ("sink/sink1_pct", -99.0),  # re-measured: must not replace the probe row
+                )
+            ]
+        )
+        extra.to_parquet(job / "metrics" / "reanalysis.parquet")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+
+    body = study_report(study, docs)
+
+    head, table = body.split("Prefixed sinks on the final checkpoints", 1)
+    table = table.split("Robust summaries", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| pos=")]
+    header = next(line for line in table.splitlines() if line.startswith("| run"))
+    assert header == "| run | BOS len | BOS static |", "unmeasured columns are left out"
+    assert rows == ["| pos=rope | 1 | 12.5 |", "| pos=alibi | 1 | 3.25 |"]
+    main = [line for line in head.splitlines() if line.startswith("| pos=rope")]
+    assert main[0].split(" | ")[1] == "40", "Sink_1 comes from the probe table"
+    assert (docs / "figures" / "quant_sweep_outliers_vs_sink.png").stat().st_size > 0

@@ -27,6 +27,12 @@ _GU = "Gu et al. 2025"
 
 _XIAO = "Xiao et al. 2024 (StreamingLLM)"
 
+_BONDARENKO = "Bondarenko et al. 2023, OPT-125m"
+
+
+def _fewer_outliers(variant: str, statistic: str, claim: str) -> Direction:
+    return Direction(f"variant={variant}", "variant=softmax", statistic, -1, claim)
+
 
 def _needs_no_first_token(variant: str, why: str) -> Direction:
     return Direction(
@@ -39,6 +45,34 @@ def _needs_no_first_token(variant: str, why: str) -> Direction:
 
 
 DIRECTIONS: dict[str, tuple[Direction, ...]] = {
+    "quant_sweep": (
+        _fewer_outliers(
+            "gated_head",
+            "max_act",
+            f"gated attention shrinks the largest activation (max inf-norm 340 -> 8.7, {_BONDARENKO})",
+        ),
+        _fewer_outliers(
+            "gated_head",
+            "w8a8_static",
+            f"gated attention shrinks the W8A8 damage (PPL 21.18 -> 16.02, FP 15.84, {_BONDARENKO})",
+        ),
+        _fewer_outliers(
+            "gated_channel",
+            "max_act",
+            "per-channel gating shrinks the largest activation (1053 -> 94, Qiu et al. 2025)",
+        ),
+        _fewer_outliers(
+            "clipped_softmax",
+            "max_act",
+            "clipped softmax shrinks the largest activation (BERT; on OPT it did not help, "
+            f"{_BONDARENKO})",
+        ),
+        _fewer_outliers(
+            "sink_token",
+            "max_act",
+            "a sink in front takes the outliers off the text tokens (CushionCache, PrefixQuant)",
+        ),
+    ),
     "streaming_sweep": (
         _needs_no_first_token("sink_token", "a learnable sink token keeps the sink in the cache"),
         _needs_no_first_token("kv_bias", "a key/value bias is an always-kept sink slot"),

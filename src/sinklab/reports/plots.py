@@ -290,6 +290,40 @@ def sweep_figure(
     return fig
 
 
+def sweep_panels_figure(
+    panels: Sequence[tuple[str, pd.DataFrame]],
+    x: str = "step",
+    logx: bool = True,
+    title: str = "",
+) -> plt.Figure:
+    """Several metrics of a sweep stacked on one shared x axis, so a reader sees whether they
+    move together (the sink, the outliers, the int8 damage): one panel per (label, curves),
+    `curves` as in `sweep_figure` (group, run, x, value), one colour per group throughout,
+    the mean over a group's seeds as a line. Empty panels are left out; none is a ValueError."""
+    panels = [(label, curves) for label, curves in panels if len(curves)]
+    if not panels:
+        raise ValueError("no curves to draw")
+    groups = sorted({str(g) for _, curves in panels for g in curves["group"].unique()})
+    colors = dict(zip(groups, plt.cm.tab10(np.arange(len(groups)) % 10), strict=True))
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(6.2, 1.9 * len(panels) + 0.8), sharex=True, squeeze=False
+    )
+    for ax, (label, curves) in zip(axes[:, 0], panels, strict=True):
+        for group in groups:
+            part = curves[curves["group"].astype(str) == group]
+            if not len(part):
+                continue
+            mean = part.groupby(x)["value"].mean().sort_index()
+            ax.plot(mean.index, mean.values, "o-", ms=2.5, lw=1.2, color=colors[group], label=group)
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=6, ncol=4, loc="upper left")
+    _x_axis(axes[-1, 0], x, logx)
+    axes[0, 0].set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 _STREAM_NLL = re.compile(r"^stream/nll/(?P<cond>[^/]+)/at_(?P<start>\d+)$")
 STREAM_RATIOS = ("window_shift", "sinks4_shift")  # R_win and R_4, StreamingLLM's positions
 

@@ -49,6 +49,51 @@ EXTRA_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("R_4 no shift", "stream/ratio/sinks4", "model"),
         ("R_8 shift", "stream/ratio/sinks8_shift", "model"),
     ),
+    "quant_sweep": (
+        ("PPL FP", "quant/ppl/fp", "model"),
+        ("W8A8 per-tensor static", "quant/ppl/per_tensor_static", "model"),
+        ("W8A8 per-tensor dynamic", "quant/ppl/per_tensor_dynamic", "model"),
+        ("W8A8 per-token", "quant/ppl/per_token_dynamic", "model"),
+        ("max |x| block output", "outliers/resid_post/max_abs", "model"),
+        ("kurtosis block output (max layer)", "outliers/resid_post/kurtosis_mean", "max"),
+        (
+            "down_proj input top-1/median (max layer)",
+            "outliers/down_in/token_max_over_median",
+            "max",
+        ),
+    ),
+}
+# Studies with a second final-step table (title, columns), e.g. rows that sinklab-analyze
+# added on the final checkpoints after the sweep.
+EXTRA_TABLES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    "quant_sweep": (
+        "Prefixed sinks on the final checkpoints (per-tensor static W8A8; the FP + prefix "
+        "control is the FP perplexity with the prefix, its change the prefix's own effect)",
+        tuple(
+            col
+            for prefix, label in (("bos", "BOS"), ("prefixquant", "PQ"), ("cushioncache", "CC"))
+            for col in (
+                (f"{label} len", f"quant/prefix/{prefix}/len", "model"),
+                (f"{label} FP change", f"quant/prefix/{prefix}/ppl_fp_change", "model"),
+                (f"{label} static", f"quant/prefix/{prefix}/ppl/per_tensor_static", "model"),
+                (f"{label} max |x|", f"quant/prefix/{prefix}/max_act", "model"),
+            )
+        ),
+    ),
+}
+# Studies with a stacked figure of several metrics on one x axis: (file stem, title, panels).
+PANEL_FIGURES: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
+    "quant_sweep": (
+        "quant_sweep_outliers_vs_sink",
+        "quant_sweep: do the outliers and the int8 damage arrive with the sink?",
+        (
+            ("Sink_1 %", names.SINK1, "model"),
+            ("first-token mass", names.FIRST_TOKEN_MASS, "model"),
+            ("max |x| block out", "outliers/resid_post/max_abs", "model"),
+            ("kurtosis (last layer)", "outliers/resid_post/kurtosis_mean", "last"),
+            ("W8A8 static PPL +", "quant/ppl_increase/per_tensor_static", "model"),
+        ),
+    ),
 }
 # Studies that need more curves than the sink scores.
 EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -102,8 +147,22 @@ def load_jobs(study_dir: Path) -> list[Job]:
         if not (table.exists() and summary.exists()):  # a job still running, or one that failed
             continue
         val = json.loads(summary.read_text()).get("final_val_loss")
-        jobs.append(Job(folder, job_label(folder, keys), pd.read_parquet(table), val))
+        rows = with_analysis_rows(pd.read_parquet(table), layout.reanalysis_table)
+        jobs.append(Job(folder, job_label(folder, keys), rows, val))
     return jobs
+
+
+def with_analysis_rows(rows: pd.DataFrame, analysis: Path) -> pd.DataFrame:
+    """The probe rows plus the metrics that only sinklab-analyze measured on this run (a
+    study's post-step, e.g. the prefixed sinks on the final checkpoints): rows of metrics the
+    probe table does not have, so a re-measured metric is never counted twice."""
+    if not analysis.exists():
+        return rows
+    extra = pd.read_parquet(analysis)
+    extra = extra[~extra["metric"].isin(set(rows["metric"].unique()))]
+    if not len(extra):
+        return rows
+    return pd.concat([rows, extra[rows.columns]], ignore_index=True)
 
 
 def final_value(rows: pd.DataFrame, metric: str, how: str) -> float | None:
@@ -127,15 +186,22 @@ def slot_columns(jobs: list[Job]) -> list[str]:
     return sorted(names)
 
 
-def final_table(jobs: list[Job], name: str = "") -> pd.DataFrame:
-    """One row per setting: the mean over its seeds, plus Sink_1 seed by seed."""
+def final_table(
+    jobs: list[Job], name: str = "", columns: tuple[tuple[str, str, str], ...] | None = None
+) -> pd.DataFrame:
+    """One row per setting: the mean over its seeds, plus Sink_1 seed by seed. `columns`
+    given: exactly those columns (an EXTRA_TABLES table), no slots, loss or seeds."""
     records = []
-    slots = slot_columns(jobs)
+    slots = slot_columns(jobs) if columns is None else []
     for label in dict.fromkeys(job.label for job in jobs):  # first-seen order
         group = [job for job in jobs if job.label == label]
         record: dict[str, object] = {"run": label}
-        for title, metric, how in FINAL_COLUMNS + EXTRA_COLUMNS.get(name, ()):
+        chosen = columns if columns is not None else FINAL_COLUMNS + EXTRA_COLUMNS.get(name, ())
+        for title, metric, how in chosen:
             record[title] = _mean([final_value(job.rows, metric, how) for job in group])
+        if columns is not None:
+            records.append(record)
+            continue
         for slot in slots:
             record[f"{slot.split('/', 1)[1]} slot Sink %"] = _mean(
                 [final_value(job.rows, slot, "model") for job in group]
@@ -175,6 +241,10 @@ STATISTICS = {
     "time_to_sink": lambda job: evidence.time_to_sink(job.rows)[0],
     "r_win": lambda job: final_value(job.rows, "stream/ratio/window_shift", "model"),
     "r_win_noshift": lambda job: final_value(job.rows, "stream/ratio/window", "model"),
+    "max_act": lambda job: final_value(job.rows, "outliers/resid_post/max_abs", "model"),
+    "w8a8_static": lambda job: final_value(
+        job.rows, "quant/ppl_increase/per_tensor_static", "model"
+    ),
 }
 
 
@@ -229,21 +299,32 @@ def verdict_table(jobs: list[Job], name: str) -> pd.DataFrame:
 def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
     written = []
     for metric, which in FIGURE_METRICS + EXTRA_FIGURES.get(name, ()):
-        parts = []
-        for job in jobs:
-            layer = -1 if which == "model" else int(job.rows["layer"].max())
-            curve = plots.aggregate_curve(job.rows, metric, layer=layer)
-            curve.insert(0, "run", str(job.folder))
-            curve.insert(0, "group", job.label)
-            parts.append(curve)
-        curves = pd.concat(parts, ignore_index=True)
+        curves = _curves(jobs, metric, which)
         if curves.empty:
             continue
         where = "" if which == "model" else " (last layer)"
         fig = plots.sweep_figure(curves, metric, by="", logx=True, title=f"{name}: {metric}{where}")
         slug = re.sub(r"[^a-z0-9]+", "_", metric.lower()).strip("_")
         written.append(plots.save_figure(fig, out_dir / f"{name}_{slug}.png", dpi=80))
+    if name in PANEL_FIGURES:
+        stem, title, panels = PANEL_FIGURES[name]
+        drawn = [(label, _curves(jobs, metric, which)) for label, metric, which in panels]
+        fig = plots.sweep_panels_figure(drawn, logx=True, title=title)
+        written.append(plots.save_figure(fig, out_dir / f"{stem}.png", dpi=80))
     return written
+
+
+def _curves(jobs: list[Job], metric: str, which: str) -> pd.DataFrame:
+    """(group, run, step, value) of one metric for every job: the model row, or the last
+    layer's row with `which="last"`."""
+    parts = []
+    for job in jobs:
+        layer = -1 if which == "model" else int(job.rows["layer"].max())
+        curve = plots.aggregate_curve(job.rows, metric, layer=layer)
+        curve.insert(0, "run", str(job.folder))
+        curve.insert(0, "group", job.label)
+        parts.append(curve)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _seed_text(jobs: list[Job]) -> str:
@@ -287,6 +368,13 @@ def study_report(study_dir: Path, docs: Path) -> str:
         "",
         markdown_table(final_table(jobs, name)),
         "",
+    ]
+    if name in EXTRA_TABLES:
+        title, columns = EXTRA_TABLES[name]
+        table = final_table(jobs, columns=columns)
+        if len(table.columns) > 1:
+            lines += [f"{title}:", "", markdown_table(table), ""]
+    lines += [
         "Robust summaries (mean [95 % bootstrap interval over seeds]; time to sink: the first "
         f"probe from which Sink_1 > {evidence.SINK_THRESHOLD_PCT:g} % for "
         f"{evidence.PERSIST_PROBES} probes, runs that never get there counted at their last "
