@@ -4,7 +4,7 @@ export SINKLAB_CACHE ?= $(HOME)/.cache/sinklab
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train train-text sweep test test-slow analyze bench lint format clean reproduce
+.PHONY: help install data train train-text sweep test test-slow analyze bench gpu-check lint format clean reproduce
 
 STUDIES := bb_dynamics streaming_sweep quant_sweep sigmoid_bos_sweep pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
 
@@ -57,6 +57,10 @@ analyze: $(STAMP)  ## re-measure a run, sweep or checkpoint: make analyze ARGS="
 
 bench: $(STAMP)  ## throughput vs a plain PyTorch loop, MFU, probe cost
 	$(PY) scripts/bench.py $(ARGS)
+
+gpu-check: $(STAMP)  ## the CUDA path on a GPU (tests/gpu, then probe cost and throughput at gu60m, < 5 min); skips without one
+	$(PY) -m pytest -m gpu -q -rs -p no:cacheprovider tests/gpu
+	$(PY) scripts/gpu_check.py $(ARGS)
 
 lint: $(STAMP)  ## ruff check + ruff format --check (CI runs it before the tests)
 	$(PY) -m ruff check src tests scripts

@@ -34,6 +34,7 @@ from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, Throu
 from sinklab.training.callbacks.probes import quant_input, stream_input
 from sinklab.training.config import TrainerConfig
 from sinklab.training.datamodule import SinkDataModule
+from sinklab.training.full_params import rank0_model
 from sinklab.training.loggers import build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
 from sinklab.training.run_config import TOP_LEVEL_KEYS, UNHASHED, RunConfig, validate_config
@@ -243,10 +244,11 @@ def _finish(
     throughput = next(c for c in callbacks if isinstance(c, ThroughputMonitor))
     ckpt = next((c for c in callbacks if isinstance(c, LogSpacedCheckpoint)), None)
     probe = next((c for c in callbacks if isinstance(c, ProbeCallback)), None)
-    if trainer.is_global_zero and (ckpt is None or ckpt.cfg.export_safetensors):
-        export_safetensors(
-            module.model, RunLayout(run_dir).safetensors, {"step": str(trainer.global_step)}
-        )
+    if ckpt is None or ckpt.cfg.export_safetensors:
+        weights = rank0_model(trainer, module)  # FSDP: every rank joins the gather
+        if weights is not None:
+            layout = RunLayout(run_dir)
+            export_safetensors(weights, layout.safetensors, {"step": str(trainer.global_step)})
     metrics = trainer.callback_metrics
     result = RunResult(
         run_dir=run_dir,

@@ -33,6 +33,7 @@ from sinklab.runs.checkpoints import checkpoint_name
 from sinklab.runs.layout import RunLayout
 from sinklab.runs.schedule import is_scheduled, log_spaced_steps
 from sinklab.training.config import ProbeQuantConfig, ProbeScheduleConfig
+from sinklab.training.full_params import rank0_model
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +210,12 @@ class ProbeCallback(L.Callback):
     def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
         self._last_step = step
-        if not trainer.is_global_zero:
+        start = time.perf_counter()  # an FSDP gather counts as probe time
+        model = rank0_model(trainer, pl_module)  # FSDP: every rank joins the gather
+        if model is None:  # not rank 0
             return
-        start = time.perf_counter()
         rows, probe = measure_probe_set(
-            pl_module.model,
+            model,
             self.probe_set,
             self.metrics_cfg,
             batch_size=self.cfg.batch_size,
@@ -223,7 +225,7 @@ class ProbeCallback(L.Callback):
         if self.streams_at(step):
             started = time.perf_counter()
             assert self.stream is not None
-            stream_rows = stream_eval(pl_module.model, self.stream.ids, self.stream.cfg)
+            stream_rows = stream_eval(model, self.stream.ids, self.stream.cfg)
             self.stream_seconds += time.perf_counter() - started
             self.stream_runs += 1
             rows = pd.concat([rows, stream_rows], ignore_index=True)
@@ -231,9 +233,7 @@ class ProbeCallback(L.Callback):
             started = time.perf_counter()
             assert self.quant is not None
             ids = self.quant.ids
-            quant_rows = self.quant.cfg.evaluate(
-                pl_module.model, ids.eval_ids, ids.calib, ids.bos_id
-            )
+            quant_rows = self.quant.cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id)
             self.quant_seconds += time.perf_counter() - started
             self.quant_runs += 1
             rows = pd.concat([rows, quant_rows], ignore_index=True)
