@@ -98,12 +98,15 @@ class PrefixConfig:
 
 
 def check_fits(model: nn.Module, prefix_len: int, window: int) -> None:
-    """A prefix plus a window must fit the model's context (`model.max_seq_len`)."""
+    """A prefix plus a window (plus the model's own sink tokens) must fit the model's context
+    (`model.max_seq_len`)."""
     limit = getattr(getattr(model, "cfg", None), "max_seq_len", None)
-    if limit is not None and prefix_len + window > int(limit):
+    sinks = quant.model_skip(model)
+    if limit is not None and sinks + prefix_len + window > int(limit):
+        extra = f" and {sinks} sink tokens" if sinks else ""
         raise ConfigError(
             "prefix.max_len",
-            f"a {prefix_len}-token prefix plus {window}-token windows exceeds "
+            f"a {prefix_len}-token prefix plus {window}-token windows{extra} exceeds "
             f"model.max_seq_len={limit}",
         )
 
@@ -123,9 +126,11 @@ def max_activation(
     """Largest |x| over every quantised linear's input at the tokens after the prefix (FP)."""
     stats = quant.InputStats()
     device = model_device(model)
-    with eval_mode(model), quant.watch_inputs(model, stats, quant.model_skip(model) + len(prefix)):
-        for ids in batches:
-            model(quant.with_prefix(ids.to(device), prefix))
+    skip = quant.model_skip(model) + len(prefix)
+    with eval_mode(model), quant.watch_inputs(model, stats, skip):
+        with quant.stop_before_head(model) as run:
+            for ids in batches:
+                run(quant.with_prefix(ids.to(device), prefix))
     return stats.summary()["max_act"]
 
 
@@ -136,22 +141,27 @@ def outlier_token_counts(
     window position), and the mean number of outlier positions per window."""
     device = model_device(model)
     masks: list[torch.Tensor] = []
+    last: list[torch.Tensor] = []  # q/k/v read one tensor: its mask counts once
 
     def see(_name: str, x: torch.Tensor) -> None:
+        if last and last[0] is x:
+            return
+        last[:] = [x]
         masks.append(outliers.outlier_mask(outliers.token_max(x), eta).cpu())
 
     ids_seen: Counter[int] = Counter()
     per_window: list[float] = []
-    with eval_mode(model):
-        for ids in batches:
-            masks.clear()
-            with quant.watch_inputs(model, see, quant.model_skip(model)):
-                model(ids.to(device))
-            if not masks:
-                continue
-            hit = torch.stack(masks).any(0)  # [N, T]: an outlier at any site
-            ids_seen.update(ids.cpu()[hit].tolist())
-            per_window.extend(hit.sum(1).float().tolist())
+    with eval_mode(model), quant.watch_inputs(model, see, quant.model_skip(model)):
+        with quant.stop_before_head(model) as run:
+            for ids in batches:
+                masks.clear()
+                run(ids.to(device))
+                last.clear()
+                if not masks:
+                    continue
+                hit = torch.stack(masks).any(0)  # [N, T]: an outlier at any site
+                ids_seen.update(ids.cpu()[hit].tolist())
+                per_window.extend(hit.sum(1).float().tolist())
     return ids_seen, (sum(per_window) / len(per_window) if per_window else 0.0)
 
 
@@ -218,10 +228,14 @@ def prefix_eval(
     calib = quant.take_batches(calib_batches, qcfg.calibration_batches)
     check_fits(model, pcfg.max_len, max(eval_ids.shape[1], *(b.shape[1] for b in calib)))
     found = find_prefixes(model, calib, pcfg)
-    base = {"bits": float(qcfg.bits), **quant.quant_values(model, eval_ids, calib, qcfg)}
+    weights = quant.quantized_weights(model, qcfg)  # once, for every mode and prefix
+    base = {
+        "bits": float(qcfg.bits),
+        **quant.quant_values(model, eval_ids, calib, qcfg, (), 64.0, weights),
+    }
     frames = [quant.frame(base, "quant/")]
     for name, tokens in found.items():
-        values = quant.quant_values(model, eval_ids, calib, qcfg, tokens, pcfg.eta)
+        values = quant.quant_values(model, eval_ids, calib, qcfg, tokens, pcfg.eta, weights)
         values["ppl_fp_change"] = values["ppl/fp"] - base["ppl/fp"]
         values["len"] = float(len(tokens))
         values.update({f"token_{i}": float(t) for i, t in enumerate(tokens)})

@@ -37,6 +37,8 @@ Mode = Literal["per_tensor_static", "per_tensor_dynamic", "per_token_dynamic"]
 MODES: tuple[str, ...] = get_args(Mode)
 Granularity = Literal["per_channel", "per_tensor"]
 COLUMNS = ["layer", "head", "metric", "value"]
+# A bidirectional model sees the token it would predict: its next-token perplexity means nothing.
+QUANT_CAUSAL_ONLY = "the W8A8 evaluation scores next-token perplexity: causal models only"
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ def quantize_asymmetric(
     scale = (hi - lo) / levels
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.round(-lo / scale)
-    q = torch.clamp(torch.round(x / scale) + zero, 0, levels)
-    return (q - zero) * scale
+    # clamp(round(x / s) + z, 0, L) - z == clamp(round(x / s), -z, L - z) exactly (integers
+    # in float), so one temporary and in-place ops: the same values in a third of the passes
+    q = (x / scale).round_()
+    return q.clamp_(min=-zero, max=levels - zero).mul_(scale)
 
 
 def quantize_weight(w: torch.Tensor, bits: int, granularity: str = "per_channel") -> torch.Tensor:
@@ -151,18 +155,44 @@ def model_skip(model: nn.Module) -> int:
     return int(getattr(getattr(model, "cfg", None), "n_sink_tokens", 0) or 0)
 
 
+class _SharedInput:
+    """The last input seen and what was made of it: q/k/v (and gate/up) read one tensor, so
+    its statistics or its quantised copy are computed once and reused by the siblings."""
+
+    def __init__(self) -> None:
+        self.source: torch.Tensor | None = None
+        self.version = -1
+        self.key: Any = None
+        self.value: Any = None
+
+    def get(self, x: torch.Tensor, key: Any, make: Callable[[], Any]) -> Any:
+        if x.is_inference():  # no version counter to prove it unchanged: no reuse
+            return make()
+        if not (self.source is x and self.version == x._version and self.key == key):
+            self.source, self.version, self.key, self.value = x, x._version, key, make()
+        return self.value
+
+    def clear(self) -> None:
+        self.source = self.value = None
+
+
 @contextmanager
 def watch_inputs(
     model: nn.Module, fn: Callable[[str, torch.Tensor], None], n_skip: int = 0
 ) -> Iterator[None]:
     """Call fn(name, x[:, n_skip:]) with the input of every quantised linear, for the block only.
 
-    The hooks exist only inside the block, so a model that is not being measured pays nothing.
+    Linears that read the same tensor (q/k/v) get the same view object, so `fn` can recognise
+    a repeat by identity. The hooks exist only inside the block, so a model that is not being
+    measured pays nothing.
     """
+    shared = _SharedInput()
+
+    def hook(_m: nn.Module, args: tuple[Any, ...], name: str) -> None:
+        fn(name, shared.get(args[0], None, lambda: args[0][:, n_skip:].detach()))
+
     handles = [
-        lin.register_forward_pre_hook(
-            lambda _m, args, name=name: fn(name, args[0][:, n_skip:].detach())
-        )
+        lin.register_forward_pre_hook(lambda m, args, name=name: hook(m, args, name))
         for name, lin in quantised_linears(model)
     ]
     try:
@@ -170,6 +200,48 @@ def watch_inputs(
     finally:
         for h in handles:
             h.remove()
+        shared.clear()
+
+
+class _HeadReached(Exception):
+    """Raised before the LM head: every quantised linear has seen its input by then."""
+
+
+@contextmanager
+def stop_before_head(model: nn.Module) -> Iterator[Callable[..., None]]:
+    """Yields run(*args): a forward that stops where the LM head would start (its logits are
+    not needed to watch the linear inputs; on SmolLM2's 49k vocabulary they are a fifth of the
+    work). A model without an `lm_head` runs whole."""
+    head = getattr(model, "lm_head", None)
+    handle = None
+    if isinstance(head, nn.Module):
+
+        def stop(_m: nn.Module, _args: tuple[Any, ...]) -> None:
+            raise _HeadReached
+
+        handle = head.register_forward_pre_hook(stop)
+
+    def run(*args: Any) -> None:
+        try:
+            model(*args)
+        except _HeadReached:
+            pass
+
+    try:
+        yield run
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def quantized_weights(model: nn.Module, cfg: QuantConfig) -> dict[str, torch.Tensor]:
+    """Every quantised linear's fake-quantised weight: computed once per evaluation and shared
+    by every mode and prefix (they all use the same weights)."""
+    with torch.no_grad():
+        return {
+            name: quantize_weight(lin.weight.data, cfg.bits, cfg.weight_granularity)
+            for name, lin in quantised_linears(model)
+        }
 
 
 @contextmanager
@@ -179,31 +251,35 @@ def fake_quant(
     mode: str,
     ranges: dict[str, tuple[float, float]] | None = None,
     n_skip: int = 0,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Iterator[nn.Module]:
     """The model with fake-quantised weights and activations for the block; restored after.
 
-    Weights: each linear's weight tensor is swapped for a quantised copy and the original
-    tensor object put back on exit (bit-identical). Activations: a pre-hook quantises positions
-    n_skip.. of every linear's input in `mode` (static ranges from `calibrate`). The first
-    n_skip positions (sink tokens, a prefix) stay exact: a forward hook recomputes their
-    outputs with the full-precision weight, as if their keys and values had been cached from
-    the full-precision model.
+    Weights: each linear's weight tensor is swapped for a quantised copy (`weights`, from
+    `quantized_weights`, or made here) and the original tensor object put back on exit
+    (bit-identical). Activations: a pre-hook quantises positions n_skip.. of every linear's
+    input in `mode` (static ranges from `calibrate`). The first n_skip positions (sink tokens,
+    a prefix) stay exact: a forward hook recomputes their outputs with the full-precision
+    weight, as if their keys and values had been cached from the full-precision model.
     """
     check_choice("quant.modes", mode, MODES)
     if mode == "per_tensor_static":
         missing = [n for n, _ in quantised_linears(model) if ranges is None or n not in ranges]
         if missing:
             raise ValueError(f"per_tensor_static needs calibrated ranges; missing {missing[:3]}")
+    if weights is None:
+        weights = quantized_weights(model, cfg)
     originals: list[tuple[nn.Linear, torch.Tensor]] = []
+    shared = _SharedInput()
     with ExitStack() as stack:
+        stack.callback(shared.clear)
         try:
             for name, lin in quantised_linears(model):
                 w = lin.weight.data
                 originals.append((lin, w))
-                with torch.no_grad():
-                    lin.weight.data = quantize_weight(w, cfg.bits, cfg.weight_granularity)
+                lin.weight.data = weights[name]
                 rng = ranges.get(name) if ranges else None
-                pre = _act_hook(cfg.bits, mode, rng, n_skip)
+                pre = _act_hook(cfg.bits, mode, rng, n_skip, shared)
                 stack.callback(lin.register_forward_pre_hook(pre).remove)
                 if n_skip:
                     post = _exact_prefix_hook(w, n_skip)
@@ -215,12 +291,16 @@ def fake_quant(
 
 
 def _act_hook(
-    bits: int, mode: str, rng: tuple[float, float] | None, n_skip: int
+    bits: int, mode: str, rng: tuple[float, float] | None, n_skip: int, shared: _SharedInput
 ) -> Callable[..., Any]:
-    def hook(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        x = args[0]
+    def quantise(x: torch.Tensor) -> torch.Tensor:
         tail = quantize_activation(x[:, n_skip:], bits, mode, rng)
-        x = torch.cat([x[:, :n_skip], tail], dim=1) if n_skip else tail
+        return torch.cat([x[:, :n_skip], tail], dim=1) if n_skip else tail
+
+    def hook(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        # siblings reading one tensor share one quantised copy; a static range is part of the
+        # key (they are equal, being calibrated on the same tensor, but that is checked)
+        x = shared.get(args[0], rng, lambda: quantise(args[0]))
         return (x, *args[1:])
 
     return hook
@@ -246,6 +326,12 @@ def with_prefix(ids: torch.Tensor, prefix: Sequence[int]) -> torch.Tensor:
     return torch.cat([head.expand(ids.shape[0], -1), ids], dim=1)
 
 
+def check_causal(model: nn.Module, key: str) -> None:
+    """Refuse an encoder before any evaluation work: a one-line ConfigError naming `key`."""
+    causal = getattr(getattr(model, "cfg", None), "causal", True)
+    check(bool(causal), key, f"{QUANT_CAUSAL_ONLY}; this model is an encoder (causal=false)")
+
+
 def take_batches(batches: Sequence[torch.Tensor], n: int) -> list[torch.Tensor]:
     """The first n calibration batches; a ConfigError naming the key when fewer exist."""
     out = list(batches)[:n]
@@ -262,16 +348,18 @@ def calibrate(
 ) -> dict[str, tuple[float, float]]:
     """(min, max) of every quantised linear's input over the batches, prefix positions left out."""
     ranges: dict[str, tuple[float, float]] = {}
+    shared = _SharedInput()
 
     def see(name: str, x: torch.Tensor) -> None:
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = shared.get(x, None, lambda: tuple(float(v) for v in torch.aminmax(x)))
         old = ranges.get(name)
         ranges[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
     device = model_device(model)
-    with eval_mode(model), watch_inputs(model, see, model_skip(model) + len(prefix)):
+    skip = model_skip(model) + len(prefix)
+    with eval_mode(model), watch_inputs(model, see, skip), stop_before_head(model) as run:
         for ids in batches:
-            model(with_prefix(ids.to(device), prefix))
+            run(with_prefix(ids.to(device), prefix))
     return ranges
 
 
@@ -283,14 +371,18 @@ class InputStats:
         self.max_abs: dict[str, float] = {}
         self.ratios: dict[str, list[torch.Tensor]] = {}
         self.n_outliers: dict[str, list[torch.Tensor]] = {}
+        self._shared = _SharedInput()
 
     def __call__(self, name: str, x: torch.Tensor) -> None:
+        peak, ratio, count = self._shared.get(x, None, lambda: self._stats(x))
+        self.max_abs[name] = max(self.max_abs.get(name, 0.0), peak)
+        self.ratios.setdefault(name, []).append(ratio)
+        self.n_outliers.setdefault(name, []).append(count)
+
+    def _stats(self, x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
         tmax = outliers.token_max(x)
-        self.max_abs[name] = max(self.max_abs.get(name, 0.0), float(tmax.max()))
-        self.ratios.setdefault(name, []).append(outliers.max_over_median(tmax).cpu())
-        self.n_outliers.setdefault(name, []).append(
-            outliers.outlier_mask(tmax, self.eta).sum(1).cpu()
-        )
+        mask = outliers.outlier_mask(tmax, self.eta)
+        return float(tmax.max()), outliers.max_over_median(tmax).cpu(), mask.sum(1).cpu()
 
     def summary(self) -> dict[str, float]:
         """`max_act` (largest |x| of any linear input) and `token_max_over_median` (the largest,
@@ -338,17 +430,21 @@ def quant_values(
     cfg: QuantConfig,
     prefix: Sequence[int] = (),
     eta: float = 64.0,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """FP perplexity (with the input statistics of the same pass), then each mode's W/A
-    fake-quantised perplexity and its increase over FP; keys relative to `quant/`."""
+    fake-quantised perplexity and its increase over FP; keys relative to `quant/`.
+    `weights`: the quantised weights, when the caller shares them between several calls."""
     skip = model_skip(model) + len(prefix)
     stats = InputStats(eta)
     with watch_inputs(model, stats, skip):
         fp = perplexity(model, eval_ids, prefix, cfg.batch_size)
     out = {"ppl/fp": fp, **stats.summary()}
     ranges = calibrate(model, calib, prefix) if "per_tensor_static" in cfg.modes else None
+    if weights is None:
+        weights = quantized_weights(model, cfg)
     for mode in cfg.modes:
-        with fake_quant(model, cfg, mode, ranges, skip):
+        with fake_quant(model, cfg, mode, ranges, skip, weights):
             ppl = perplexity(model, eval_ids, prefix, cfg.batch_size)
         out[f"ppl/{mode}"] = ppl
         out[f"ppl_increase/{mode}"] = ppl - fp

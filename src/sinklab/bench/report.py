@@ -200,12 +200,29 @@ def costs_section(costs: dict[str, Any], generator: float) -> list[str]:
         ],
         ["one probe inside a run (measure + parquet + log)", f"{costs['probe_in_run_s']:.3f} s"],
     ]
+    if costs.get("probe_pass_no_outliers_s"):
+        rows.append(
+            [
+                "outlier metrics (a probe pass with them against one without)",
+                f"+{costs['outliers_in_probes']:.2f} probe passes "
+                f"({costs['probe_pass_no_outliers_s'].median:.3f} s without them; "
+                "target <= 1)",
+            ]
+        )
     if costs.get("stream_eval_s"):
         rows.append(
             [
                 f"one streaming evaluation ({costs['stream_setup']})",
                 f"{costs['stream_eval_s'].median:.3f} s = "
                 f"{costs['stream_in_probes']:.2f} probe passes",
+            ]
+        )
+    if costs.get("quant_eval_s"):
+        rows.append(
+            [
+                f"one W8A8 evaluation ({costs['quant_setup']})",
+                f"{costs['quant_eval_s'].median:.3f} s = "
+                f"{costs['quant_in_probes']:.2f} probe passes (target <= 10 s)",
             ]
         )
     rows += [

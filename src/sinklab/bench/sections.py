@@ -3,8 +3,9 @@
 In the order `cli.main` runs them (the matmul peak is read between them, see `cli`):
 1. the Bigram-Backcopy generator's speed on one core (`generator_speed`);
 2. sinklab's Lightning path against the plain loop, interleaved a-b, b-a, ... (`compare_paths`);
-3. one probe pass, the probes' projected share of a default run, reanalysis cost and memory
-   (`probe_costs`);
+3. one probe pass, the probes' projected share of a default run, reanalysis cost and memory,
+   and what the optional parts cost in probe passes: the outlier metrics, the streaming
+   evaluation, one W8A8 evaluation (`probe_costs`);
 4. MFU per position encoding and attention variant, `tiny` preset, plain loop (`mfu_table`);
 5. which SDPA kernel each softmax variant runs (`kernel_table`);
 6. where a step's time goes, on the CPU (`profile_section`);
@@ -303,7 +304,9 @@ def probe_costs(
         "projection": projection,
         "probe_share": projection.probe_share,
     }
+    out.update(outlier_cost(run, model, probe_set, one.median, opts.probe_repeats))
     out.update(stream_cost(recipe, model, one.median, opts.probe_repeats))
+    out.update(quant_cost(recipe, model, one.median, opts.probe_repeats))
     saved = last_run.result.checkpoints if last_run else []
     ckpts = sorted(p for p in saved if p.name != LAST_CHECKPOINT)
     if ckpts and opts.reanalysis:
@@ -340,6 +343,53 @@ def stream_cost(
         "stream_in_probes": one.median / probe_s,
         "stream_setup": f"T {cfg.stream_len}, C {cfg.cache_len}, {', '.join(conditions)}, "
         f"oracle stride {cfg.recompute_stride}, every {cfg.every_n_probes} probe(s)",
+    }
+
+
+def outlier_cost(
+    run: Any, model: torch.nn.Module, probe_set: Any, probe_s: float, repeats: int
+) -> dict[str, Any]:
+    """What the outlier group adds to a probe pass: the pass without it, timed like the full
+    one (`probe_s`, the group on as in the default run); {} when the run has it off."""
+    from dataclasses import replace
+
+    if not run.metrics.outliers:
+        return {}
+    without = probe_pass_seconds(
+        model, probe_set, replace(run.metrics, outliers=False), run.probe.batch_size, repeats
+    )
+    added = (probe_s - without.median) / without.median
+    log(f"outlier metrics +{added:.2f} probe passes ({without.median:.3f} s without them)")
+    return {"probe_pass_no_outliers_s": without, "outliers_in_probes": added}
+
+
+def quant_cost(
+    recipe: Recipe, model: torch.nn.Module, probe_s: float, repeats: int
+) -> dict[str, Any]:
+    """One W8A8 evaluation with the run's `callbacks.probe.quant` settings (switched on: it is
+    off by default), on the run's own windows and calibration batches, in seconds and in probe
+    passes, after one warm-up; {} for an encoder (it refuses them)."""
+    from dataclasses import replace
+
+    if not recipe.run.model.get("causal", True):
+        return {}
+    cfg = replace(recipe.run.probe.quant, enabled=True)
+    ids = recipe.datamodule.quant_ids(cfg.eval_windows, cfg.calibration_batches)
+    cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id)
+        times.append(time.perf_counter() - start)
+    one = summarize(times)
+    n, T = ids.eval_ids.shape
+    prefixes = f", prefixes {', '.join(cfg.prefixes)}" if cfg.prefixes else ""
+    log(f"W8A8 evaluation {one.median:.3f} s ({one.median / probe_s:.2f} probe passes)")
+    return {
+        "quant_eval_s": one,
+        "quant_in_probes": one.median / probe_s,
+        "quant_setup": f"{n} x {T} windows, {cfg.calibration_batches} calibration batches of "
+        f"{ids.calib.shape[1]}, W{cfg.bits}A{cfg.bits}, {len(cfg.modes)} modes{prefixes}",
     }
 
 

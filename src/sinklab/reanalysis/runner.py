@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 
 from sinklab.analysis.config import GROUPS, MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
+from sinklab.analysis.quant import QUANT_CAUSAL_ONLY, check_causal
 from sinklab.analysis.records import read_rows, tag_rows
 from sinklab.analysis.streaming import StreamConfig, stream_eval, streams_at
 from sinklab.data.probe_set import load_probe_set, save_probe_set
-from sinklab.data.run_data import load_stream_ids, save_stream_ids
+from sinklab.data.run_data import load_stream_ids, save_quant_ids, save_stream_ids
 from sinklab.errors import ConfigError
 from sinklab.reanalysis import tables
 from sinklab.reanalysis.config import AnalyzeConfig
@@ -183,16 +184,44 @@ def _run_quant(
     qcfg = quant_config(probe_cfg.get("quant"), cfg)
     if qcfg is None:
         return None
+    refuse_encoder_quant(run_dir)
     from sinklab.data.run_data import RunData
 
     data = RunData(_saved_section(run_dir, "data"), run_dir)
     ids = data.quant_ids(qcfg.eval_windows, qcfg.calibration_batches)
+    limit = _saved_section(run_dir, "model.max_seq_len")
+    sinks = _saved_section(run_dir, "model.n_sink_tokens") or 0
+    room = limit - sinks if isinstance(limit, int) and isinstance(sinks, int) else None
+    check_quant_inputs(qcfg, ids.eval_ids.shape[1], room, ids.bos_id)
     max_steps = _saved_section(run_dir, "trainer.max_steps")
     until, every = probe_cfg.get("log_spaced_until"), probe_cfg.get("every")
     known = all(isinstance(v, int) for v in (max_steps, until, every))
     if cfg.quant.enabled or not known:
         return qcfg, ids, lambda step: True
     return qcfg, ids, lambda step: qcfg.due(step, max_steps, until, every)
+
+
+def check_quant_inputs(
+    qcfg: ProbeQuantConfig, window: int, room: int | None, bos_id: int | None
+) -> None:
+    """Before any work: the prefixes fit the model's window (`room` positions) and the `bos`
+    prefix has a BOS token; one-line errors naming `quant.<key>`."""
+    qcfg.check_fits(window, room, key="quant")
+    if qcfg.prefixes:
+        try:
+            qcfg.prefix(bos_id).check_bos()
+        except ConfigError as err:
+            raise ConfigError("quant.prefixes", str(err).removeprefix(f"{err.key}: ")) from None
+
+
+def refuse_encoder_quant(run_dir: Path) -> None:
+    """The W8A8 evaluation asked for on an encoder run: one line naming `quant.enabled`,
+    before any checkpoint is loaded (the saved config says what the run trained)."""
+    if _saved_section(run_dir, "model.causal") is False:
+        raise ConfigError(
+            "quant.enabled",
+            f"{QUANT_CAUSAL_ONLY}; {run_dir.name} is an encoder (model.causal=false)",
+        )
 
 
 def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
@@ -285,8 +314,9 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
             scfg, ids = stream
             rows = pd.concat([rows, stream_eval(model, ids, scfg)], ignore_index=True)
         if quant is not None and quant[2](info.step):  # after the stream rows, as logged
+            check_causal(model, "quant.enabled")
             qcfg, qids = quant[0], quant[1]
-            qrows = qcfg.evaluate(model, qids.eval_ids, qids.calib, qids.bos_id)
+            qrows = qcfg.evaluate(model, qids.eval_ids, qids.calib, qids.bos_id, key="quant")
             rows = pd.concat([rows, qrows], ignore_index=True)
         rows = tag_rows(
             rows,
@@ -315,12 +345,16 @@ def analyze_pretrained(
     The probe set is saved beside the table, so the numbers can be checked later. With the
     streaming evaluation on (`stream.*`), its rows come from the first T tokens of the same
     corpus (saved as probe/stream_ids.npy beside the table), tagged with its own checkpoint
-    string so that changing the stream settings measures again.
+    string so that changing the stream settings measures again. With `quant.enabled=true`
+    the W8A8 evaluation runs likewise (the callback's `ProbeQuantConfig.evaluate`) on
+    windows and calibration batches of the corpus (`build_quant_ids`, saved as
+    probe/quant_ids.npz), tagged with its settings.
     `map_layers`: also keep those layers' head-averaged attention maps (from the same capture,
     so a report needs no second load and forward of the model).
     """
     from sinklab.reanalysis.corpus_probe import (
         build_probe_set,
+        build_quant_ids,
         build_stream,
         corpus_documents,
         load_pretrained,
@@ -333,7 +367,9 @@ def analyze_pretrained(
     probe_tag = f"{source}|{cfg.corpus}|{cfg.n_windows}x{cfg.seq_len}|bos={cfg.bos}"
     scfg = stream_config(None, cfg, cfg.seq_len)
     stream_tag = f"{source}|{cfg.corpus}|stream {stream_tag_of(scfg)}|bos={cfg.bos}" if scfg else ""
-    tags = {probe_tag} | ({stream_tag} if scfg else set())
+    qcfg = quant_config(None, cfg)
+    quant_tag = f"{source}|{cfg.corpus}|quant {quant_tag_of(qcfg, cfg.seq_len)}|bos={cfg.bos}"
+    tags = {probe_tag} | ({stream_tag} if scfg else set()) | ({quant_tag} if qcfg else set())
     if cfg.force:
         tables.drop_checkpoints(out, target.name, tags)
     todo = tags - tables.measured_checkpoints(out, target.name)
@@ -342,6 +378,12 @@ def analyze_pretrained(
         return report
     docs = corpus_documents(cfg.corpus, cfg.cache_dir)
     model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
+    if qcfg is not None:  # before any measuring or writing
+        check_causal(model, "quant.enabled")
+        mcfg = getattr(model, "cfg", None)
+        limit = getattr(mcfg, "max_seq_len", None)
+        room = None if limit is None else limit - (getattr(mcfg, "n_sink_tokens", 0) or 0)
+        check_quant_inputs(qcfg, cfg.seq_len, room, getattr(tokenizer, "bos_token_id", None))
     model.to(cfg.device)
     parts = []
     if probe_tag in todo:
@@ -362,6 +404,14 @@ def analyze_pretrained(
         ids = build_stream(tokenizer, docs, scfg.stream_len, cfg.bos)
         save_stream_ids(ids, folder)
         parts.append(tag_rows(stream_eval(model, ids, scfg), checkpoint=stream_tag))
+    if qcfg is not None and quant_tag in todo:
+        calib_shape = (qcfg.calibration_batches, qcfg.batch_size)
+        qids = build_quant_ids(
+            tokenizer, docs, qcfg.eval_windows, calib_shape, cfg.seq_len, cfg.bos
+        )
+        save_quant_ids(qids, folder)
+        qrows = qcfg.evaluate(model, qids.eval_ids, qids.calib, qids.bos_id, key="quant")
+        parts.append(tag_rows(qrows, checkpoint=quant_tag))
     rows = pd.concat(parts, ignore_index=True)
     rows = tag_rows(rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="")
     tables.append_rows(out, rows)
@@ -381,9 +431,31 @@ def stream_tag_of(cfg: StreamConfig | None) -> str:
     )
 
 
+def quant_tag_of(cfg: ProbeQuantConfig | None, seq_len: int) -> str:
+    """The settings that change a W8A8 measurement of a pretrained model, short and readable."""
+    if cfg is None:
+        return ""
+    tag = (
+        f"{cfg.eval_windows}x{seq_len} calib {cfg.calibration_batches}x{cfg.batch_size} "
+        f"W{cfg.bits}A{cfg.bits} {cfg.weight_granularity} [{','.join(cfg.modes)}]"
+    )
+    if cfg.prefixes:
+        tag += (
+            f" prefixes [{','.join(cfg.prefixes)}] max_len={cfg.max_len} eta={cfg.eta:g} "
+            f"candidates={cfg.n_candidates} min_gain={cfg.min_gain:g} "
+            f"search={cfg.search_batches}"
+        )
+    return tag
+
+
 def analyze(cfg: AnalyzeConfig) -> list[Report]:
     """Resolve `cfg.target` and measure every run (or the pretrained model) it names."""
     targets = resolve(cfg.target)
+    for target in targets:  # an encoder in a sweep is refused before any job is measured
+        if isinstance(target, RunTarget) and quant_config(
+            _probe_config(target.run_dir).get("quant"), cfg
+        ):
+            refuse_encoder_quant(target.run_dir)
     reports = []
     for target in targets:
         if isinstance(target, PretrainedTarget):

@@ -199,9 +199,10 @@ class ProbeQuantConfig:
     last steps and at the probe steps from `from_step` on that are powers of two.
 
     Off by default: one evaluation of the default run's model (64 windows x 128 tokens, 4
-    calibration batches, 3 modes) takes about 1.1 s on one CPU thread, five probe passes; the
-    default run's probes already use ~2.9 % of its ~130 s, so even the first and last steps
-    alone (+1.7 %) would break the 3 % budget. Calibration batches are training batches
+    calibration batches, 3 modes) takes about 1 s on one CPU thread (0.65 s on two; 1.5 s and
+    0.86 s before the weights were quantised once and sibling inputs shared), several probe
+    passes; the default run's probes already use ~2.9 % of its ~130 s, so even the first and
+    last steps alone (+1-1.5 %) would break the 3 % budget. Calibration batches are training batches
     `RunData.batch_at(CALIB_INDEX + k)`, indices no run reaches; the evaluation windows are the
     first `eval_windows` validation windows. Both are saved to `probe/quant_ids.npz`.
     """
@@ -259,14 +260,35 @@ class ProbeQuantConfig:
         power = step >= self.from_step and step & (step - 1) == 0
         return power and is_scheduled(step, max_steps, log_spaced_until, every)
 
+    def check_fits(self, window: int, room: int | None, key: str = QUANT_KEY) -> None:
+        """A prefix plus a window must fit the model (`room`: model.max_seq_len minus its sink
+        tokens; None: no limit): checked before any work, naming `{key}.max_len`."""
+        if self.prefixes and room is not None and self.max_len + window > room:
+            raise ConfigError(
+                f"{key}.max_len",
+                f"a {self.max_len}-token prefix plus {window}-token windows needs "
+                f"{self.max_len + window} positions; the model has {room}",
+            )
+
     def evaluate(
-        self, model: Any, eval_ids: Any, calib: Sequence[Any], bos_id: int | None
+        self,
+        model: Any,
+        eval_ids: Any,
+        calib: Sequence[Any],
+        bos_id: int | None,
+        key: str = QUANT_KEY,
     ) -> pd.DataFrame:
         """The rows: `w8a8_eval`, or `prefix_eval` (the same rows plus `quant/prefix/*`) when
-        `prefixes` are asked for. The one path the callback and sinklab-analyze share."""
-        if not self.prefixes:
-            return w8a8_eval(model, eval_ids, list(calib), self.quant())
-        return prefix_eval(model, eval_ids, list(calib), self.quant(), self.prefix(bos_id))
+        `prefixes` are asked for. The one path the callback and sinklab-analyze share; a bad
+        input is a ConfigError naming `{key}.<field>` (sinklab-analyze passes `quant`)."""
+        try:
+            if not self.prefixes:
+                return w8a8_eval(model, eval_ids, list(calib), self.quant())
+            return prefix_eval(model, eval_ids, list(calib), self.quant(), self.prefix(bos_id))
+        except ConfigError as err:
+            leaf = err.key.rsplit(".", 1)[-1]
+            leaf = "prefixes" if leaf == "bos_id" else leaf  # bos_id comes from the tokenizer
+            raise ConfigError(f"{key}.{leaf}", str(err).removeprefix(f"{err.key}: ")) from None
 
 
 @dataclass

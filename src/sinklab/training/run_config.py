@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sinklab.analysis.config import MetricsConfig
+from sinklab.analysis.quant import QUANT_CAUSAL_ONLY
 from sinklab.configs import coerce, from_mapping
 from sinklab.data.config import DataConfig
 from sinklab.errors import ConfigError, check
@@ -77,7 +78,8 @@ class RunConfig:
 def _check_objective(arch: ModelConfig, data: DataConfig, callbacks: CallbacksConfig) -> None:
     """Encoder and decoder come as pairs: a bidirectional model sees the next token, so
     next-token loss would be copying; a causal model cannot use the right context that
-    masked-LM hides tokens for. The streaming evaluation (a KV cache) is causal-only."""
+    masked-LM hides tokens for. The streaming evaluation (a KV cache) and the W8A8 evaluation
+    (next-token perplexity) are causal-only."""
     check(
         arch.causal or data.is_mlm,
         "model.causal",
@@ -94,6 +96,11 @@ def _check_objective(arch: ModelConfig, data: DataConfig, callbacks: CallbacksCo
         "callbacks.probe.stream.enabled",
         "the streaming evaluation (bounded KV cache) is causal-only; set it false for "
         "model.causal=false",
+    )
+    check(
+        arch.causal or not (callbacks.probe.enabled and callbacks.probe.quant.enabled),
+        "callbacks.probe.quant.enabled",
+        QUANT_CAUSAL_ONLY + "; set it false for model.causal=false",
     )
 
 
@@ -134,6 +141,8 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     _check_objective(arch, data, callbacks)
     if callbacks.probe.enabled and callbacks.probe.stream.enabled:  # lengths need the window
         callbacks.probe.stream.resolved(data.seq_len, arch.pos, arch.max_seq_len)
+    if callbacks.probe.enabled and callbacks.probe.quant.enabled:  # prefixes need room
+        callbacks.probe.quant.check_fits(data.seq_len, arch.max_seq_len - arch.n_sink_tokens)
     if ckpt_path is not None:
         check(Path(ckpt_path).is_file(), "ckpt_path", f"no checkpoint file at {ckpt_path}")
     return RunConfig(
