@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from sinklab.analysis import names
-from sinklab.reports import evidence, plots
+from sinklab.reports import evidence, frames_study, plots
 from sinklab.reports.directions import DIRECTIONS
 from sinklab.runs.layout import RunLayout, job_dirs
 
@@ -95,6 +95,20 @@ PANEL_FIGURES: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
         ),
     ),
 }
+_FRAME_PANELS = (
+    ("star-likeness", "frames/star_likeness", "mean"),
+    ("in-degree Gini", "frames/indegree_gini", "mean"),
+    ("Fiedler value", "frames/fiedler", "mean"),
+    ("participation ratio", "frames/participation_ratio", "mean"),
+)
+for _study in ("frames_sweep", "frames_text_sweep"):
+    PANEL_FIGURES[_study] = (
+        f"{_study}_frame_metrics",
+        f"{_study}: the frame metrics over training (layer means)",
+        _FRAME_PANELS,
+    )
+# Studies whose report adds the reference-frame table and Ruscio et al.'s claims.
+FRAME_STUDIES = ("frames_sweep", "frames_text_sweep")
 # Studies that need more curves than the sink scores.
 EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
     "streaming_sweep": (
@@ -315,12 +329,18 @@ def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
 
 
 def _curves(jobs: list[Job], metric: str, which: str) -> pd.DataFrame:
-    """(group, run, step, value) of one metric for every job: the model row, or the last
-    layer's row with `which="last"`."""
+    """(group, run, step, value) of one metric for every job: the model row, the last
+    layer's row (`which="last"`) or the mean over layers (`which="mean"`)."""
     parts = []
     for job in jobs:
-        layer = -1 if which == "model" else int(job.rows["layer"].max())
-        curve = plots.aggregate_curve(job.rows, metric, layer=layer)
+        if which == "mean":  # layer rows averaged over layers, step by step
+            part = job.rows[
+                (job.rows["metric"] == metric) & (job.rows["head"] == -1) & (job.rows["layer"] >= 0)
+            ]
+            curve = part.groupby("step", as_index=False)["value"].mean().sort_values("step")
+        else:
+            layer = -1 if which == "model" else int(job.rows["layer"].max())
+            curve = plots.aggregate_curve(job.rows, metric, layer=layer)
         curve.insert(0, "run", str(job.folder))
         curve.insert(0, "group", job.label)
         parts.append(curve)
@@ -369,6 +389,19 @@ def study_report(study_dir: Path, docs: Path) -> str:
         markdown_table(final_table(jobs, name)),
         "",
     ]
+    if name in FRAME_STUDIES:
+        lines += [
+            "Reference frames at the final step (class: the seeds' majority when two thirds "
+            "agree; emerged: the first probe from which the model's class stays the same, "
+            "mean [95 % CI] over the seeds with a frame; metrics: layer means):",
+            "",
+            markdown_table(frames_study.frames_table(jobs)),
+            "",
+            "Ruscio et al.'s claims (rules in `src/sinklab/reports/frames_study.py`):",
+            "",
+            markdown_table(frames_study.frames_claims(jobs)),
+            "",
+        ]
     if name in EXTRA_TABLES:
         title, columns = EXTRA_TABLES[name]
         table = final_table(jobs, columns=columns)

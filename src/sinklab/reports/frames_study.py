@@ -1,0 +1,197 @@
+"""The reference-frame studies (`frames_sweep`, `frames_text_sweep`; issue 17): per setting the
+final frame class, when it formed, the continuous frame metrics, and Ruscio et al.'s three
+claims tested point by point with stated rules.
+
+A setting is one (objective, position encoding) cell of the sweep, with its seeds. Works on
+the study report's `Job`s (`reports.studies`): anything with `.label` and `.rows` (the run's
+tidy probe rows).
+
+Rules (stated here so the verdicts can be argued with):
+- *Emergence time*: the first probe from which the model's frame class (`frames/class`, model
+  row: the majority over layers) stays the same until the end, in tokens. A run whose final
+  class is "none" has no frame and no emergence time.
+- *Claim 1, frames form early*: reproduced when the 95 % bootstrap interval of the emergence
+  time as a fraction of the run (runs with a frame) lies below `EARLY_FRACTION` (25 %),
+  contradicted when it lies above 50 %, inconclusive otherwise.
+- *Claim 2, the position encoding decides the type*: within one objective, a setting's class
+  is its seeds' majority when at least two thirds of them agree (otherwise "mixed").
+  Per objective with two encodings or more: reproduced when every setting has a majority
+  and at least two encodings differ; contradicted when every setting has a majority and all
+  agree (the type does not depend on the encoding); inconclusive when any setting is mixed.
+  The claim is reproduced when one objective reproduces it, contradicted when all contradict.
+- *Claim 3, bidirectional frames belong to encoders*: reproduced when some encoder setting's
+  majority is bidirectional and no decoder run is; contradicted when a decoder setting's
+  majority is bidirectional or no encoder run is bidirectional at all; inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from sinklab.analysis import names
+from sinklab.analysis.frames import FRAME_CLASSES
+from sinklab.reports import evidence
+
+EARLY_FRACTION = 0.25
+LATE_FRACTION = 0.5
+# The continuous frame metrics of the report, averaged over layers (head-averaged maps).
+CONTINUOUS = (
+    ("star-likeness", "frames/star_likeness"),
+    ("in-degree Gini", "frames/indegree_gini"),
+    ("Fiedler value", "frames/fiedler"),
+    ("participation ratio", "frames/participation_ratio"),
+)
+
+
+def class_name(code: float | None) -> str:
+    """`frames/class` code -> its name ("-" when missing)."""
+    if code is None or (isinstance(code, float) and math.isnan(code)):
+        return "-"
+    return FRAME_CLASSES[int(code)]
+
+
+def frame_emergence(rows: pd.DataFrame) -> tuple[str, float | None, float]:
+    """(final class, tokens at which it formed for good, tokens of the last probe).
+
+    Formed for good: the first probe from which the model row of `frames/class` keeps its
+    final value to the end. None when the final class is "none" (no frame) or unmeasured."""
+    curve = evidence.model_curve(rows, names.FRAME_CLASS)
+    if curve.empty:
+        return "-", None, math.nan
+    codes = curve["value"].to_numpy()
+    tokens = curve["tokens_seen"].to_numpy(dtype=float)
+    final = codes[-1]
+    last = float(tokens[-1])
+    if class_name(float(final)) == "none":
+        return "none", None, last
+    start = len(codes) - 1
+    while start > 0 and codes[start - 1] == final:
+        start -= 1
+    return class_name(float(final)), float(tokens[start]), last
+
+
+def layer_mean(rows: pd.DataFrame, metric: str) -> float | None:
+    """The metric's layer rows (head-averaged maps) at the last step, averaged over layers."""
+    last = rows[rows["step"] == rows["step"].max()]
+    part = last[(last["metric"] == metric) & (last["head"] == -1) & (last["layer"] >= 0)]
+    return float(part["value"].mean()) if len(part) else None
+
+
+def majority(classes: Sequence[str]) -> str:
+    """The class at least two thirds of the seeds share, else "mixed"."""
+    if not classes:
+        return "-"
+    name, count = Counter(classes).most_common(1)[0]
+    return name if count * 3 >= 2 * len(classes) else "mixed"
+
+
+def setting_keys(label: str) -> dict[str, str]:
+    """`variant=encoder,pos=rope` -> {"variant": "encoder", "pos": "rope"}."""
+    return dict(part.split("=", 1) for part in label.split(",") if "=" in part)
+
+
+def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
+    """One row per setting: final class by seed, the seeds' majority, emergence in k tokens
+    and as a share of the run (mean [95 % CI]), and the layer-mean continuous metrics."""
+    records = []
+    for label in dict.fromkeys(job.label for job in jobs):
+        group = [job for job in jobs if job.label == label]
+        found = [frame_emergence(job.rows) for job in group]
+        classes = [c for c, _, _ in found]
+        times = [t for _, t, _ in found if t is not None]
+        shares = [t / last for _, t, last in found if t is not None and last > 0]
+        record: dict[str, object] = {
+            "run": label,
+            "class": majority(classes),
+            "class by seed": " / ".join(classes),
+            "emerged, k tokens": evidence.bootstrap_mean([t / 1e3 for t in times]).text(),
+            "emerged, share of run": evidence.bootstrap_mean(shares).text(2),
+        }
+        for title, metric in CONTINUOUS:
+            values = [layer_mean(job.rows, metric) for job in group]
+            present = [v for v in values if v is not None]
+            record[title] = sum(present) / len(present) if present else None
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
+    """Ruscio et al.'s three claims, each with what the sweep shows and the verdict of the
+    rule in the module docstring."""
+    runs = [(setting_keys(job.label), frame_emergence(job.rows)) for job in jobs]
+    shares = [t / last for _, (_, t, last) in runs if t is not None and last > 0]
+    early = evidence.bootstrap_mean(shares)
+    if early.n < 2:
+        v1 = "inconclusive"
+    elif early.high < EARLY_FRACTION:
+        v1 = "reproduced"
+    elif early.low > LATE_FRACTION:
+        v1 = "contradicted"
+    else:
+        v1 = "inconclusive"
+    rows = [
+        {
+            "claim (Ruscio et al. 2025)": "frames form in the earliest stages of training",
+            "here": f"emergence at {early.text(2)} of the run ({early.n} runs with a frame)",
+            "verdict": v1,
+        }
+    ]
+
+    by_setting: dict[tuple[str, str], list[str]] = {}
+    for keys, (cls, _, _) in runs:
+        objective = keys.get("variant", keys.get("causal", "-"))
+        by_setting.setdefault((objective, keys.get("pos", "-")), []).append(cls)
+    majorities = {key: majority(classes) for key, classes in by_setting.items()}
+    objectives = sorted({objective for objective, _ in majorities})
+    texts, verdicts = [], []
+    for objective in objectives:
+        cells = {pos: m for (obj, pos), m in majorities.items() if obj == objective}
+        texts.append(f"{objective}: " + ", ".join(f"{p} {m}" for p, m in sorted(cells.items())))
+        if len(cells) < 2:  # one encoding says nothing about what the encoding decides
+            continue
+        if "mixed" in cells.values():
+            verdicts.append("inconclusive")
+        else:
+            verdicts.append("reproduced" if len(set(cells.values())) > 1 else "contradicted")
+    v2 = (
+        "reproduced"
+        if "reproduced" in verdicts
+        else ("contradicted" if verdicts and set(verdicts) == {"contradicted"} else "inconclusive")
+    )
+    rows.append(
+        {
+            "claim (Ruscio et al. 2025)": "the position encoding decides the frame type",
+            "here": "; ".join(texts) or "-",
+            "verdict": v2,
+        }
+    )
+
+    def bidirectional_runs(objective: str) -> int:
+        return sum(
+            1
+            for keys, (cls, _, _) in runs
+            if keys.get("variant") == objective and cls == "bidirectional"
+        )
+
+    n_enc, n_dec = bidirectional_runs("encoder"), bidirectional_runs("decoder")
+    enc_major = any(m == "bidirectional" for (o, _), m in majorities.items() if o == "encoder")
+    dec_major = any(m == "bidirectional" for (o, _), m in majorities.items() if o == "decoder")
+    if dec_major or (n_enc == 0 and any(o == "encoder" for o, _ in majorities)):
+        v3 = "contradicted"
+    elif enc_major and n_dec == 0:
+        v3 = "reproduced"
+    else:
+        v3 = "inconclusive"
+    rows.append(
+        {
+            "claim (Ruscio et al. 2025)": "bidirectional frames belong to encoders",
+            "here": f"bidirectional final class in {n_enc} encoder and {n_dec} decoder runs",
+            "verdict": v3,
+        }
+    )
+    return pd.DataFrame.from_records(rows)

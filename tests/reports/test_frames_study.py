@@ -1,0 +1,172 @@
+"""The frames study report: emergence times, majorities and Ruscio et al.'s three claims on
+hand-built class curves whose answers are known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sinklab.analysis.frames import FRAME_CODE
+from sinklab.reports import frames_study
+from sinklab.reports.frames_study import frame_emergence, frames_claims, frames_table, majority
+
+STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 100)
+
+
+@dataclass
+class Job:
+    label: str
+    rows: pd.DataFrame
+    folder: Path = Path("job")
+
+
+def _rows(classes: list[str], star: float = 0.5) -> pd.DataFrame:
+    """Model-row frame classes at STEPS (10 tokens a step) and two layers' star-likeness."""
+    records = []
+    for step, name in zip(STEPS, classes, strict=True):
+        base = dict(step=step, tokens_seen=10 * step, head=-1)
+        records.append(dict(base, layer=-1, metric="frames/class", value=float(FRAME_CODE[name])))
+        for layer, scale in ((0, 0.5), (1, 1.5)):
+            records.append(
+                dict(base, layer=layer, metric="frames/star_likeness", value=star * scale)
+            )
+    return pd.DataFrame(records)
+
+
+EARLY = ["none", "none", "centralized"] + ["centralized"] * 6  # formed at step 2 for good
+FLICKER = ["none", "centralized", "none", "distributed", "centralized"] + ["centralized"] * 4
+
+
+def test_emergence_is_the_start_of_the_final_run_of_classes() -> None:
+    assert frame_emergence(_rows(EARLY)) == ("centralized", 20.0, 1000.0)
+    # the class flickers before it settles: emergence is step 8, not step 1
+    assert frame_emergence(_rows(FLICKER)) == ("centralized", 80.0, 1000.0)
+    assert frame_emergence(_rows(["centralized"] * 8 + ["none"])) == ("none", None, 1000.0)
+    assert frame_emergence(_rows(["bidirectional"] * 9)) == ("bidirectional", 0.0, 1000.0)
+
+
+def test_majority_needs_two_thirds() -> None:
+    assert majority(["centralized", "centralized", "none"]) == "centralized"
+    assert majority(["centralized", "distributed", "none"]) == "mixed"
+    assert majority(["centralized", "distributed"]) == "mixed"
+    assert majority([]) == "-"
+
+
+def test_table_rows_per_setting() -> None:
+    jobs = [
+        Job("variant=decoder,pos=rope", _rows(EARLY, star=0.4)),
+        Job("variant=decoder,pos=rope", _rows(FLICKER, star=0.6)),
+    ]
+    table = frames_table(jobs)
+    row = table.iloc[0]
+    assert row["class"] == "centralized"
+    assert row["class by seed"] == "centralized / centralized"
+    # emergence 20 and 80 tokens -> mean 0.05 k tokens; shares 0.02 and 0.08
+    assert row["emerged, k tokens"].startswith("0.05 [")
+    assert row["emerged, share of run"].startswith("0.05 [")
+    # layer mean of star-likeness: (0.5 + 1.5) / 2 x star, averaged over the seeds
+    assert row["star-likeness"] == pytest.approx(0.5)
+
+
+def _claims(cells: dict[tuple[str, str], list[list[str]]]) -> dict[str, str]:
+    jobs = [
+        Job(f"variant={objective},pos={pos}", _rows(seq))
+        for (objective, pos), seqs in cells.items()
+        for seq in seqs
+    ]
+    table = frames_claims(jobs)
+    return dict(zip(table["claim (Ruscio et al. 2025)"], table["verdict"], strict=True))
+
+
+def _settled(name: str) -> list[str]:
+    return ["none", "none"] + [name] * 7  # formed at step 2: 2 % of the run
+
+
+def test_claims_reproduced_when_the_data_say_so() -> None:
+    verdicts = _claims(
+        {
+            ("decoder", "rope"): [_settled("centralized")] * 3,
+            ("decoder", "alibi"): [_settled("distributed")] * 3,
+            ("encoder", "rope"): [_settled("bidirectional")] * 3,
+            ("encoder", "alibi"): [_settled("bidirectional")] * 2 + [_settled("centralized")],
+        }
+    )
+    assert verdicts == {
+        "frames form in the earliest stages of training": "reproduced",
+        "the position encoding decides the frame type": "reproduced",
+        "bidirectional frames belong to encoders": "reproduced",
+    }
+
+
+def test_claims_contradicted_when_the_data_say_the_opposite() -> None:
+    late = ["none"] * 8 + ["centralized"]  # formed at the last probe: 100 % of the run
+    verdicts = _claims(
+        {
+            ("decoder", "rope"): [late] * 3,
+            ("decoder", "alibi"): [late] * 3,
+            ("encoder", "rope"): [late] * 3,
+        }
+    )
+    assert verdicts == {
+        "frames form in the earliest stages of training": "contradicted",
+        "the position encoding decides the frame type": "contradicted",
+        "bidirectional frames belong to encoders": "contradicted",  # no encoder is bidirectional
+    }
+
+
+def test_mixed_seeds_make_the_encoding_claim_inconclusive() -> None:
+    verdicts = _claims(
+        {
+            ("decoder", "rope"): [_settled("centralized"), _settled("distributed")],
+            ("decoder", "alibi"): [_settled("centralized")] * 2,
+        }
+    )
+    assert verdicts["the position encoding decides the frame type"] == "inconclusive"
+
+
+def test_a_bidirectional_decoder_contradicts_claim_three() -> None:
+    verdicts = _claims(
+        {
+            ("decoder", "rope"): [_settled("bidirectional")] * 3,
+            ("encoder", "rope"): [_settled("bidirectional")] * 3,
+        }
+    )
+    assert verdicts["bidirectional frames belong to encoders"] == "contradicted"
+    assert frames_study.EARLY_FRACTION < frames_study.LATE_FRACTION
+
+
+def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
+    tmp_path: Path,
+) -> None:
+    from omegaconf import OmegaConf
+
+    from sinklab.reports.studies import study_report
+    from tests.reports.test_study_report import _job
+
+    study = tmp_path / "frames_sweep"
+    study.mkdir()
+    OmegaConf.save(
+        OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}),
+        study / "multirun.yaml",
+    )
+    for i, (pos, cls) in enumerate((("rope", "centralized"), ("alibi", "distributed"))):
+        job = study / str(i)
+        _job(job, pos, 40.0, [2.0, 5.0])
+        table = job / "metrics" / "probes.parquet"
+        frames = _rows(_settled(cls))
+        frames = frames[frames["step"].isin([0, 100])]  # the steps _job wrote
+        pd.concat([pd.read_parquet(table), frames], ignore_index=True).to_parquet(table)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+
+    body = study_report(study, docs)
+
+    frame_part = body.split("Reference frames at the final step", 1)[1].split("Ruscio", 1)[0]
+    rows = [line for line in frame_part.splitlines() if line.startswith("| pos=")]
+    assert rows[0].startswith("| pos=rope | centralized | centralized |")
+    assert rows[1].startswith("| pos=alibi | distributed | distributed |")
+    assert "the position encoding decides the frame type" in body
+    assert (docs / "figures" / "frames_sweep_frame_metrics.png").stat().st_size > 0
