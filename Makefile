@@ -52,6 +52,12 @@ test: $(STAMP)  ## the test suite CI runs (under ~10 min on 2 cores)
 test-slow: $(STAMP)  ## slow checks: the real SmolLM2-135M model, the real Shakespeare download
 	$(PY) -m pytest -m slow -q $(ARGS)
 
+.PHONY: mutation
+mutation: $(STAMP)  ## mutation testing (mutmut) of the core modules: score per module and survivors (36 min on a loaded 2-core VM; not in `make test`)
+	rm -rf mutants
+	$(PY) -m mutmut run --max-children 2
+	$(PY) tests/mutation/summary.py
+
 analyze: $(STAMP)  ## re-measure a run, sweep or checkpoint: make analyze ARGS="target=outputs/runs/<run>"
 	$(PY) -m sinklab.analyze $(ARGS)
 

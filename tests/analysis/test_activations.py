@@ -112,3 +112,45 @@ def test_spike_matrix_predicts_the_glu_output_for_a_large_input():
         [h @ activations.spike_matrix(w_gate, w_up, w_down, k) @ h for k in range(d)]
     )
     assert torch.allclose(out, approx, rtol=1e-4)
+
+
+def at_the_thresholds() -> torch.Tensor:
+    """Two windows of 20 values built on Sun et al.'s rule (|a| > 100, |a| >= 1000 x median),
+    with medians that are exact in binary. Window 0, median 1/16 (1000 x median = 62.5):
+    100 is not counted (not > 100), 100.5 is, 50 is not (fails both). Window 1, median 1:
+    1000 is counted (>= 1000 x median, equality included), 999 is not."""
+    h = torch.full((2, 4, 5), 1 / 16)
+    h[0, 0, 0], h[0, 1, 1], h[0, 2, 2] = 100.0, -100.5, 50.0
+    h[1] = 1.0
+    h[1, 0, 3], h[1, 3, 4] = 1000.0, 999.0
+    return h
+
+
+def test_sun_rule_strict_on_abs_inclusive_on_rel_with_default_thresholds() -> None:
+    out = activations.residual_extremes(at_the_thresholds())
+    assert out["massive/sun_count"] == 1.0  # one value per window
+    assert out["massive/median"] == (1 / 16 + 1.0) / 2
+    # top1 / median per window, then averaged: (100.5 * 16 + 1000 / 1) / 2
+    assert out["massive/top1_over_median"] == (100.5 * 16 + 1000.0) / 2
+    assert "massive/top3" in out and "massive/top4" not in out  # top=3 by default
+
+
+def test_sun_rule_thresholds_are_the_arguments() -> None:
+    h = at_the_thresholds()
+    assert activations.residual_extremes(h, massive_abs=99.0)["massive/sun_count"] == 1.5
+    assert activations.residual_extremes(h, massive_rel=1500.0)["massive/sun_count"] == 0.5
+
+
+def test_norm_ratio_per_kv_head_with_small_norms() -> None:
+    """Keys [N, Hkv, T, hd]: one ratio per head, the denominator pooled over windows and
+    positions t >= 1 of that head only; norms below 1 must not be clamped."""
+    x = torch.zeros(2, 2, 3, 1)
+    x[:, 0, 0, 0] = 0.5  # head 0: |x_0| = 0.5, later tokens 0.25 -> ratio 2
+    x[:, 0, 1:, 0] = 0.25
+    x[:, 1, 0, 0] = 0.5  # head 1: later tokens 0.125 in window 0, 0.375 in window 1 -> 2
+    x[0, 1, 1:, 0] = 0.125
+    x[1, 1, 1:, 0] = 0.375
+    x[1, 0, 1, 0] = 0.75  # head 0, window 1: t=1 0.75, t=2 0.25 -> mean over all = 0.375
+    ratio = activations.first_token_norm_ratio(x)
+    # head 0: 0.5 / mean(0.25, 0.25, 0.75, 0.25) = 0.5 / 0.375; head 1: 0.5 / 0.25 = 2
+    torch.testing.assert_close(ratio, torch.tensor([0.5 / 0.375, 2.0]))

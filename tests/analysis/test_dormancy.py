@@ -136,3 +136,41 @@ def test_measure_runs_the_intervention_from_its_own_labels():
         .metric.str.contains("delta_loss")
         .any()
     )
+
+
+def test_split_by_trigger_skips_bos_and_counts_per_head() -> None:
+    """Hand-computed group means: position 0 never counts (even when marked a trigger), a
+    group of one position is its value, a group with no positions is NaN, per head."""
+    from sinklab.analysis.dormancy import split_by_trigger
+
+    values = torch.arange(2 * 2 * 4, dtype=torch.float32).view(2, 2, 4)  # [N, H, T]
+    trig = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    on, off = split_by_trigger(values, trig)
+    # triggers at t >= 1: only (window 0, t 1): head 0 -> 1, head 1 -> 5
+    torch.testing.assert_close(on, torch.tensor([1.0, 5.0]))
+    # the rest at t >= 1: window 0 t 2, 3 and window 1 t 1, 2, 3
+    torch.testing.assert_close(
+        off, torch.tensor([(2 + 3 + 9 + 10 + 11) / 5, (6 + 7 + 13 + 14 + 15) / 5])
+    )
+    none_on, _ = split_by_trigger(values, torch.zeros(2, 4, dtype=torch.bool))
+    assert bool(none_on.isnan().all())
+
+
+def test_dormancy_label_default_threshold_is_one_half() -> None:
+    from sinklab.analysis.dormancy import dormancy_labels
+
+    got = dormancy_labels(torch.tensor([0.5, 0.4999, 0.9]))
+    assert got.tolist() == [True, False, True]
+
+
+def test_bos_residual_norm_is_position_zeros() -> None:
+    """The absolute BOS residual norm (Guo et al.'s 141 vs 20): |h_0| per window, averaged."""
+    attn = torch.full((T, T), 0.0)
+    attn[:, 0] = 1.0
+    resid = torch.ones(2, T, 4)
+    resid[0, 0] = torch.tensor([3.0, 4.0, 0.0, 0.0])  # |h_0| = 5
+    resid[1, 0] = torch.tensor([0.0, 0.0, 6.0, 8.0])  # |h_0| = 10
+    probe = probe_from_maps([attn], cache={"blocks.0.resid_post": resid})
+    df = measure(probe, bos_present=True)
+    got = df[(df.metric == "dormancy/bos_resid_norm") & (df.layer == 0)].value
+    assert got.tolist() == [7.5]

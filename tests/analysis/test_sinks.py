@@ -136,3 +136,20 @@ def test_qk_geometry_on_planted_keys():
     assert value(df, "qk/cos_q_k0", 0, 1) == pytest.approx(1.0)
     assert value(df, "qk/k0_norm") == pytest.approx(0.5)
     assert not math.isnan(value(df, "qk/cos_q_kj"))
+
+
+def test_sink_ratio_hit_window_of_keys_and_strictness() -> None:
+    """Spike's s_eps looks at keys k <= max_key (T // 2 by default) and counts alpha' > eps.
+    T = 8: rows 0-2 attend to themselves, rows 3-7 to key 3, so alpha'_3 = 5/8 and
+    alpha'_0..2 = 1/8 (exact in binary)."""
+    T = 8
+    attn = torch.zeros(T, T)
+    for t in range(T):
+        attn[t, min(t, 3)] = 1.0
+    assert sinks.sink_ratio_hit(attn, 0.3).item() == 1.0  # key 3 <= T // 2 = 4
+    assert sinks.sink_ratio_hit(attn, 0.3, max_key=3).item() == 1.0
+    assert sinks.sink_ratio_hit(attn, 0.3, max_key=2).item() == 0.0  # key 3 is out of reach
+    assert sinks.sink_ratio_hit(attn, 0.3, max_key=100).item() == 1.0  # clipped to T - 1
+    assert sinks.sink_ratio_hit(attn, 5 / 8).item() == 0.0  # alpha' == eps does not count
+    assert sinks.sink_ratio_hit(attn, 5 / 8 - 1e-6).item() == 1.0
+    assert sinks.sink_ratio_hit(attn, 0.1, max_key=2).item() == 1.0  # 1/8 > 0.1

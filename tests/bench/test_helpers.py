@@ -116,11 +116,22 @@ def test_reanalysis_growth_figures() -> None:
     assert linear_fit([1, 2, 3], [2, 4, 6]) == pytest.approx((2.0, 0.0))
 
 
-def test_rss_is_readable() -> None:
+def _vm_rss_bytes() -> int:
+    """The kernel's own VmRSS line (/proc/self/status, kB): an independent reading."""
+    with open("/proc/self/status") as fh:
+        line = next(x for x in fh if x.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_rss_tracks_a_touched_block_both_ways() -> None:
+    mib = 2**20
+    assert abs(rss_bytes() - _vm_rss_bytes()) < 4 * mib  # the same counter, two files
     before = rss_bytes()
-    block = torch.ones(16 * 2**20 // 4)  # 16 MiB, touched
-    assert rss_bytes() >= before
-    del block
+    block = torch.ones(64 * mib // 4)  # 64 MiB, touched; above glibc's mmap threshold
+    grown = rss_bytes()
+    assert 60 * mib <= grown - before <= 72 * mib
+    del block  # an mmap'd block goes straight back to the kernel
+    assert grown - rss_bytes() >= 60 * mib
 
 
 def test_profile_buckets() -> None:

@@ -46,8 +46,11 @@ def test_bad_value_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
         tiny_overrides(tmp_path) + ["model.pos=spiral", f"hydra.run.dir={run_dir}"], tmp_path
     )
     assert proc.returncode == 2
-    error_lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert error_lines[-1].startswith("error: model.pos:") and "rope" in error_lines[-1]
+    # exactly one line, no stack trace or Hydra banner before it
+    assert proc.stderr.splitlines() == [
+        "error: model.pos: 'spiral' is not allowed; "
+        "choose one of: rope, alibi, learned, sinusoidal, none"
+    ]
     assert not run_dir.exists()
 
 
@@ -57,7 +60,8 @@ def test_unknown_key_is_refused(tmp_path: Path) -> None:
         tmp_path,
     )
     assert proc.returncode == 2
-    assert "model.colour" in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "model.colour" in lines[0], lines
 
 
 def test_multirun_of_two_jobs(tmp_path: Path) -> None:

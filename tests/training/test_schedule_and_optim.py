@@ -29,9 +29,14 @@ def test_log_spaced_schedule_matches_pythia() -> None:
         3000,
     ]
     assert log_spaced_steps(10, 4, 6) == [0, 1, 2, 4, 6, 10]
+    # every 3 up to 9 = max_steps - 1 (the last multiple before the end is kept); no powers
+    # of two when log_spaced_until is 0, so step 1 is not scheduled
+    assert log_spaced_steps(10, 0, 3) == [0, 3, 6, 9, 10]
 
 
-@pytest.mark.parametrize("max_steps,until,every", [(3000, 512, 1000), (37, 8, 5), (1, 0, 1)])
+@pytest.mark.parametrize(
+    "max_steps,until,every", [(3000, 512, 1000), (37, 8, 5), (1, 0, 1), (10, 0, 3)]
+)
 def test_is_scheduled_agrees_with_the_list(max_steps: int, until: int, every: int) -> None:
     listed = set(log_spaced_steps(max_steps, until, every))
     assert {s for s in range(max_steps + 1) if is_scheduled(s, max_steps, until, every)} == listed

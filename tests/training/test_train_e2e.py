@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from sinklab.training.run import train, validate_config
 from tests.training.conftest import compose_train, tiny_overrides
@@ -30,6 +31,44 @@ VARIANTS = [
     ["model.kv_bias=true"],
 ]
 
+# What each variant leaves in the run that plain softmax does not (so a config that silently
+# forced `attention=softmax`, or dropped a slot, fails): the probe table's proxy flag (1 for
+# weights that are not normalised), its slot rows, and the extra exported parameters with
+# their shapes (tiny model: d_model 32, 2 layers, 4 heads of 8, max_seq_len 64).
+PROXY = {"sigmoid", "relu", "clipped_softmax"}
+SIGNATURES: dict[str, tuple[set[str], dict[str, tuple[int, ...]]]] = {
+    "attention=sink_logit": ({"sink_logit"}, {"blocks.0.attn.sink_logit": (4,)}),
+    "attention=softmax_off_by_one": ({"sink_logit"}, {}),
+    "attention=gated,gate=per_head": (set(), {"blocks.0.attn.gate.weight": (4, 32)}),
+    "attention=gated,gate=per_channel": (set(), {"blocks.0.attn.gate.weight": (32, 32)}),
+    "n_sink_tokens=2": ({"sink_token_0", "sink_token_1"}, {"sink_tokens": (2, 32)}),
+    "kv_bias=true": (
+        {"kv_bias"},
+        {"blocks.0.attn.k_bias": (4, 8), "blocks.0.attn.v_bias": (4, 8)},
+    ),
+    "pos=learned": (set(), {"pos_emb.weight": (64, 32)}),
+}
+SIGNATURE_KEYS = ("sink_logit", "attn.gate.weight", "sink_tokens", "k_bias", "v_bias", "pos_emb")
+
+
+def _variant_id(extra: list[str]) -> str:
+    return ",".join(x.split(".", 1)[1] for x in extra)
+
+
+def _assert_signature(variant: str, rows: pd.DataFrame, run_dir: Path) -> None:
+    slots_want, params_want = SIGNATURES.get(variant, (set(), {}))
+    proxy = rows.loc[rows["metric"] == "sink/proxy_scores", "value"].unique().tolist()
+    assert proxy == [1.0 if variant.split("=")[1] in PROXY else 0.0], variant
+    slots = {m.split("/", 1)[1] for m in rows["metric"].unique() if m.startswith("slot_mass/")}
+    assert slots == slots_want, variant
+    weights = load_file(str(run_dir / "model.safetensors"))
+    extra = {
+        k: tuple(v.shape)
+        for k, v in weights.items()
+        if any(key in k for key in SIGNATURE_KEYS) and not k.startswith("blocks.1.")
+    }
+    assert extra == params_want, variant
+
 
 def _run(tmp_path: Path, extra: list[str], steps: int = 4):
     cfg = compose_train(tiny_overrides(tmp_path, steps=steps) + extra)
@@ -38,7 +77,7 @@ def _run(tmp_path: Path, extra: list[str], steps: int = 4):
     return train(validate_config(cfg), run_dir), run_dir
 
 
-@pytest.mark.parametrize("extra", VARIANTS, ids=lambda e: ",".join(x.split(".", 1)[1] for x in e))
+@pytest.mark.parametrize("extra", VARIANTS, ids=_variant_id)
 def test_variant_trains_and_records(tmp_path: Path, extra: list[str]) -> None:
     result, run_dir = _run(tmp_path, extra)
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("step*.ckpt"))
@@ -60,6 +99,7 @@ def test_variant_trains_and_records(tmp_path: Path, extra: list[str]) -> None:
     )
     assert (run_dir / "model.safetensors").exists() and (run_dir / "summary.json").exists()
     assert (run_dir / "probe" / "probe_set.npz").exists()
+    _assert_signature(_variant_id(extra), rows, run_dir)
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
