@@ -38,16 +38,19 @@ study-%: $(STAMP)  ## run one study end to end and regenerate its report section
 	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
 	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
 
-study-quant_sweep: $(STAMP)  ## the quant study, then prefixed sinks (BOS, PrefixQuant, CushionCache) on its final checkpoints
+study-quant_sweep: $(STAMP)  ## the quant study, then prefixed sinks (BOS, PrefixQuant, CushionCache) on its final checkpoints at 8 and 4 bits
 	$(PY) -m sinklab.train -m experiment=quant_sweep hydra.sweep.dir=outputs/studies/quant_sweep logger=csv $(ARGS)
 	$(PY) -m sinklab.analyze target=outputs/studies/quant_sweep 'steps=[500]' 'groups=[sinks]' \
 		quant.enabled=true 'quant.prefixes=[bos,prefixquant,cushioncache]'
+	$(PY) -m sinklab.analyze target=outputs/studies/quant_sweep 'steps=[500]' 'groups=[sinks]' \
+		quant.enabled=true quant.bits=4 'quant.prefixes=[bos,prefixquant,cushioncache]' \
+		out_dir=outputs/studies/quant_sweep_w4
 	$(PY) scripts/study_report.py outputs/studies/quant_sweep --docs docs
 
 reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (several hours on 2 cores; not yet timed end to end)
 
-test: $(STAMP)  ## the test suite CI runs (under ~10 min on 2 cores)
-	$(PY) -m pytest -m "not slow" -q $(ARGS)
+test: $(STAMP)  ## the test suite CI runs, two workers (one per core; a test file stays on one worker)
+	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile $(ARGS)
 
 test-slow: $(STAMP)  ## slow checks: the real SmolLM2-135M model, the real Shakespeare download
 	$(PY) -m pytest -m slow -q $(ARGS)

@@ -123,17 +123,27 @@ def test_quant_sweep_merges_analysis_rows_into_its_prefix_table(tmp_path: Path) 
             ]
         )
         extra.to_parquet(job / "metrics" / "reanalysis.parquet")
+        # the 4-bit re-run beside the study: same names, renamed quant_w4/ by the report
+        w4 = tmp_path / "quant_sweep_w4" / str(i)
+        w4.mkdir(parents=True)
+        four = extra.copy()
+        four["metric"] = ["quant/ppl_increase/per_tensor_static", "quant/prefix/bos/len", "x"]
+        four["value"] = [static * 2, 1.0, 0.0]
+        four.to_parquet(w4 / "reanalysis.parquet")
     docs = tmp_path / "docs"
     docs.mkdir()
 
     body = study_report(study, docs)
 
     head, table = body.split("Prefixed sinks on the final checkpoints", 1)
-    table = table.split("Robust summaries", 1)[0]
+    table = table.split("The same final checkpoints at 4 bits", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| pos=")]
     header = next(line for line in table.splitlines() if line.startswith("| run"))
     assert header == "| run | BOS len | BOS static |", "unmeasured columns are left out"
     assert rows == ["| pos=rope | 1 | 12.5 |", "| pos=alibi | 1 | 3.25 |"]
+    four_bit = body.split("at 4 bits", 1)[1].split("Robust summaries", 1)[0]
+    rows4 = [line for line in four_bit.splitlines() if line.startswith("| pos=")]
+    assert rows4 == ["| pos=rope | 25 | 1 |", "| pos=alibi | 6.5 | 1 |"]
     main = [line for line in head.splitlines() if line.startswith("| pos=rope")]
     assert main[0].split(" | ")[1] == "40", "Sink_1 comes from the probe table"
     assert (docs / "figures" / "quant_sweep_outliers_vs_sink.png").stat().st_size > 0

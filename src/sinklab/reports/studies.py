@@ -63,23 +63,57 @@ EXTRA_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ),
     ),
 }
-# Studies with a second final-step table (title, columns), e.g. rows that sinklab-analyze
+# Studies with more final-step tables (title, columns), e.g. of rows that sinklab-analyze
 # added on the final checkpoints after the sweep.
-EXTRA_TABLES: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+_PREFIXES = (("bos", "BOS"), ("prefixquant", "PQ"), ("cushioncache", "CC"))
+EXTRA_TABLES: dict[str, tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]] = {
     "quant_sweep": (
-        "Prefixed sinks on the final checkpoints (per-tensor static W8A8; the FP + prefix "
-        "control is the FP perplexity with the prefix, its change the prefix's own effect)",
-        tuple(
-            col
-            for prefix, label in (("bos", "BOS"), ("prefixquant", "PQ"), ("cushioncache", "CC"))
-            for col in (
-                (f"{label} len", f"quant/prefix/{prefix}/len", "model"),
-                (f"{label} FP change", f"quant/prefix/{prefix}/ppl_fp_change", "model"),
-                (f"{label} static", f"quant/prefix/{prefix}/ppl/per_tensor_static", "model"),
-                (f"{label} max |x|", f"quant/prefix/{prefix}/max_act", "model"),
+        (
+            "Prefixed sinks on the final checkpoints, W8A8 per-tensor static (len: prefix "
+            "tokens, BOS included; FP change: the FP + prefix control minus FP, the prefix's "
+            "own effect; static: the W8A8 perplexity with the prefix; max |x|: the largest "
+            "input of a quantised linear over the tokens after the prefix)",
+            tuple(
+                col
+                for prefix, label in _PREFIXES
+                for col in (
+                    (f"{label} len", f"quant/prefix/{prefix}/len", "model"),
+                    (f"{label} FP change", f"quant/prefix/{prefix}/ppl_fp_change", "model"),
+                    (f"{label} static", f"quant/prefix/{prefix}/ppl/per_tensor_static", "model"),
+                    (f"{label} max |x|", f"quant/prefix/{prefix}/max_act", "model"),
+                )
+            ),
+        ),
+        (
+            "The same final checkpoints at 4 bits (W4A4: weights per channel, activations in "
+            "each mode; perplexity increase over FP, and with each prefix over its FP + prefix "
+            "control)",
+            (
+                ("max |x| quantised inputs", "quant_w4/max_act", "model"),
+                ("static +", "quant_w4/ppl_increase/per_tensor_static", "model"),
+                ("dynamic +", "quant_w4/ppl_increase/per_tensor_dynamic", "model"),
+                ("per-token +", "quant_w4/ppl_increase/per_token_dynamic", "model"),
             )
+            + tuple(
+                col
+                for prefix, label in _PREFIXES
+                for col in (
+                    (f"{label} len", f"quant_w4/prefix/{prefix}/len", "model"),
+                    (
+                        f"{label} static +",
+                        f"quant_w4/prefix/{prefix}/ppl_increase/per_tensor_static",
+                        "model",
+                    ),
+                )
+            ),
         ),
     ),
+}
+# Analysis tables of a study kept beside it, with a metric prefix renamed so they cannot be
+# mistaken for the probe rows: (sibling folder of the study, prefix, new prefix). The quant
+# study re-runs its final checkpoints at 4 bits into `quant_sweep_w4/<job>/`.
+ANALYSIS_SIBLINGS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "quant_sweep": (("quant_sweep_w4", "quant/", "quant_w4/"),),
 }
 # Studies with a stacked figure of several metrics on one x axis: (file stem, title, panels).
 PANEL_FIGURES: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
@@ -162,17 +196,26 @@ def load_jobs(study_dir: Path) -> list[Job]:
             continue
         val = json.loads(summary.read_text()).get("final_val_loss")
         rows = with_analysis_rows(pd.read_parquet(table), layout.reanalysis_table)
+        for sibling, prefix, renamed in ANALYSIS_SIBLINGS.get(study_dir.name, ()):
+            path = study_dir.parent / sibling / folder.name / layout.reanalysis_table.name
+            rows = with_analysis_rows(rows, path, prefix, renamed)
         jobs.append(Job(folder, job_label(folder, keys), rows, val))
     return jobs
 
 
-def with_analysis_rows(rows: pd.DataFrame, analysis: Path) -> pd.DataFrame:
+def with_analysis_rows(
+    rows: pd.DataFrame, analysis: Path, prefix: str = "", renamed: str = ""
+) -> pd.DataFrame:
     """The probe rows plus the metrics that only sinklab-analyze measured on this run (a
     study's post-step, e.g. the prefixed sinks on the final checkpoints): rows of metrics the
-    probe table does not have, so a re-measured metric is never counted twice."""
+    probe table does not have, so a re-measured metric is never counted twice. With
+    `prefix`, only the analysis metrics under it, renamed to start with `renamed`."""
     if not analysis.exists():
         return rows
     extra = pd.read_parquet(analysis)
+    if prefix:
+        extra = extra[extra["metric"].str.startswith(prefix)].copy()
+        extra["metric"] = renamed + extra["metric"].str.slice(len(prefix))
     extra = extra[~extra["metric"].isin(set(rows["metric"].unique()))]
     if not len(extra):
         return rows
@@ -402,8 +445,7 @@ def study_report(study_dir: Path, docs: Path) -> str:
             markdown_table(frames_study.frames_claims(jobs)),
             "",
         ]
-    if name in EXTRA_TABLES:
-        title, columns = EXTRA_TABLES[name]
+    for title, columns in EXTRA_TABLES.get(name, ()):
         table = final_table(jobs, columns=columns)
         if len(table.columns) > 1:
             lines += [f"{title}:", "", markdown_table(table), ""]
