@@ -182,6 +182,7 @@ def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
         "tokens_per_s",
         "fit_seconds",
         "probe_share_pct",
+        "quant_share_pct",
     ):
         value = summary.get(key)
         lines.append(

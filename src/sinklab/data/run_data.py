@@ -155,28 +155,36 @@ class RunData:
 
     def quant_ids(self, eval_windows: int, calibration_batches: int) -> QuantIds:
         """The W8A8 evaluation's inputs, fixed for the run: the first `eval_windows` validation
-        windows and `calibration_batches` training batches from `CALIB_INDEX` on (never trained
-        on). Loaded from the run folder if saved, else built and saved there (atomically)."""
+        windows (all of them when the split has fewer, as the stream takes a shorter stream)
+        and `calibration_batches` training batches from `CALIB_INDEX` on (never trained on).
+        Loaded from the run folder if saved, else built and saved there (atomically)."""
         path = RunLayout(self.run_dir).quant_ids if self.run_dir is not None else None
+        val = torch.cat([b["input_ids"] for b in self.batches.val_batches()])
+        n = min(eval_windows, len(val))
+        if n < 1:
+            raise ConfigError(
+                "callbacks.probe.quant.eval_windows",
+                "the validation split has no windows; raise data.val_batches",
+            )
         if path is not None and path.is_file():
             saved = load_quant_ids(self.run_dir)
-            if saved.eval_ids.shape[0] != eval_windows or len(saved.calib) != calibration_batches:
+            if saved.eval_ids.shape[0] != n or len(saved.calib) != calibration_batches:
                 raise ConfigError(
                     "callbacks.probe.quant.eval_windows",
                     f"the run's saved windows ({path}) are {saved.eval_ids.shape[0]} windows and "
                     f"{len(saved.calib)} calibration batches; keep the run's quant settings",
                 )
             return saved
-        val = torch.cat([b["input_ids"] for b in self.batches.val_batches()])
-        if len(val) < eval_windows:
-            raise ConfigError(
-                "callbacks.probe.quant.eval_windows",
-                f"{eval_windows} is more than the {len(val)} validation windows "
-                "(data.val_batches x data.batch_size)",
+        if n < eval_windows:
+            log.info(
+                "W8A8 evaluation on all %d validation windows (callbacks.probe.quant."
+                "eval_windows=%d; raise data.val_batches for more)",
+                n,
+                eval_windows,
             )
         calib = [self.batch_at(CALIB_INDEX + k)["input_ids"] for k in range(calibration_batches)]
         bos = torch.tensor(-1 if self.bos_id is None else self.bos_id)
-        ids = QuantIds(val[:eval_windows].clone(), torch.stack(calib), bos)
+        ids = QuantIds(val[:n].clone(), torch.stack(calib), bos)
         if self.run_dir is not None:
             save_quant_ids(ids, self.run_dir)
         return ids

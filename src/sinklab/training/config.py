@@ -198,11 +198,12 @@ class ProbeQuantConfig:
     `prefixes` non-empty, the prefixed-sink evaluation (`analysis.prefix`) at the first and
     last steps and at the probe steps from `from_step` on that are powers of two.
 
-    Off by default: one evaluation of the default run's model (64 windows x 128 tokens, 4
-    calibration batches, 3 modes) takes about 1 s on one CPU thread (0.65 s on two; 1.5 s and
-    0.86 s before the weights were quantised once and sibling inputs shared), several probe
-    passes; the default run's probes already use ~2.9 % of its ~130 s, so even the first and
-    last steps alone (+1-1.5 %) would break the 3 % budget. Calibration batches are training batches
+    On for causal models in `conf/callbacks/default.yaml` (the dataclass default stays off, for
+    code that builds one by hand): one evaluation of the default run's model (64 windows x 128
+    tokens, 4 calibration batches, 3 modes) takes about 1 s on one CPU thread (0.65 s on two),
+    and the default run has three (steps 0, 256 and 1200). Its time is reported apart from the
+    probes' (`quant_share_pct` beside `probe_share_pct` in the run summary), since it runs on
+    its own, sparser schedule. Calibration batches are training batches
     `RunData.batch_at(CALIB_INDEX + k)`, indices no run reaches; the evaluation windows are the
     first `eval_windows` validation windows. Both are saved to `probe/quant_ids.npz`.
     """

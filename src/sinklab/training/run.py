@@ -101,11 +101,12 @@ class RunResult:
     final_val_loss: float | None
     checkpoints: list[Path]
     fit_seconds: float
-    probe_seconds: float
+    probe_seconds: float  # probes and streaming evaluations, W8A8 evaluations aside
     checkpoint_seconds: float
     tokens_seen: int
     tokens_per_s: float | None
     probe_history: dict[int, dict[str, float]]
+    quant_seconds: float = 0.0  # the W8A8 evaluations, on their own (sparser) schedule
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -117,6 +118,10 @@ class RunResult:
             "fit_seconds": round(self.fit_seconds, 2),
             "probe_seconds": round(self.probe_seconds, 2),
             "probe_share_pct": round(100 * self.probe_seconds / self.fit_seconds, 2)
+            if self.fit_seconds
+            else None,
+            "quant_seconds": round(self.quant_seconds, 2),
+            "quant_share_pct": round(100 * self.quant_seconds / self.fit_seconds, 2)
             if self.fit_seconds
             else None,
             "checkpoint_seconds": round(self.checkpoint_seconds, 2),
@@ -256,7 +261,8 @@ def _finish(
         final_val_loss=_float(metrics.get("val/loss")),
         checkpoints=list(ckpt.saved) if ckpt else [],
         fit_seconds=throughput.fit_seconds,
-        probe_seconds=probe.seconds if probe else 0.0,
+        probe_seconds=probe.seconds - probe.quant_seconds if probe else 0.0,
+        quant_seconds=probe.quant_seconds if probe else 0.0,
         checkpoint_seconds=ckpt.seconds if ckpt else 0.0,
         tokens_seen=module.tokens_seen,
         tokens_per_s=throughput.last_tokens_per_s,
