@@ -57,6 +57,22 @@ DIRECTIONS: dict[str, tuple[Direction, ...]] = {
             f"gated attention shrinks the W8A8 damage (PPL 21.18 -> 16.02, FP 15.84, {_BONDARENKO})",
         ),
         _fewer_outliers(
+            "gated_head",
+            "w4a4_static",
+            f"gated attention shrinks the per-tensor quantisation damage (at 4 bits here; {_BONDARENKO} at 8)",
+        ),
+        _fewer_outliers(
+            "gated_channel",
+            "w4a4_static",
+            "per-channel gating shrinks the per-tensor quantisation damage (at 4 bits here)",
+        ),
+        _fewer_outliers(
+            "clipped_softmax",
+            "w4a4_static",
+            "clipped softmax shrinks the per-tensor quantisation damage (BERT; not on OPT, "
+            f"{_BONDARENKO})",
+        ),
+        _fewer_outliers(
             "gated_channel",
             "max_act",
             "per-channel gating shrinks the largest activation (1053 -> 94, Qiu et al. 2025)",

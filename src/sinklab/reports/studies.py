@@ -302,6 +302,9 @@ STATISTICS = {
     "w8a8_static": lambda job: final_value(
         job.rows, "quant/ppl_increase/per_tensor_static", "model"
     ),
+    "w4a4_static": lambda job: final_value(
+        job.rows, "quant_w4/ppl_increase/per_tensor_static", "model"
+    ),
 }
 
 
