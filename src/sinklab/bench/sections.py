@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,13 +330,7 @@ def stream_cost(
     cfg = section.resolved(recipe.run.data.seq_len)
     assert cfg.stream_len is not None
     ids = torch.from_numpy(recipe.datamodule.batches.stream(cfg.stream_len))
-    stream_eval(model, ids, cfg)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        stream_eval(model, ids, cfg)
-        times.append(time.perf_counter() - start)
-    one = summarize(times)
+    one = timed(lambda: stream_eval(model, ids, cfg), repeats)
     conditions = [c.name for c in cfg.condition_list()]
     log(f"streaming evaluation {one.median:.3f} s ({one.median / probe_s:.2f} probe passes)")
     return {
@@ -344,6 +339,17 @@ def stream_cost(
         "stream_setup": f"T {cfg.stream_len}, C {cfg.cache_len}, {', '.join(conditions)}, "
         f"oracle stride {cfg.recompute_stride}, every {cfg.every_n_probes} probe(s)",
     }
+
+
+def timed(task: Callable[[], object], repeats: int) -> Summary:
+    """Wall time of `task`, `repeats` times after one warm-up call."""
+    task()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        task()
+        times.append(time.perf_counter() - start)
+    return summarize(times)
 
 
 def outlier_cost(
@@ -366,8 +372,8 @@ def outlier_cost(
 def quant_cost(
     recipe: Recipe, model: torch.nn.Module, probe_s: float, repeats: int
 ) -> dict[str, Any]:
-    """One W8A8 evaluation with the run's `callbacks.probe.quant` settings (switched on: it is
-    off by default), on the run's own windows and calibration batches, in seconds and in probe
+    """One W8A8 evaluation with the run's `callbacks.probe.quant` settings (switched on, as for
+    any decoder by default), on the run's own windows and calibration batches, in seconds and in probe
     passes, after one warm-up; {} for an encoder (it refuses them)."""
     from dataclasses import replace
 
@@ -375,13 +381,7 @@ def quant_cost(
         return {}
     cfg = replace(recipe.run.probe.quant, enabled=True)
     ids = recipe.datamodule.quant_ids(cfg.eval_windows, cfg.calibration_batches)
-    cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id)
-        times.append(time.perf_counter() - start)
-    one = summarize(times)
+    one = timed(lambda: cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id), repeats)
     n, T = ids.eval_ids.shape
     prefixes = f", prefixes {', '.join(cfg.prefixes)}" if cfg.prefixes else ""
     log(f"W8A8 evaluation {one.median:.3f} s ({one.median / probe_s:.2f} probe passes)")
