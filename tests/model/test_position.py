@@ -68,3 +68,15 @@ def test_sinusoidal_table_values() -> None:
     pos = 3
     expected = [math.sin(pos), math.cos(pos), math.sin(pos / 100), math.cos(pos / 100)]
     torch.testing.assert_close(table[pos], torch.tensor(expected))
+
+
+def test_sinusoidal_table_far_positions_use_base_10000() -> None:
+    # at position 1000 a base of 10001 instead of 10000 moves channel 2 by 4e-4: visible here
+    table = sinusoidal_table(1001, 4)
+    expected = [math.sin(1000), math.cos(1000), math.sin(10.0), math.cos(10.0)]
+    torch.testing.assert_close(table[1000], torch.tensor(expected), rtol=0, atol=2e-5)
+
+
+def test_alibi_slopes_refuse_zero_heads_with_their_own_message() -> None:
+    with pytest.raises(ValueError, match="n_heads must be positive, got 0"):
+        alibi_slopes(0)
