@@ -17,7 +17,7 @@ import torch
 
 from sinklab.analysis import MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
-from sinklab.bench.timing import Summary, linear_fit, rss_bytes, summarize
+from sinklab.bench.timing import Summary, linear_fit, rss_bytes, summarize, timed
 from sinklab.data import ProbeSet
 from sinklab.runs.checkpoints import load_checkpoint_model
 from sinklab.runs.schedule import log_spaced_steps
@@ -31,13 +31,9 @@ def probe_pass_seconds(
     repeats: int,
 ) -> Summary:
     """Wall time of one full probe pass (capture + every metric), after one warm-up pass."""
-    measure_probe_set(model, probe_set, metrics, batch_size=batch_size)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        measure_probe_set(model, probe_set, metrics, batch_size=batch_size)
-        times.append(time.perf_counter() - start)
-    return summarize(times)
+    return timed(
+        lambda: measure_probe_set(model, probe_set, metrics, batch_size=batch_size), repeats
+    )
 
 
 @dataclass

@@ -18,7 +18,6 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from sinklab.bench.peak import Peak, mfu
 from sinklab.bench.plain import plain_step_seconds
 from sinklab.bench.profile import step_profile
 from sinklab.bench.recipe import Recipe, bench_overrides, build_recipe, compose_run, preset
-from sinklab.bench.timing import Stamp, Summary, abba_order, rates, summarize
+from sinklab.bench.timing import Stamp, Summary, abba_order, rates, summarize, timed
 from sinklab.data import tokens_per_second
 from sinklab.model import ModelConfig, Transformer, flops_per_token
 from sinklab.model.config import ATTENTIONS, POSITIONS
@@ -339,17 +338,6 @@ def stream_cost(
         "stream_setup": f"T {cfg.stream_len}, C {cfg.cache_len}, {', '.join(conditions)}, "
         f"oracle stride {cfg.recompute_stride}, every {cfg.every_n_probes} probe(s)",
     }
-
-
-def timed(task: Callable[[], object], repeats: int) -> Summary:
-    """Wall time of `task`, `repeats` times after one warm-up call."""
-    task()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return summarize(times)
 
 
 def outlier_cost(

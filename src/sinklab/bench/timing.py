@@ -48,6 +48,17 @@ def summarize(values: Sequence[float]) -> Summary:
     return Summary(median=statistics.median(vals), min=min(vals), max=max(vals), n=len(vals))
 
 
+def timed(task: Callable[[], object], repeats: int) -> Summary:
+    """Wall time of `task`, `repeats` times after one warm-up call."""
+    task()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        task()
+        times.append(time.perf_counter() - start)
+    return summarize(times)
+
+
 def abba_order(repeats: int, first: str = "a", second: str = "b") -> list[tuple[str, str]]:
     """Per-repeat order of two contenders: ab, ba, ab, ... so a linear drift cancels in pairs."""
     return [(first, second) if r % 2 == 0 else (second, first) for r in range(repeats)]
