@@ -71,13 +71,7 @@ def append_rows(path: Path | str, df: pd.DataFrame) -> None:
     Reads the old rows and writes old + new with `sinklab.atomic.atomic_write` (temp file in
     the same folder, fsync, rename, fsync the folder): a crash leaves the old table or the new.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = _typed(df)
-    if path.exists():
-        old = read_rows(path)
-        new = _typed(pd.concat([old, new], ignore_index=True)) if len(old) else new
-    atomic_write(path, lambda fh: new.to_parquet(fh, index=False))
+    TableAppender(path).append(df)
 
 
 class TableAppender:
