@@ -154,3 +154,16 @@ def test_norm_ratio_per_kv_head_with_small_norms() -> None:
     ratio = activations.first_token_norm_ratio(x)
     # head 0: 0.5 / mean(0.25, 0.25, 0.75, 0.25) = 0.5 / 0.375; head 1: 0.5 / 0.25 = 2
     torch.testing.assert_close(ratio, torch.tensor([0.5 / 0.375, 2.0]))
+
+
+def test_row_median_equals_torch_median_bit_for_bit() -> None:
+    from sinklab.analysis.activations import row_median
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 8, 8192):
+        x = torch.randn(5, n, generator=g).abs()
+        x[0, : n // 2] = 1.0  # ties
+        assert torch.equal(row_median(x), x.median(dim=1).values), n
+    nan = torch.tensor([[1.0, float("nan"), 3.0], [3.0, 1.0, 2.0]])
+    assert torch.equal(row_median(nan).isnan(), torch.tensor([True, False]))
+    assert row_median(nan)[1] == 2.0

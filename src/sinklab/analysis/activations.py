@@ -4,6 +4,7 @@ ratios of the first token, and the SwiGLU spike-channel anatomy from the weights
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from sinklab.analysis import names
@@ -11,6 +12,18 @@ from sinklab.analysis import names
 # Beyond this many multiply-adds the all-channel |U_k|_F (for the median) is skipped:
 # cheap for the project's models, minutes for a 7B one.
 _ALL_CHANNEL_BUDGET = 5e9
+
+
+def row_median(x: torch.Tensor) -> torch.Tensor:
+    """torch.median(x, dim=1).values (the lower median of each row of a 2-D tensor), the same
+    values bit for bit, via numpy's partial sort where that is exact: about 4x faster on the
+    [windows, T x d] magnitudes of the probe, where torch's median was a tenth of a probe pass.
+    Rows with NaN (a diverged model) and tensors off the CPU keep torch.median, whose NaN
+    handling numpy's partition does not share."""
+    if x.device.type != "cpu" or x.dim() != 2 or x.shape[1] == 0 or not bool(x.isfinite().all()):
+        return x.median(dim=1).values
+    k = (x.shape[1] - 1) // 2
+    return torch.from_numpy(np.partition(x.numpy(), k, axis=1)[:, k].copy())
 
 
 def residual_extremes(
@@ -31,7 +44,7 @@ def residual_extremes(
     mag = h.detach().float().abs().reshape(N, T * d)
     k = min(top, T * d)
     values, flat = mag.topk(k, dim=1)
-    median = mag.median(dim=1).values
+    median = row_median(mag)
     safe_median = median.clamp_min(1e-30)
     out: dict[str, float] = {
         names.MEDIAN: float(median.mean()),
