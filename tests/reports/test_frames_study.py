@@ -170,3 +170,10 @@ def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
     assert rows[1].startswith("| pos=alibi | distributed | distributed |")
     assert "the position encoding decides the frame type" in body
     assert (docs / "figures" / "frames_sweep_frame_metrics.png").stat().st_size > 0
+    funnel_part = body.split("Pyramidal funnelling", 1)[1].split("Robust summaries", 1)[0]
+    assert [line.split(" | ")[0] for line in funnel_part.splitlines() if "| pos=" in line] == [
+        "| pos=rope",
+        "| pos=alibi",
+    ]
+    for figure in ("frames_sweep_funnel_training.png", "frames_sweep_funnel_by_layer.png"):
+        assert (docs / "figures" / figure).stat().st_size > 0

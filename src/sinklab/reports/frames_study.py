@@ -35,7 +35,7 @@ import pandas as pd
 
 from sinklab.analysis import names
 from sinklab.analysis.frames import FRAME_CLASSES
-from sinklab.reports import evidence
+from sinklab.reports import evidence, funnelling
 
 EARLY_FRACTION = 0.25
 LATE_FRACTION = 0.5
@@ -117,6 +117,33 @@ def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
             present = [v for v in values if v is not None]
             record[title] = sum(present) / len(present) if present else None
         records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def funnel_table(jobs: Sequence[Any]) -> pd.DataFrame:
+    """Pyramidal funnelling per setting at the final step (`reports.funnelling`): lower- and
+    upper-half means of the normalised row entropy and the top-column mass (means over seeds),
+    each seed's verdict, and the seeds' majority."""
+    records = []
+    for label in dict.fromkeys(job.label for job in jobs):
+        found = [funnelling.funnel(job.rows) for job in jobs if job.label == label]
+
+        def mean(attr: str, found: list[funnelling.Funnel] = found) -> float:
+            values = [getattr(f, attr) for f in found if not math.isnan(getattr(f, attr))]
+            return sum(values) / len(values) if values else math.nan
+
+        verdicts = [f.verdict for f in found]
+        records.append(
+            {
+                "run": label,
+                "entropy lower -> upper": f"{mean('entropy_lower'):.3f} -> "
+                f"{mean('entropy_upper'):.3f}",
+                "top-column mass lower -> upper": f"{mean('mass_lower'):.3f} -> "
+                f"{mean('mass_upper'):.3f}",
+                "verdict by seed": " / ".join(verdicts),
+                "majority": majority(verdicts),
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from sinklab.analysis import names
-from sinklab.reports import evidence, frames_study, plots
+from sinklab.reports import evidence, frames_study, funnelling, plots
 from sinklab.reports.directions import DIRECTIONS
 from sinklab.runs.layout import RunLayout, job_dirs
 
@@ -371,6 +371,27 @@ def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
         drawn = [(label, _curves(jobs, metric, which)) for label, metric, which in panels]
         fig = plots.sweep_panels_figure(drawn, logx=True, title=title)
         written.append(plots.save_figure(fig, out_dir / f"{stem}.png", dpi=80))
+    if name in FRAME_STUDIES:
+        written += _funnel_figures(jobs, name, out_dir)
+    return written
+
+
+def _funnel_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
+    """Funnelling: each setting's layers over training (seeds averaged), and every setting's
+    final layer profile on one axis."""
+    written = []
+    labels = list(dict.fromkeys(job.label for job in jobs))
+    settings = {label: [j.rows for j in jobs if j.label == label] for label in labels}
+    fig = funnelling.funnel_over_training_figure(
+        settings, title=f"{name}: funnelling over training (seeds averaged)"
+    )
+    written.append(plots.save_figure(fig, out_dir / f"{name}_funnel_training.png", dpi=70))
+    profiles = {
+        label: pd.concat([j.rows for j in jobs if j.label == label], ignore_index=True)
+        for label in labels
+    }
+    fig = funnelling.funnel_by_layer_figure(profiles, title=f"{name}: final step, seeds averaged")
+    written.append(plots.save_figure(fig, out_dir / f"{name}_funnel_by_layer.png", dpi=80))
     return written
 
 
@@ -446,6 +467,12 @@ def study_report(study_dir: Path, docs: Path) -> str:
             "Ruscio et al.'s claims (rules in `src/sinklab/reports/frames_study.py`):",
             "",
             markdown_table(frames_study.frames_claims(jobs)),
+            "",
+            "Pyramidal funnelling at the final step (rule in `src/sinklab/reports/funnelling.py`: "
+            "the upper half of the layers has lower row entropy and higher top-column mass than "
+            "the lower half):",
+            "",
+            markdown_table(frames_study.funnel_table(jobs)),
             "",
         ]
     for title, columns in EXTRA_TABLES.get(name, ()):
