@@ -1,5 +1,7 @@
-"""`make bench ARGS=--quick` end to end, shrunk further (about 10 s): every section runs and
-the JSON and markdown land in the output folder."""
+"""`make bench ARGS=--quick` end to end, shrunk further: every section runs and the JSON and
+markdown land in the output folder. About 30 s on an idle 2-core machine, the single slowest
+test, so it runs in `make test-slow` (and CI); the pieces it joins have unit tests in
+tests/bench/test_helpers.py (MFU, peak, summaries) and test_probe_extras.py (cost rows)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 from sinklab.bench.cli import main
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_table_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SINKLAB_OUTPUTS", str(tmp_path))
     rec = main(
