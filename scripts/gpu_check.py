@@ -2,8 +2,9 @@
 one CUDA GPU, bf16-mixed and compiled, within about 5 minutes:
 
 - sinklab's Lightning path against the plain PyTorch loop (tokens/s, interleaved a-b, b-a);
-- one probe pass, in seconds and in training steps, bare (`measure_probe_set` on the GPU)
-  and as the run paid it (streaming evaluation included);
+- one probe pass, in seconds and in training steps, bare (`measure_probe_set`, the metric
+  maths on the GPU as `callbacks.probe.measure_on: device` runs it, and on the host for
+  comparison) and as the run paid it (streaming evaluation included);
 - the probes' projected share of a 2,000-step run with the default probe schedule.
 
 It reuses the benchmark's pieces (`sinklab.bench`), so the figures mean what `make bench`'s
@@ -91,8 +92,11 @@ def options(a: argparse.Namespace, runs_dir: Path) -> Options:
     )
 
 
-def bare_probe_seconds(model_dict: dict[str, Any], recipe: Any, repeats: int) -> list[float]:
-    """One probe pass as the callback runs it (fp32, on the GPU), after one warm-up pass."""
+def bare_probe_seconds(
+    model_dict: dict[str, Any], recipe: Any, repeats: int, measure_on: str
+) -> list[float]:
+    """One probe pass as the callback runs it (fp32, forward on the GPU, the metric maths on
+    `measure_on`), after one warm-up pass."""
     model = Transformer(ModelConfig.from_dict(model_dict)).cuda()
     probe_set = recipe.datamodule.probe_set()
     run = recipe.run
@@ -100,7 +104,9 @@ def bare_probe_seconds(model_dict: dict[str, Any], recipe: Any, repeats: int) ->
     def once() -> float:
         sync("cuda")
         start = time.perf_counter()
-        measure_probe_set(model, probe_set, run.metrics, batch_size=run.probe.batch_size)
+        measure_probe_set(
+            model, probe_set, run.metrics, batch_size=run.probe.batch_size, measure_on=measure_on
+        )
         sync("cuda")
         return time.perf_counter() - start
 
@@ -116,7 +122,8 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
     log(f"{torch.cuda.get_device_name()}: {a.model}, {tokens:,} tokens per step")
     paths, _ = compare_paths(recipe, opts, runs_dir)
     step_s = paths["sinklab_step_s"].median
-    bare = summarize(bare_probe_seconds(recipe.model, recipe, a.probe_repeats))
+    bare = summarize(bare_probe_seconds(recipe.model, recipe, a.probe_repeats, "device"))
+    host = summarize(bare_probe_seconds(recipe.model, recipe, a.probe_repeats, "host"))
     in_run = paths["probe_in_run_s"].median if paths["probe_in_run_s"] else bare.median
     schedule = compose_run(bench_overrides(runs_dir / "default", threads=1, logger="csv")).probe
     projection = project_default_run(
@@ -140,6 +147,7 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
         "step_s": step_s,
         "probe_pass_s": bare.median,
         "probe_pass_in_steps": bare.median / step_s,
+        "probe_pass_host_s": host.median,
         "probe_in_run_s": in_run,
         "probe_in_run_in_steps": in_run / step_s,
         "run_steps": a.run_steps,
@@ -158,7 +166,8 @@ def render(rec: dict[str, Any], seconds: float) -> str:
             f"  plain loop         {rec['plain_tokens_per_s']:,.0f} tokens/s",
             f"  sinklab / plain    {ratios} (target >= 0.95)",
             f"  probe pass         {rec['probe_pass_s']:.3f} s = "
-            f"{rec['probe_pass_in_steps']:.1f} training steps (target <= 5)",
+            f"{rec['probe_pass_in_steps']:.1f} training steps (target <= 5; "
+            f"{rec['probe_pass_host_s']:.3f} s with the metric maths on the host)",
             f"  probe in the run   {rec['probe_in_run_s']:.3f} s = "
             f"{rec['probe_in_run_in_steps']:.1f} steps (streaming evaluation included)",
             f"  probe share        {rec['projected_probe_share_pct']:.2f} % of a "

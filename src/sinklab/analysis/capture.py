@@ -1,4 +1,5 @@
-"""Run the model's probe path on a probe batch, in chunks, and gather the result on the CPU.
+"""Run the model's probe path on a probe batch, in chunks, and gather the result on the CPU
+(or, for a probe measured on the accelerator, where the model runs).
 
 Every metric reads the tensors that this returns, so the training callback, the
 reanalysis script and the pretrained-model analysis measure the same thing.
@@ -40,13 +41,16 @@ def capture(
     batch_size: int = 25,
     names: NameFilter = None,
     device: torch.device | str | None = None,
+    keep_on_device: bool = False,
 ) -> ProbeOutput:
     """`model.forward_probe` over `input_ids` [N, T] in chunks of `batch_size` windows.
 
     Each chunk's tensors move to the CPU before the next runs, so only one chunk's
     activations sit on the accelerator. `names` (None, names/prefixes or a predicate)
     selects what is kept; `device` is where the chunks run (default: the model's device;
-    the model itself is not moved).
+    the model itself is not moved). `keep_on_device` leaves the tensors where they were
+    computed, for a measurement on the accelerator (`callbacks.probe.measure_on: device`):
+    no host copies, and the metric maths on the GPU.
     """
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [N, T], got shape {tuple(input_ids.shape)}")
@@ -54,15 +58,16 @@ def capture(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     run_on = torch.device(device) if device is not None else model_device(model)
     keep = name_filter(names)
+    gather_on = run_on if keep_on_device else torch.device("cpu")
     chunks: list[ProbeOutput] = []
     with eval_mode(model):
         for start in range(0, input_ids.shape[0], batch_size):
             ids = input_ids[start : start + batch_size].to(run_on)
             out = model.forward_probe(ids, names=names)
-            cache = {k: v.detach().to("cpu") for k, v in out.cache.items() if keep(k)}
+            cache = {k: v.detach().to(gather_on) for k, v in out.cache.items() if keep(k)}
             chunks.append(
                 ProbeOutput(
-                    logits=out.logits.detach().to("cpu"),
+                    logits=out.logits.detach().to(gather_on),
                     cache=cache,
                     n_layers=out.n_layers,
                     extra_slots=tuple(out.extra_slots),

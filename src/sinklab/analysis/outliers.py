@@ -141,9 +141,10 @@ def _block(model: nn.Module | None, layer: int) -> nn.Module | None:
 
 
 def _apply(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run a norm on the CPU copy of a captured tensor (the model may live on a GPU)."""
+    """Run a norm on a captured tensor where the norm lives, and bring the result back to the
+    capture's device (the CPU copy, or the accelerator when the probe is measured there)."""
     device = next(norm.parameters(), torch.empty(0)).device
-    return norm(x.to(device)).float().cpu()
+    return norm(x.to(device)).float().to(x.device)
 
 
 # -- rows -------------------------------------------------------------------------------------
@@ -179,13 +180,13 @@ def outlier_rows(
             if not bool(mask.any()):
                 continue
             N, T = mask.shape
-            where = torch.arange(T).expand(N, T)
+            where = torch.arange(T, device=mask.device).expand(N, T)
             for i, (pos, count) in enumerate(frequent(mask, where, top)):
                 rows.append((layer, -1, f"{prefix}/position/rank_{i}", float(pos)))
                 rows.append((layer, -1, f"{prefix}/position_share/rank_{i}", count / N))
             if input_ids is not None and tuple(input_ids.shape) == (N, T):
                 total = int(mask.sum())
-                for i, (tok, count) in enumerate(frequent(mask, input_ids.cpu(), top)):
+                for i, (tok, count) in enumerate(frequent(mask, input_ids.to(mask.device), top)):
                     rows.append((layer, -1, f"{prefix}/token/rank_{i}", float(tok)))
                     rows.append((layer, -1, f"{prefix}/token_share/rank_{i}", count / total))
     rows.extend((-1, -1, f"outliers/{site}/max_abs", value) for site, value in peaks.items())

@@ -12,6 +12,8 @@ from sinklab.analysis.measure import measure
 from sinklab.data.probe_set import ProbeSet
 from sinklab.model.probe import ProbeOutput
 
+MEASURE_ON = ("host", "device")
+
 
 def measure_probe_set(
     model: torch.nn.Module,
@@ -20,15 +22,29 @@ def measure_probe_set(
     *,
     batch_size: int = 25,
     device: torch.device | str | None = None,
+    measure_on: str = "host",
 ) -> tuple[pd.DataFrame, ProbeOutput]:
-    """Tidy metric rows (layer, head, metric, value) for `model` on `probe_set`, plus the capture."""
+    """Tidy metric rows (layer, head, metric, value) for `model` on `probe_set`, plus the capture.
+
+    `measure_on`: "host" copies the captured tensors to the CPU and measures there (the
+    reference path: on a CPU run both are the same); "device" keeps them where the model ran
+    and measures there, so on a GPU the metric maths (medians, top-k, eigen-decompositions)
+    runs on the GPU and only the final rows cross to the host."""
     metrics_cfg = metrics_cfg or MetricsConfig()
-    probe = capture(model, probe_set.input_ids, batch_size=batch_size, device=device)
+    if measure_on not in MEASURE_ON:
+        raise ValueError(f"measure_on must be one of {MEASURE_ON}, got {measure_on!r}")
+    keep = measure_on == "device"
+    probe = capture(
+        model, probe_set.input_ids, batch_size=batch_size, device=device, keep_on_device=keep
+    )
+    trigger_mask = probe_set.trigger_mask
+    if keep and trigger_mask is not None:
+        trigger_mask = trigger_mask.to(probe.logits.device)
     rows = measure(
         probe,
         model=model,
         cfg=metrics_cfg,
-        trigger_mask=probe_set.trigger_mask,
+        trigger_mask=trigger_mask,
         bos_present=probe_set.has_bos,
         input_ids=probe_set.input_ids,
     )

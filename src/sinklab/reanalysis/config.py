@@ -19,6 +19,7 @@ from sinklab.errors import ConfigError, check
 
 StepMode = Literal["all", "log"]
 ProbeBos = Literal["none", "bos"]
+MeasureOn = Literal["host", "device"]
 STEP_MODES: tuple[str, ...] = get_args(StepMode)
 BOS_CHOICES: tuple[str, ...] = get_args(ProbeBos)
 _TARGET_HELP = (
@@ -123,6 +124,7 @@ class AnalyzeConfig:
     target: str = ""  # required; empty is refused with the list of what a target can be
     steps: StepMode | tuple[int, ...] = "all"
     device: str = "cpu"
+    measure_on: MeasureOn = "device"  # as callbacks.probe.measure_on: where the metric maths runs
     out_dir: str | None = None
     force: bool = False
     batch_size: int | None = None

@@ -308,7 +308,12 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
             tables.drop_checkpoints(out, run_id, {name})
         model.to(cfg.device)
         rows, _ = measure_probe_set(
-            model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
+            model,
+            probe_set,
+            mcfg,
+            batch_size=batch_size,
+            device=cfg.device,
+            measure_on=cfg.measure_on,
         )
         if stream is not None and stream_due(info.step):  # after the probe rows, as logged
             scfg, ids = stream
@@ -392,7 +397,12 @@ def analyze_pretrained(
         mcfg = metrics_config({}, cfg)
         batch_size = cfg.batch_size or 25
         rows, probe = measure_probe_set(
-            model, probe_set, mcfg, batch_size=batch_size, device=cfg.device
+            model,
+            probe_set,
+            mcfg,
+            batch_size=batch_size,
+            device=cfg.device,
+            measure_on=cfg.measure_on,
         )
         kept = [i for i in map_layers if i < probe.n_layers]
         maps = plots.head_averaged_patterns(probe, kept)

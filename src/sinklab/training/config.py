@@ -23,6 +23,7 @@ Schedule = Literal["cosine", "constant", "linear"]
 Accelerator = Literal["cpu", "gpu", "cuda", "mps", "auto"]
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"]
 OnNonfinite = Literal["stop", "skip"]
+MeasureOn = Literal["host", "device"]
 LoggerKind = Literal["wandb", "csv", "none"]
 WandbMode = Literal["online", "offline", "disabled"]
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
@@ -297,6 +298,10 @@ class ProbeScheduleConfig(ScheduleConfig):
     """When the probe callback measures (the schedule), how, and with which thresholds."""
 
     batch_size: int = 100  # the default probe set in one forward: half the time of 4 x 25 on a CPU
+    # where the metric maths runs: "device" keeps the capture on the model's device (the GPU's
+    # medians and eigen-decompositions; no host copies), "host" copies it to the CPU first.
+    # On a CPU run both are the same.
+    measure_on: MeasureOn = "device"
     images: bool = True  # attention maps and activation plots on W&B
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     stream: ProbeStreamConfig = field(default_factory=ProbeStreamConfig)

@@ -220,6 +220,7 @@ class ProbeCallback(L.Callback):
             self.metrics_cfg,
             batch_size=self.cfg.batch_size,
             device=pl_module.device,
+            measure_on=self.cfg.measure_on,
         )
         stream_rows = None
         if self.streams_at(step):
