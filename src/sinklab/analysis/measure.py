@@ -12,6 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -26,38 +27,88 @@ _GLU_MLPS = ("swiglu", "geglu")
 
 
 class _Rows:
-    """Collects rows; per-head metrics get their layer and model means added at the end."""
+    """Collects rows in order; per-head metrics get their layer and model means added.
+
+    Tensor values stay where they were computed (the GPU, when the probe is measured there)
+    until `frame()`, which moves them all to the host in one copy: no host sync per metric.
+    """
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, int, str, float]] = []
+        # each part: ready rows, or (layer, heads, metric, tensor) whose values are pending
+        self._parts: list[list[tuple[int, int, str, float]] | _Pending] = []
         self._per_head: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def add(self, layer: int, heads: list[int], metric: str, values: torch.Tensor) -> None:
+        """One row per entry of `values` [len(heads)], kept on its device until `frame()`."""
+        self._parts.append(_Pending(layer, heads, metric, values.detach().double().reshape(-1)))
+
+    def extend(self, rows: list[tuple[int, int, str, float]]) -> None:
+        self._parts.append(list(rows))
 
     def heads(self, metric: str, layer: int, values: torch.Tensor, aggregate: bool = True) -> None:
         """One row per head, plus the layer mean; the model mean is added in `frame()`."""
-        vals = values.detach().double().cpu()
-        self.rows.extend((layer, h, metric, float(v)) for h, v in enumerate(vals.tolist()))
+        vals = values.detach().double().reshape(-1)
+        self.add(layer, list(range(vals.shape[0])), metric, vals)
         if aggregate:
-            self.rows.append((layer, -1, metric, _nanmean(vals)))
+            self.add(layer, [-1], metric, _nanmean(vals))
             self._per_head[metric].append(vals)
 
-    def layer(self, metric: str, layer: int, value: float) -> None:
-        self.rows.append((layer, -1, metric, float(value)))
+    def layer(self, metric: str, layer: int, value: float | torch.Tensor) -> None:
+        if isinstance(value, torch.Tensor):
+            self.add(layer, [-1], metric, value)
+        else:
+            self.extend([(layer, -1, metric, float(value))])
 
     def model(self, metric: str, value: float) -> None:
-        self.rows.append((-1, -1, metric, float(value)))
+        self.extend([(-1, -1, metric, float(value))])
 
     def frame(self) -> pd.DataFrame:
         for metric, parts in self._per_head.items():
-            self.model(metric, _nanmean(torch.cat(parts)))
-        df = pd.DataFrame(self.rows, columns=COLUMNS)
+            self.add(-1, [-1], metric, _nanmean(torch.cat(parts)))
+        pending = [p for p in self._parts if isinstance(p, _Pending)]
+        flat = (
+            torch.cat([p.values.to(pending[0].values.device) for p in pending]).cpu().tolist()
+            if pending
+            else []
+        )
+        rows: list[tuple[int, int, str, float]] = []
+        at = 0
+        for part in self._parts:
+            if isinstance(part, _Pending):
+                n = len(part.heads)
+                rows.extend(
+                    (part.layer, h, part.metric, v)
+                    for h, v in zip(part.heads, flat[at : at + n], strict=True)
+                )
+                at += n
+            else:
+                rows.extend(part)
+        df = pd.DataFrame(rows, columns=COLUMNS)
         return df.astype(
             {"layer": "int64", "head": "int64", "metric": "string", "value": "float64"}
         )
 
 
-def _nanmean(x: torch.Tensor) -> float:
+@dataclass(frozen=True)
+class _Pending:
+    layer: int
+    heads: list[int]
+    metric: str
+    values: torch.Tensor  # float64 [len(heads)], on the device it was computed on
+
+
+def _nanmean(x: torch.Tensor) -> torch.Tensor:
+    """The mean over the non-NaN entries, as a 1-element float64 tensor on x's device (NaN when
+    all are NaN). On the CPU the mean of the compacted entries, bit for bit what every earlier
+    table holds (`torch.nanmean` sums in another order); elsewhere `torch.nanmean`, which
+    needs no host sync."""
+    x = x.double()
+    if x.device.type != "cpu":
+        return torch.nanmean(x).reshape(1)
     ok = ~torch.isnan(x)
-    return float(x[ok].mean()) if bool(ok.any()) else math.nan
+    if not bool(ok.any()):
+        return torch.full((1,), math.nan, dtype=torch.float64)
+    return x[ok].mean().reshape(1)
 
 
 def _layer_tokens(probe: ProbeOutput, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -104,7 +155,7 @@ def _sink_rows(
             f"slot_sink_pct/{slot}", layer, 100.0 * (slot_alpha[..., e] > cfg.eps).float().mean(0)
         )
     alpha0 = alpha[..., 0].mean(0)
-    rows.layer(names.ALPHA0_MAX, layer, float(alpha0.max()))
+    rows.layer(names.ALPHA0_MAX, layer, alpha0.max())
     return alpha0
 
 
@@ -133,16 +184,19 @@ def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tenso
     values["frames/ref_fallback"] = fallback.float()
     values[names.FRAME_CLASS] = codes.float()
     for metric, v in values.items():
-        rows.rows.extend(
-            (layer, h, metric, float(x)) for h, x in zip(heads, v.tolist(), strict=True)
-        )
+        rows.add(layer, heads, metric, v)
     n_logged = min(cfg.max_ref_logged, r.shape[-1])
     top_pos = order[:, :n_logged]
-    top_mass = r.gather(1, top_pos)
+    top_mass = r.gather(1, top_pos).cpu()  # one copy each, not one per element
+    top_pos, count = top_pos.cpu(), count.cpu()
     for b, h in enumerate(heads):
         for i in range(min(n_logged, int(count[b]))):
-            rows.rows.append((layer, h, f"frames/ref_position/rank_{i}", float(top_pos[b, i])))
-            rows.rows.append((layer, h, f"frames/ref_mass/rank_{i}", float(top_mass[b, i])))
+            rows.extend(
+                [
+                    (layer, h, f"frames/ref_position/rank_{i}", float(top_pos[b, i])),
+                    (layer, h, f"frames/ref_mass/rank_{i}", float(top_mass[b, i])),
+                ]
+            )
     return int(codes[-1])
 
 
@@ -153,9 +207,7 @@ def _massive_rows(rows: _Rows, cfg: MetricsConfig, probe: ProbeOutput, layer: in
             resid, cfg.top_values, cfg.massive_abs, cfg.massive_rel
         ).items():
             rows.layer(metric, layer, value)
-        rows.layer(
-            "massive/norm_ratio/resid", layer, float(activations.first_token_norm_ratio(resid))
-        )
+        rows.layer("massive/norm_ratio/resid", layer, activations.first_token_norm_ratio(resid))
     for kind in ("key", "value"):
         x = probe.cache.get(f"blocks.{layer}.attn.{kind[0]}")
         if x is not None:
@@ -194,11 +246,11 @@ def _dormancy_rows(
     """BOS metrics of one layer; returns its labels [N, H, T] (None without attention)."""
     resid = probe.cache.get(f"blocks.{layer}.resid_post")
     if resid is not None:
-        rows.layer(names.RESID_PEAK, layer, float(activations.first_token_norm_ratio(resid)))
+        rows.layer(names.RESID_PEAK, layer, activations.first_token_norm_ratio(resid))
         # Guo et al. report the absolute norm (141 with Adam vs 20 with SGD after 10k steps);
         # the ratio alone starts at 1.5-1.7, since position 0 attends only to itself.
         bos_norm = resid[:, 0].detach().float().norm(dim=-1).mean()
-        rows.layer(names.BOS_RESID_NORM, layer, float(bos_norm))
+        rows.layer(names.BOS_RESID_NORM, layer, bos_norm)
     v = probe.cache.get(f"blocks.{layer}.attn.v")
     if v is not None:
         rows.heads(names.VALUE_DRAIN, layer, activations.first_token_norm_ratio(v))
@@ -304,7 +356,7 @@ def _measure(
             labels.append(_dormancy_rows(rows, cfg, probe, layer, tokens, trigger_mask))
 
     if cfg.outliers:
-        rows.rows.extend(
+        rows.extend(
             outliers.outlier_rows(
                 probe, model=model, input_ids=input_ids, eta=cfg.outlier_eta, top=cfg.outlier_top
             )
