@@ -113,8 +113,26 @@ def test_claims_contradicted_when_the_data_say_the_opposite() -> None:
     assert verdicts == {
         "frames form in the earliest stages of training": "contradicted",
         "the position encoding decides the frame type": "contradicted",
-        "bidirectional frames belong to encoders": "contradicted",  # no encoder is bidirectional
+        "bidirectional frames belong to encoders": "contradicted",  # encoders centralized
     }
+
+
+def test_no_frame_at_all_is_inconclusive_not_a_contradiction() -> None:
+    never = ["none"] * 9
+    verdicts = _claims(
+        {
+            ("decoder", "rope"): [_settled("centralized")] * 3,
+            ("decoder", "alibi"): [_settled("centralized")] * 3,
+            ("encoder", "rope"): [never] * 3,
+            ("encoder", "alibi"): [never] * 3,
+        }
+    )
+    # the decoders agree on one frame: the encoding does not decide it there; the encoders,
+    # with no frame, say nothing either way about the type or about bidirectional frames
+    assert verdicts["the position encoding decides the frame type"] == "contradicted"
+    assert verdicts["bidirectional frames belong to encoders"] == "inconclusive"
+    only_none = _claims({("encoder", "rope"): [never] * 3, ("encoder", "alibi"): [never] * 3})
+    assert only_none["the position encoding decides the frame type"] == "inconclusive"
 
 
 def test_mixed_seeds_make_the_encoding_claim_inconclusive() -> None:

@@ -17,11 +17,15 @@ Rules (stated here so the verdicts can be argued with):
   is its seeds' majority when at least two thirds of them agree (otherwise "mixed").
   Per objective with two encodings or more: reproduced when every setting has a majority
   and at least two encodings differ; contradicted when every setting has a majority and all
-  agree (the type does not depend on the encoding); inconclusive when any setting is mixed.
-  The claim is reproduced when one objective reproduces it, contradicted when all contradict.
-- *Claim 3, bidirectional frames belong to encoders*: reproduced when some encoder setting's
-  majority is bidirectional and no decoder run is; contradicted when a decoder setting's
-  majority is bidirectional or no encoder run is bidirectional at all; inconclusive otherwise.
+  agree on a frame (the type does not depend on the encoding); inconclusive when any setting
+  is mixed. An objective whose settings all have no frame ("none") says nothing about the
+  type and is left out. The claim is reproduced when one objective reproduces it,
+  contradicted when all that count contradict, inconclusive otherwise.
+- *Claim 3, bidirectional frames belong to encoders*: contradicted when a decoder setting's
+  majority is bidirectional, or when encoders form frames (some setting's majority is
+  centralized or distributed) and none of them is bidirectional; reproduced when some encoder
+  setting's majority is bidirectional and no decoder run is; inconclusive otherwise, in
+  particular when no encoder formed a frame at all (the question cannot be asked).
 """
 
 from __future__ import annotations
@@ -181,6 +185,8 @@ def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
         texts.append(f"{objective}: " + ", ".join(f"{p} {m}" for p, m in sorted(cells.items())))
         if len(cells) < 2:  # one encoding says nothing about what the encoding decides
             continue
+        if set(cells.values()) == {"none"}:  # no frame formed: nothing to say about its type
+            continue
         if "mixed" in cells.values():
             verdicts.append("inconclusive")
         else:
@@ -208,7 +214,10 @@ def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
     n_enc, n_dec = bidirectional_runs("encoder"), bidirectional_runs("decoder")
     enc_major = any(m == "bidirectional" for (o, _), m in majorities.items() if o == "encoder")
     dec_major = any(m == "bidirectional" for (o, _), m in majorities.items() if o == "decoder")
-    if dec_major or (n_enc == 0 and any(o == "encoder" for o, _ in majorities)):
+    enc_other = any(
+        m in ("centralized", "distributed") for (o, _), m in majorities.items() if o == "encoder"
+    )
+    if dec_major or (enc_other and n_enc == 0):
         v3 = "contradicted"
     elif enc_major and n_dec == 0:
         v3 = "reproduced"
@@ -217,7 +226,12 @@ def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
     rows.append(
         {
             "claim (Ruscio et al. 2025)": "bidirectional frames belong to encoders",
-            "here": f"bidirectional final class in {n_enc} encoder and {n_dec} decoder runs",
+            "here": f"bidirectional final class in {n_enc} encoder and {n_dec} decoder runs; "
+            + "encoder classes: "
+            + (
+                ", ".join(f"{p} {m}" for (o, p), m in sorted(majorities.items()) if o == "encoder")
+                or "-"
+            ),
             "verdict": v3,
         }
     )
