@@ -164,6 +164,21 @@ class ProbeCallback(L.Callback):
         self.quant_runs = 0
         self.history: dict[int, dict[str, float]] = {}
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Import the picture code now if the run will log pictures: a one-time cost of the
+        run (about 1 s for matplotlib and PIL) that would otherwise land in the first probe
+        and count as probe time."""
+        if self.cfg.images and trainer.is_global_zero and self._wandb_loggers(trainer):
+            import PIL.Image  # noqa: F401 - wandb.Image's encoder
+
+            import sinklab.reports.plots  # noqa: F401 - matplotlib
+
+    @staticmethod
+    def _wandb_loggers(trainer: L.Trainer) -> list[Any]:
+        from lightning.pytorch.loggers import WandbLogger
+
+        return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step == 0 and trainer.ckpt_path is None:  # a resume may start at 0
             self._probe(trainer, pl_module)
@@ -266,9 +281,7 @@ class ProbeCallback(L.Callback):
         pl_module.overhead_seconds += elapsed
 
     def _log_images(self, trainer: L.Trainer, probe: Any, step: int) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
-        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        wandb_loggers = self._wandb_loggers(trainer)
         if not wandb_loggers:
             return
         from sinklab.reports.plots import attention_maps_image, head_averaged_patterns
