@@ -6,7 +6,6 @@ ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install data train train-text sweep test test-slow analyze bench gpu-check lint format clean reproduce
 
-STUDIES := bb_dynamics streaming_sweep quant_sweep sigmoid_bos_sweep pos_sweep attention_sweep min_context_sweep weight_decay_sweep norm_sweep mlp_sweep heads_sweep first_token_sweep
 
 help:  ## list the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':[^#]*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +46,8 @@ study-quant_sweep: $(STAMP)  ## the quant study, then prefixed sinks (BOS, Prefi
 		out_dir=outputs/studies/quant_sweep_w4
 	$(PY) scripts/study_report.py outputs/studies/quant_sweep --docs docs
 
-reproduce: $(addprefix study-,$(STUDIES))  ## every study of docs/results.md (several hours on 2 cores; not yet timed end to end)
+reproduce: $(STAMP)  ## every study of docs/results.md, after printing the plan and an estimated time (ARGS=--dry-run: the plan only)
+	$(PY) scripts/reproduce.py $(ARGS)
 
 test: $(STAMP)  ## the test suite CI runs, two workers (one per core; a test file stays on one worker)
 	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile $(ARGS)

@@ -1,0 +1,139 @@
+"""`make reproduce`'s plan: which studies it runs, how many jobs each, and how long that should
+take on this machine, printed before anything starts.
+
+A study's size comes from its Hydra config (`conf/experiment/<study>.yaml`): the product of its
+sweeper's value lists, `trainer.max_steps`, and the launcher's parallel jobs. Its time comes
+from the runs this machine already made of it: the median `fit_seconds` of the summaries under
+`outputs/studies/<study>/`, scaled to the configured steps, plus a fixed start-up cost per job.
+A study never run here borrows the median seconds per step of the studies that were, and says
+so. The estimate is only as good as those runs: a study measured on a loaded machine estimates
+high, one from an idle machine low when the machine is busy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# docs/results.md's studies, in the order `make reproduce` runs them.
+STUDIES: tuple[str, ...] = (
+    "bb_dynamics",
+    "streaming_sweep",
+    "quant_sweep",
+    "sigmoid_bos_sweep",
+    "pos_sweep",
+    "attention_sweep",
+    "min_context_sweep",
+    "weight_decay_sweep",
+    "norm_sweep",
+    "mlp_sweep",
+    "heads_sweep",
+    "first_token_sweep",
+    "frames_sweep",
+    "frames_text_sweep",
+)
+# Start-up, data and export of one job around its fit (imports, Hydra, data cache, final
+# checkpoint and safetensors), measured on the 2-core VM: 20-30 s.
+STARTUP_S = 25.0
+BUDGET_S = 2 * 3600.0  # issue 18: `make reproduce` in at most 2 hours on 2 cores
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """One study's size, its estimated wall time, and what the estimate rests on."""
+
+    name: str
+    jobs: int
+    steps: int
+    parallel: int
+    seconds_per_step: float | None  # None: no runs of this study on this machine
+    basis: str
+
+    def estimate_s(self, fallback_s_per_step: float | None) -> float:
+        per_step = self.seconds_per_step or fallback_s_per_step
+        if per_step is None:
+            return math.nan
+        per_job = STARTUP_S + per_step * self.steps
+        return math.ceil(self.jobs / self.parallel) * per_job
+
+
+def sweep_size(params: dict[str, str]) -> int:
+    """Jobs of a Hydra sweep: the product of the value counts of `hydra.sweeper.params`,
+    parsed by Hydra's own override grammar (so `a,b`, `range(0,5)` and quoted lists count
+    as Hydra counts them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    size = 1
+    for key, value in params.items():
+        (override,) = parser.parse_overrides([f"{key}={value}"])
+        size *= len(list(override.sweep_string_iterator())) if override.is_sweep_override() else 1
+    return size
+
+
+def recorded_seconds_per_step(study_dir: Path) -> tuple[float | None, int]:
+    """Median fit seconds per step over the finished jobs of a study folder, and their count."""
+    rates = []
+    for summary in sorted(study_dir.glob("*/summary.json")):
+        try:
+            data = json.loads(summary.read_text())
+            steps = int(data["tokens_seen"]) / _tokens_per_step(summary.parent)
+            rates.append(float(data["fit_seconds"]) / steps)
+        except (OSError, ValueError, KeyError, ZeroDivisionError):
+            continue
+    return (statistics.median(rates) if rates else None), len(rates)
+
+
+def _tokens_per_step(job: Path) -> float:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    accumulate = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1
+    return float(cfg.data.batch_size * cfg.data.seq_len * accumulate)
+
+
+def plan_study(name: str, studies_dir: Path) -> StudyPlan:
+    """The study's sweep from its composed config, and its recorded cost on this machine."""
+    from hydra import compose, initialize_config_dir
+
+    from sinklab.configs import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=[f"experiment={name}"], return_hydra_config=True
+        )
+    params = {str(k): str(v) for k, v in (cfg.hydra.sweeper.get("params") or {}).items()}
+    parallel = int(cfg.hydra.launcher.get("n_jobs") or 1)
+    rate, n = recorded_seconds_per_step(studies_dir / name)
+    basis = f"{n} runs in {studies_dir / name}" if n else "no runs here: the other studies' median"
+    return StudyPlan(name, sweep_size(params), int(cfg.trainer.max_steps), parallel, rate, basis)
+
+
+def fallback_rate(plans: Sequence[StudyPlan]) -> float | None:
+    """The median seconds per step of the studies with recorded runs."""
+    rates = [p.seconds_per_step for p in plans if p.seconds_per_step is not None]
+    return statistics.median(rates) if rates else None
+
+
+def render_plan(plans: Sequence[StudyPlan]) -> str:
+    """The plan as a table with a total, and the budget it is held to."""
+    fallback = fallback_rate(plans)
+    lines = [
+        f"{'study':<20} {'jobs':>5} {'steps':>6} {'parallel':>8} {'est. min':>9}  basis",
+    ]
+    total = 0.0
+    for p in plans:
+        est = p.estimate_s(fallback)
+        total += 0.0 if math.isnan(est) else est
+        shown = "?" if math.isnan(est) else f"{est / 60:.0f}"
+        lines.append(f"{p.name:<20} {p.jobs:>5} {p.steps:>6} {p.parallel:>8} {shown:>9}  {p.basis}")
+    verdict = "within" if total <= BUDGET_S else "OVER"
+    lines.append(
+        f"total: {sum(p.jobs for p in plans)} jobs, about {total / 3600:.1f} h "
+        f"({verdict} the {BUDGET_S / 3600:.0f} h budget of issue 18)"
+    )
+    return "\n".join(lines)
