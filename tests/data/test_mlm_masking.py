@@ -92,3 +92,14 @@ def test_every_tokenizer_gets_a_mask_token_for_mlm_only(tmp_path: Path) -> None:
     assert clm.mask_id is None and mlm.mask_id == 3
     assert (mlm.bos_id, mlm.eos_id, mlm.pad_id) == (clm.bos_id, clm.eos_id, clm.pad_id)
     assert mlm.encode("document") != [] and mlm.fingerprint() != clm.fingerprint()
+
+
+def test_loss_tokens_per_batch_counts_the_masked_positions_of_an_encoder() -> None:
+    base = {"source": "synthetic", "seq_len": 64, "batch_size": 8, "bos": "every_window"}
+    base["synthetic"] = {"kind": "zipf", "vocab_size": 20}
+    mlm = RunData(DataConfig.from_dict({**base, "objective": "mlm"}))
+    mlm.build()
+    counts = [int(mlm.batch_at(i)["loss_mask"].sum()) for i in range(8)]
+    assert mlm.loss_tokens_per_batch() == round(sum(counts) / 8)
+    # BERT's 15 % of the 8 x 63 maskable positions (BOS never), not every position
+    assert 0.08 * 8 * 63 < mlm.loss_tokens_per_batch() < 0.25 * 8 * 63

@@ -115,11 +115,15 @@ class RunData:
     def loss_tokens_per_batch(self) -> int:
         """Loss-bearing tokens per micro-batch, for comparing runs with different min_context per token.
 
-        Exact for context masks; with a Bigram-Backcopy loss_on restriction it varies per batch,
-        so this is the mean over the first 8 batches (count `batch["loss_mask"].sum()` for exact).
+        Exact for context masks; with a Bigram-Backcopy loss_on restriction, or BERT's masking
+        (objective mlm: the chosen ~15 % only), it varies per batch, so this is the mean over
+        the first 8 batches (count `batch["loss_mask"].sum()` for exact).
         """
         cfg = self.cfg
-        if cfg.source == "synthetic" and cfg.synthetic.loss_on != "all":
+        varies = cfg.objective == "mlm" or (
+            cfg.source == "synthetic" and cfg.synthetic.loss_on != "all"
+        )
+        if varies:
             counts = [int(self.batch_at(i)["loss_mask"].sum()) for i in range(8)]
             return round(sum(counts) / len(counts))
         return cfg.batch_size * (cfg.context_end - cfg.min_context)
