@@ -195,3 +195,32 @@ def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
     ]
     for figure in ("frames_sweep_funnel_training.png", "frames_sweep_funnel_by_layer.png"):
         assert (docs / "figures" / figure).stat().st_size > 0
+
+
+def _refs(layer_positions: dict[int, list[int]], step: int = 100) -> pd.DataFrame:
+    records = []
+    for layer, positions in layer_positions.items():
+        base = dict(step=step, tokens_seen=10 * step, layer=layer)
+        records.append(dict(base, head=-1, metric="frames/class", value=0.0))
+        for i, p in enumerate(positions):
+            records.append(dict(base, head=-1, metric=f"frames/ref_position/rank_{i}", value=p))
+            records.append(dict(base, head=0, metric=f"frames/ref_position/rank_{i}", value=30))
+    return pd.DataFrame(records)
+
+
+def test_edge_anchors_read_where_each_layers_references_sit() -> None:
+    rows = _refs({0: [0, 63], 1: [52, 1], 2: [62], 3: [30, 40], 4: []})
+    # n = 64: the edges are positions 0-6 and 57-63; head rows (position 30) are ignored
+    assert frames_study.edge_anchors(rows, 64) == ["both ends", "start", "end", "inside", "no ref"]
+    earlier = _refs({0: [0, 63]}, step=50)
+    assert frames_study.edge_anchors(pd.concat([earlier, _refs({0: [30]})]), 64) == ["inside"]
+
+
+def test_anchor_table_counts_layer_maps_over_seeds(tmp_path: Path) -> None:
+    jobs = [
+        Job("variant=encoder", _refs({0: [0, 63], 1: [63]}), tmp_path / "a"),
+        Job("variant=encoder", _refs({0: [0, 63], 1: []}), tmp_path / "b"),
+    ]
+    table = frames_study.anchor_table(jobs).set_index("run")
+    row = table.loc["variant=encoder"]
+    assert (row["layer maps"], row["both ends"], row["end"], row["no ref"]) == (4, 2, 1, 1)

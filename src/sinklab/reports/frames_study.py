@@ -124,6 +124,57 @@ def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def probe_length(job: Any, default: int = 64) -> int:
+    """Tokens per probe window of a job (its saved probe set), `default` when unreadable."""
+    import numpy as np
+
+    from sinklab.runs.layout import RunLayout
+
+    try:
+        with np.load(RunLayout(job.folder).probe_ids) as arrays:
+            return int(arrays["input_ids"].shape[1])
+    except (OSError, KeyError, ValueError, EOFError, AttributeError, IndexError):
+        return default  # no probe set (or not one sinklab wrote)
+
+
+def edge_anchors(rows: pd.DataFrame, n: int, edge_frac: float = 0.1) -> list[str]:
+    """Per layer at the final step, where the head-averaged map's references (the logged
+    ranks, r > ref_threshold) sit: "both ends" (one in the first and one in the last
+    `edge_frac` of the n positions), "start", "end", "inside" (none at an edge) or "no ref".
+    This reads the anchors directly, apart from the classifier's top-two rule."""
+    last = rows[(rows["step"] == rows["step"].max()) & (rows["head"] == -1) & (rows["layer"] >= 0)]
+    refs = last[last["metric"].str.startswith("frames/ref_position/rank_")]
+    edge = max(1, math.ceil(edge_frac * n))
+    out = []
+    for layer in sorted(last["layer"].unique()):
+        positions = refs[refs["layer"] == layer]["value"].astype(int).tolist()
+        start = any(p < edge for p in positions)
+        end = any(p >= n - edge for p in positions)
+        if not positions:
+            out.append("no ref")
+        elif start and end:
+            out.append("both ends")
+        else:
+            out.append("start" if start else ("end" if end else "inside"))
+    return out
+
+
+def anchor_table(jobs: Sequence[Any]) -> pd.DataFrame:
+    """Per setting, how its layers' references sit at the final step (counts over seeds and
+    layers): the evidence a bidirectional frame needs, read without the top-two rule."""
+    records = []
+    for label in dict.fromkeys(job.label for job in jobs):
+        counts: Counter[str] = Counter()
+        for job in (j for j in jobs if j.label == label):
+            counts.update(edge_anchors(job.rows, probe_length(job)))
+        total = sum(counts.values())
+        record: dict[str, object] = {"run": label, "layer maps": total}
+        for kind in ("both ends", "start", "end", "inside", "no ref"):
+            record[kind] = counts.get(kind, 0)
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
 def funnel_table(jobs: Sequence[Any]) -> pd.DataFrame:
     """Pyramidal funnelling per setting at the final step (`reports.funnelling`): lower- and
     upper-half means of the normalised row entropy and the top-column mass (means over seeds),

@@ -468,6 +468,12 @@ def study_report(study_dir: Path, docs: Path) -> str:
             "",
             markdown_table(frames_study.frames_claims(jobs)),
             "",
+            "Where the references sit, per layer at the final step (layer maps over seeds and "
+            "layers; a reference is a key with r > 0.1, 'both ends': one in the first and one in "
+            "the last 10 % of the probe window, the anchors of a bidirectional frame):",
+            "",
+            markdown_table(frames_study.anchor_table(jobs)),
+            "",
             "Pyramidal funnelling at the final step (rule in `src/sinklab/reports/funnelling.py`: "
             "the upper half of the layers has lower row entropy and higher top-column mass than "
             "the lower half):",
