@@ -197,13 +197,16 @@ def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
         assert (docs / "figures" / figure).stat().st_size > 0
 
 
-def _refs(layer_positions: dict[int, list[int]], step: int = 100) -> pd.DataFrame:
+def _refs(
+    layer_positions: dict[int, list[int]], step: int = 100, mass: float = 0.2
+) -> pd.DataFrame:
     records = []
     for layer, positions in layer_positions.items():
         base = dict(step=step, tokens_seen=10 * step, layer=layer)
         records.append(dict(base, head=-1, metric="frames/class", value=0.0))
         for i, p in enumerate(positions):
             records.append(dict(base, head=-1, metric=f"frames/ref_position/rank_{i}", value=p))
+            records.append(dict(base, head=-1, metric=f"frames/ref_mass/rank_{i}", value=mass))
             records.append(dict(base, head=0, metric=f"frames/ref_position/rank_{i}", value=30))
     return pd.DataFrame(records)
 
@@ -212,6 +215,8 @@ def test_edge_anchors_read_where_each_layers_references_sit() -> None:
     rows = _refs({0: [0, 63], 1: [52, 1], 2: [62], 3: [30, 40], 4: []})
     # n = 64: the edges are positions 0-6 and 57-63; head rows (position 30) are ignored
     assert frames_study.edge_anchors(rows, 64) == ["both ends", "start", "end", "inside", "no ref"]
+    # a map without references logs its fallback top 10 % (r <= 0.1): not anchors
+    assert frames_study.edge_anchors(_refs({0: [0, 63]}, mass=0.05), 64) == ["no ref"]
     earlier = _refs({0: [0, 63]}, step=50)
     assert frames_study.edge_anchors(pd.concat([earlier, _refs({0: [30]})]), 64) == ["inside"]
 

@@ -137,17 +137,25 @@ def probe_length(job: Any, default: int = 64) -> int:
         return default  # no probe set (or not one sinklab wrote)
 
 
-def edge_anchors(rows: pd.DataFrame, n: int, edge_frac: float = 0.1) -> list[str]:
+def edge_anchors(
+    rows: pd.DataFrame, n: int, edge_frac: float = 0.1, ref_threshold: float = 0.1
+) -> list[str]:
     """Per layer at the final step, where the head-averaged map's references (the logged
-    ranks, r > ref_threshold) sit: "both ends" (one in the first and one in the last
-    `edge_frac` of the n positions), "start", "end", "inside" (none at an edge) or "no ref".
-    This reads the anchors directly, apart from the classifier's top-two rule."""
+    ranks with r > ref_threshold; the fallback top 10 % of a map without any is not counted)
+    sit: "both ends" (one in the first and one in the last `edge_frac` of the n positions),
+    "start", "end", "inside" (none at an edge) or "no ref". This reads the anchors directly,
+    apart from the classifier's top-two rule."""
     last = rows[(rows["step"] == rows["step"].max()) & (rows["head"] == -1) & (rows["layer"] >= 0)]
-    refs = last[last["metric"].str.startswith("frames/ref_position/rank_")]
     edge = max(1, math.ceil(edge_frac * n))
     out = []
     for layer in sorted(last["layer"].unique()):
-        positions = refs[refs["layer"] == layer]["value"].astype(int).tolist()
+        here = last[last["layer"] == layer].set_index("metric")["value"]
+        positions = [
+            int(here[name])
+            for name in here.index
+            if name.startswith("frames/ref_position/rank_")
+            and here.get(name.replace("ref_position", "ref_mass"), math.inf) > ref_threshold
+        ]
         start = any(p < edge for p in positions)
         end = any(p >= n - edge for p in positions)
         if not positions:
