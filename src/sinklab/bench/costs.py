@@ -29,10 +29,15 @@ def probe_pass_seconds(
     metrics: MetricsConfig,
     batch_size: int,
     repeats: int,
+    measure_on: str = "device",
 ) -> Summary:
-    """Wall time of one full probe pass (capture + every metric), after one warm-up pass."""
+    """Wall time of one full probe pass (capture + every metric), after one warm-up pass;
+    the metric maths where the probe callback runs it by default (the model's device)."""
     return timed(
-        lambda: measure_probe_set(model, probe_set, metrics, batch_size=batch_size), repeats
+        lambda: measure_probe_set(
+            model, probe_set, metrics, batch_size=batch_size, measure_on=measure_on
+        ),
+        repeats,
     )
 
 

@@ -292,7 +292,12 @@ def probe_costs(
     probe_set = recipe.datamodule.probe_set()
     model = Transformer(ModelConfig.from_dict(recipe.model))
     one = probe_pass_seconds(
-        model, probe_set, run.metrics, run.probe.batch_size, opts.probe_repeats
+        model,
+        probe_set,
+        run.metrics,
+        run.probe.batch_size,
+        opts.probe_repeats,
+        run.probe.measure_on,
     )
     in_run = _median_or(paths["probe_in_run_s"], one.median)
     projection = _project_default(opts, paths, in_run)
