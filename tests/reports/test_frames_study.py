@@ -133,6 +133,14 @@ def test_no_frame_at_all_is_inconclusive_not_a_contradiction() -> None:
     assert verdicts["bidirectional frames belong to encoders"] == "inconclusive"
     only_none = _claims({("encoder", "rope"): [never] * 3, ("encoder", "alibi"): [never] * 3})
     assert only_none["the position encoding decides the frame type"] == "inconclusive"
+    # one encoding with a frame among encodings without: whether a frame forms, not its type
+    one_frame = _claims(
+        {
+            ("encoder", "rope"): [never] * 3,
+            ("encoder", "sinusoidal"): [_settled("distributed")] * 3,
+        }
+    )
+    assert one_frame["the position encoding decides the frame type"] == "inconclusive"
 
 
 def test_mixed_seeds_make_the_encoding_claim_inconclusive() -> None:

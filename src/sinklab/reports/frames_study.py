@@ -15,12 +15,12 @@ Rules (stated here so the verdicts can be argued with):
   contradicted when it lies above 50 %, inconclusive otherwise.
 - *Claim 2, the position encoding decides the type*: within one objective, a setting's class
   is its seeds' majority when at least two thirds of them agree (otherwise "mixed").
-  Per objective with two encodings or more: reproduced when every setting has a majority
-  and at least two encodings differ; contradicted when every setting has a majority and all
-  agree on a frame (the type does not depend on the encoding); inconclusive when any setting
-  is mixed. An objective whose settings all have no frame ("none") says nothing about the
-  type and is left out. The claim is reproduced when one objective reproduces it,
-  contradicted when all that count contradict, inconclusive otherwise.
+  Only settings whose majority is a frame count: "none" says whether a frame formed, not its
+  type. Per objective with two such settings or more: reproduced when their types differ;
+  contradicted when every one has a majority and all agree (the type does not depend on the
+  encoding); inconclusive when any is mixed. An objective with fewer than two settings with a
+  frame is left out. The claim is reproduced when one objective reproduces it, contradicted
+  when all that count contradict, inconclusive otherwise.
 - *Claim 3, bidirectional frames belong to encoders*: contradicted when a decoder setting's
   majority is bidirectional, or when encoders form frames (some setting's majority is
   centralized or distributed) and none of them is bidirectional; reproduced when some encoder
@@ -224,10 +224,22 @@ def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
         v1 = "contradicted"
     else:
         v1 = "inconclusive"
+    per_objective = []
+    for objective in sorted({k.get("variant", "-") for k, _ in runs}):
+        part = [
+            t / last
+            for k, (_, t, last) in runs
+            if k.get("variant", "-") == objective and t is not None and last > 0
+        ]
+        if part:
+            per_objective.append(f"{objective} {evidence.bootstrap_mean(part).text(2)}")
+    here = f"emergence at {early.text(2)} of the run ({early.n} runs with a frame)"
+    if len(per_objective) > 1:
+        here += "; " + ", ".join(per_objective)
     rows = [
         {
             "claim (Ruscio et al. 2025)": "frames form in the earliest stages of training",
-            "here": f"emergence at {early.text(2)} of the run ({early.n} runs with a frame)",
+            "here": here,
             "verdict": v1,
         }
     ]
@@ -240,11 +252,10 @@ def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
     objectives = sorted({objective for objective, _ in majorities})
     texts, verdicts = [], []
     for objective in objectives:
-        cells = {pos: m for (obj, pos), m in majorities.items() if obj == objective}
-        texts.append(f"{objective}: " + ", ".join(f"{p} {m}" for p, m in sorted(cells.items())))
-        if len(cells) < 2:  # one encoding says nothing about what the encoding decides
-            continue
-        if set(cells.values()) == {"none"}:  # no frame formed: nothing to say about its type
+        every = {pos: m for (obj, pos), m in majorities.items() if obj == objective}
+        texts.append(f"{objective}: " + ", ".join(f"{p} {m}" for p, m in sorted(every.items())))
+        cells = {pos: m for pos, m in every.items() if m != "none"}  # settings with a frame
+        if len(cells) < 2:  # one type says nothing about what the encoding decides
             continue
         if "mixed" in cells.values():
             verdicts.append("inconclusive")

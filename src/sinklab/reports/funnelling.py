@@ -125,5 +125,6 @@ def funnel_over_training_figure(
         ax.set_xlabel("tokens seen")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # keep the suptitle clear of the first row's titles
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / (2.2 * n_rows + 0.6)))
     return fig
