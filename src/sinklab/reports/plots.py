@@ -10,6 +10,7 @@ whole model), as `logger_scalars` does.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -305,8 +306,15 @@ def sweep_panels_figure(
         raise ValueError("no curves to draw")
     groups = sorted({str(g) for _, curves in panels for g in curves["group"].unique()})
     colors = dict(zip(groups, plt.cm.tab10(np.arange(len(groups)) % 10), strict=True))
+    # more than 4 groups: the legend goes below the panels, where it hides no curve
+    below = len(groups) > 4
+    legend_h = 0.15 * math.ceil(len(groups) / 2) + 0.1 if below else 0.0
     fig, axes = plt.subplots(
-        len(panels), 1, figsize=(6.2, 1.9 * len(panels) + 0.8), sharex=True, squeeze=False
+        len(panels),
+        1,
+        figsize=(6.2, 1.9 * len(panels) + 0.8 + legend_h),
+        sharex=True,
+        squeeze=False,
     )
     for ax, (label, curves) in zip(axes[:, 0], panels, strict=True):
         for group in groups:
@@ -317,10 +325,15 @@ def sweep_panels_figure(
             ax.plot(mean.index, mean.values, "o-", ms=2.5, lw=1.2, color=colors[group], label=group)
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=6, ncol=4, loc="upper left")
     _x_axis(axes[-1, 0], x, logx)
     axes[0, 0].set_title(title, fontsize=10)
-    fig.tight_layout()
+    if below:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, ncol=2, loc="lower center", frameon=False)
+        fig.tight_layout(rect=(0.0, legend_h / fig.get_figheight(), 1.0, 1.0))
+    else:
+        axes[0, 0].legend(fontsize=6, ncol=4, loc="upper left")
+        fig.tight_layout()
     return fig
 
 
