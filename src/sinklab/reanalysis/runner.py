@@ -237,6 +237,15 @@ def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
         raise ConfigError("metrics", str(err)) from None
 
 
+def _measure(
+    model: Any, probe_set: Any, mcfg: MetricsConfig, batch_size: int, cfg: AnalyzeConfig
+) -> tuple[pd.DataFrame, Any]:
+    """The one probe-set measurement of both targets, where and as `cfg` says."""
+    return measure_probe_set(
+        model, probe_set, mcfg, batch_size=batch_size, device=cfg.device, measure_on=cfg.measure_on
+    )
+
+
 def _config_hash(run_dir: Path) -> str:
     """The hash the callback stamped on its rows, else a hash of the saved config file."""
     probes = RunLayout(run_dir).probes_table
@@ -307,14 +316,7 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
         if cfg.force and ckpt.step < 0:
             tables.drop_checkpoints(out, run_id, {name})
         model.to(cfg.device)
-        rows, _ = measure_probe_set(
-            model,
-            probe_set,
-            mcfg,
-            batch_size=batch_size,
-            device=cfg.device,
-            measure_on=cfg.measure_on,
-        )
+        rows, _ = _measure(model, probe_set, mcfg, batch_size, cfg)
         if stream is not None and stream_due(info.step):  # after the probe rows, as logged
             scfg, ids = stream
             rows = pd.concat([rows, stream_eval(model, ids, scfg)], ignore_index=True)
@@ -396,14 +398,7 @@ def analyze_pretrained(
         save_probe_set(probe_set, folder)
         mcfg = metrics_config({}, cfg)
         batch_size = cfg.batch_size or 25
-        rows, probe = measure_probe_set(
-            model,
-            probe_set,
-            mcfg,
-            batch_size=batch_size,
-            device=cfg.device,
-            measure_on=cfg.measure_on,
-        )
+        rows, probe = _measure(model, probe_set, mcfg, batch_size, cfg)
         kept = [i for i in map_layers if i < probe.n_layers]
         maps = plots.head_averaged_patterns(probe, kept)
         report.attention_maps = dict(zip(kept, maps, strict=True))
