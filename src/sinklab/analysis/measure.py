@@ -48,9 +48,9 @@ class _Rows:
     def heads(self, metric: str, layer: int, values: torch.Tensor, aggregate: bool = True) -> None:
         """One row per head, plus the layer mean; the model mean is added in `frame()`."""
         vals = values.detach().double().reshape(-1)
-        self.add(layer, list(range(vals.shape[0])), metric, vals)
+        self._parts.append(_Pending(layer, list(range(vals.shape[0])), metric, vals))
         if aggregate:
-            self.add(layer, [-1], metric, _nanmean(vals))
+            self._parts.append(_Pending(layer, [-1], metric, _nanmean(vals)))
             self._per_head[metric].append(vals)
 
     def layer(self, metric: str, layer: int, value: float | torch.Tensor) -> None:
