@@ -108,3 +108,26 @@ class OracleModel(nn.Module):
     def _rows(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Windows are identified by their first token (tests give each a distinct one)."""
         return input_ids[:, 0].long()
+
+
+def qk_geometry_by_loops(q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict[str, torch.Tensor]:
+    """`sinks.qk_geometry` computed independently, one window, head and pair at a time:
+    per-window values [N, H] of k0 / kt / c0 / cj; kv head j serves query heads
+    j * rep .. (j + 1) * rep - 1."""
+    n_win, n_heads, t_len, _ = q.shape
+    rep = n_heads // k.shape[1]
+    out = {m: torch.zeros(n_win, n_heads) for m in ("k0", "kt", "c0", "cj")}
+    for n in range(n_win):
+        for h in range(n_heads):
+            qs, ks = q[n, h], k[n, h // rep]
+            norms = [float(ks[t].norm()) for t in range(t_len)]
+            out["k0"][n, h] = norms[0]
+            out["kt"][n, h] = sum(norms[1:]) / (t_len - 1)
+            cos = [[float(torch.nn.functional.cosine_similarity(qs[t], ks[j], dim=0)) for j in range(t_len)]
+                   for t in range(t_len)]  # fmt: skip
+            out["c0"][n, h] = sum(cos[t][0] for t in range(1, t_len)) / (t_len - 1)
+            pairs = [
+                (t, j) for t in range(1, t_len) for j in range(1, t_len) if j <= t or not causal
+            ]
+            out["cj"][n, h] = sum(cos[t][j] for t, j in pairs) / max(len(pairs), 1)
+    return out

@@ -11,14 +11,13 @@ import math
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sinklab.analysis import MetricsConfig, activations, frames, measure, names, outliers, sinks
 from sinklab.analysis.capture import capture
 from sinklab.model.config import ModelConfig
 from sinklab.model.probe import ProbeOutput
 from sinklab.model.transformer import build_model
-from tests.analysis.analysis_builders import OracleModel, probe_from_maps
+from tests.analysis.analysis_builders import OracleModel, probe_from_maps, qk_geometry_by_loops
 
 ONLY = dict(sinks=False, qk=False, massive=False, spikes=False, frames=False, dormancy=False)
 ONLY.update(outliers=False)
@@ -77,29 +76,9 @@ def test_sink_rows_average_over_windows_per_head():
     assert set(per_head(df, names.FIRST_TOKEN_MASS)) == {0, 1, 2}
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(F.cosine_similarity(a, b, dim=0))
-
-
 def _qk_by_loops(q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict[str, list[float]]:
-    """Per-head window means of the q/k geometry, one window and pair at a time."""
-    n_win, n_heads, t_len, _ = q.shape
-    out: dict[str, list[float]] = {m: [] for m in ("k0", "kt", "c0", "cj")}
-    for h in range(n_heads):
-        k0 = kt = c0 = cj = 0.0
-        for n in range(n_win):
-            norms = [float(k[n, h, t].norm()) for t in range(t_len)]
-            k0 += norms[0]
-            kt += sum(norms[1:]) / (t_len - 1)
-            qs, ks = q[n, h], k[n, h]
-            c0 += sum(_cos(qs[t], ks[0]) for t in range(1, t_len)) / (t_len - 1)
-            pairs = [
-                (t, j) for t in range(1, t_len) for j in range(1, t_len) if j <= t or not causal
-            ]
-            cj += sum(_cos(qs[t], ks[j]) for t, j in pairs) / len(pairs)
-        for m, v in zip(("k0", "kt", "c0", "cj"), (k0, kt, c0, cj), strict=True):
-            out[m].append(v / n_win)
-    return out
+    """Per-head window means of the independent loop reference."""
+    return {m: v.mean(0).tolist() for m, v in qk_geometry_by_loops(q, k, causal).items()}
 
 
 @pytest.mark.parametrize("causal", [True, False])

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sinklab.analysis import sinks
-from tests.analysis.analysis_builders import uniform_causal
+from tests.analysis.analysis_builders import qk_geometry_by_loops, uniform_causal
 
 META = torch.device("meta")
 
@@ -85,28 +84,6 @@ def test_sink_ratio_sees_the_last_key_when_max_key_reaches_it():
     assert sinks.sink_ratio_hit(a, 0.3).item() == 0.0
 
 
-def _qk_loops(q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict[str, torch.Tensor]:
-    """qk_geometry one window, head and pair at a time; kv head j serves query heads
-    j * rep .. (j + 1) * rep - 1."""
-    n_win, n_heads, t_len, _ = q.shape
-    rep = n_heads // k.shape[1]
-    out = {m: torch.zeros(n_win, n_heads) for m in ("k0", "kt", "c0", "cj")}
-    for n in range(n_win):
-        for h in range(n_heads):
-            qs, ks = q[n, h], k[n, h // rep]
-            norms = [float(ks[t].norm()) for t in range(t_len)]
-            out["k0"][n, h] = norms[0]
-            out["kt"][n, h] = sum(norms[1:]) / (t_len - 1)
-            cos = [[float(F.cosine_similarity(qs[t], ks[j], dim=0)) for j in range(t_len)]
-                   for t in range(t_len)]  # fmt: skip
-            out["c0"][n, h] = sum(cos[t][0] for t in range(1, t_len)) / (t_len - 1)
-            pairs = [
-                (t, j) for t in range(1, t_len) for j in range(1, t_len) if j <= t or not causal
-            ]
-            out["cj"][n, h] = sum(cos[t][j] for t, j in pairs) / max(len(pairs), 1)
-    return out
-
-
 @pytest.mark.parametrize(
     ("n_heads", "n_kv", "t_len", "causal"),
     [(4, 2, 5, True), (4, 2, 5, False), (6, 3, 3, True), (2, 2, 2, True), (3, 1, 4, True)],
@@ -118,7 +95,7 @@ def test_qk_geometry_matches_loops_with_grouped_heads(n_heads, n_kv, t_len, caus
     q = torch.randn(2, n_heads, t_len, 3, generator=g)
     k = torch.randn(2, n_kv, t_len, 3, generator=g)
     got = sinks.qk_geometry(q, k, causal) if not causal else sinks.qk_geometry(q, k)
-    want = _qk_loops(q, k, causal)
+    want = qk_geometry_by_loops(q, k, causal)
     for metric, key in (
         ("qk/k0_norm", "k0"),
         ("qk/kt_norm_mean", "kt"),
