@@ -126,14 +126,11 @@ def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
 
 def probe_length(job: Any, default: int = 64) -> int:
     """Tokens per probe window of a job (its saved probe set), `default` when unreadable."""
-    import numpy as np
-
-    from sinklab.runs.layout import RunLayout
+    from sinklab.data.probe_set import load_probe_set
 
     try:
-        with np.load(RunLayout(job.folder).probe_ids) as arrays:
-            return int(arrays["input_ids"].shape[1])
-    except (OSError, KeyError, ValueError, EOFError, AttributeError, IndexError):
+        return int(load_probe_set(job.folder).input_ids.shape[1])
+    except (OSError, KeyError, ValueError, EOFError):
         return default  # no probe set (or not one sinklab wrote)
 
 
