@@ -55,7 +55,7 @@ def test_options_are_read_like_every_other_section() -> None:
     with pytest.raises(ConfigError) as err:
         from_mapping({"target": "x", "steps": "some"})
     assert str(err.value) == (
-        "steps: 'some' is not allowed; choose one of: all, log, a list of integers"
+        "steps: 'some' is not allowed; choose one of: all, log, last, a list of integers"
     )
 
 
@@ -81,6 +81,9 @@ def test_log_steps_keep_zero_powers_of_two_and_last() -> None:
     ]
     keep, missing = select_steps(ckpts, "log")
     assert [c.step for c in keep] == [0, 1, 2, 4, 8, 300] and missing == []
+    keep, missing = select_steps(ckpts, "last")
+    assert [c.step for c in keep] == [300] and missing == []
+    assert select_steps([], "last") == ([], [])
 
 
 def test_cli_bad_target_is_one_line_and_exit_2(tmp_path: Path) -> None:

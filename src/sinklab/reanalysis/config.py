@@ -17,7 +17,7 @@ from sinklab.analysis.config import MetricGroup
 from sinklab.analysis.streaming import StreamConfig
 from sinklab.errors import ConfigError, check
 
-StepMode = Literal["all", "log"]
+StepMode = Literal["all", "log", "last"]
 ProbeBos = Literal["none", "bos"]
 MeasureOn = Literal["host", "device"]
 STEP_MODES: tuple[str, ...] = get_args(StepMode)
@@ -112,8 +112,8 @@ def _msg(err: ConfigError) -> str:
 class AnalyzeConfig:
     """What to measure, where, and with which options.
 
-    `steps` is "all", "log" (step 0, powers of two and the last checkpoint) or a tuple of
-    step numbers. `groups` (None: keep the run's own choice) switches metric groups on and
+    `steps` is "all", "log" (step 0, powers of two and the last checkpoint), "last" (the
+    final checkpoint, whatever the run's length) or a tuple of step numbers. `groups` (None: keep the run's own choice) switches metric groups on and
     every other group off; `metrics` overrides single `MetricsConfig` fields on top of the
     run's own thresholds. `stream` re-runs the streaming evaluation (see AnalyzeStreamConfig).
     `batch_size` None reuses the run's probe batch size, so the

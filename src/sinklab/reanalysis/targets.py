@@ -48,10 +48,12 @@ def select_steps(
     """The checkpoints to measure, and the asked-for steps that have no checkpoint.
 
     "log" keeps step 0, every power of two and the last checkpoint: a log-x curve with
-    evenly spread points however long the run was.
+    evenly spread points however long the run was; "last" keeps the final checkpoint only.
     """
     if steps == "all":
         return list(ckpts), []
+    if steps == "last":
+        return list(ckpts[-1:]), []
     if steps == "log":
         last = ckpts[-1].step if ckpts else None
         keep = [c for c in ckpts if c.step == 0 or (c.step & (c.step - 1)) == 0 or c.step == last]
