@@ -1,5 +1,7 @@
 # sinklab: every target is a thin wrapper; `make help` lists them.
 PY ?= .venv/bin/python
+# A study's earlier runs are moved aside (outputs/studies/<name>.<date>), never mixed with new jobs.
+set_aside = if [ -d outputs/studies/$(1) ]; then to=outputs/studies/$(1).$$(date +%Y%m%d-%H%M%S); mv outputs/studies/$(1) $$to; echo "earlier runs of $(1) moved to $$to"; fi
 export SINKLAB_CACHE ?= $(HOME)/.cache/sinklab
 ARGS ?=
 
@@ -33,18 +35,21 @@ train-text: $(STAMP)  ## the same model on real text (Shakespeare, BPE): only th
 sweep: $(STAMP)  ## position-encoding sweep (rope, alibi, learned, sinusoidal, none), two 1-thread jobs at a time
 	$(PY) -m sinklab.train -m experiment=pos_sweep $(ARGS)
 
-study-%: $(STAMP)  ## run one study end to end and regenerate its report section, e.g. make study-pos_sweep
+study-%: $(STAMP)  ## run one study end to end and regenerate its report section, e.g. make study-pos_sweep (an earlier run's folder is kept, renamed with its date)
+	@$(call set_aside,$*)
 	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
 	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
 
-study-quant_sweep: $(STAMP)  ## the quant study, then prefixed sinks (BOS, PrefixQuant, CushionCache) on its final checkpoints at 8 and 4 bits
-	$(PY) -m sinklab.train -m experiment=quant_sweep hydra.sweep.dir=outputs/studies/quant_sweep logger=csv $(ARGS)
-	$(PY) -m sinklab.analyze target=outputs/studies/quant_sweep 'steps=[500]' 'groups=[sinks]' \
-		quant.enabled=true 'quant.prefixes=[bos,prefixquant,cushioncache]'
-	$(PY) -m sinklab.analyze target=outputs/studies/quant_sweep 'steps=[500]' 'groups=[sinks]' \
-		quant.enabled=true quant.bits=4 'quant.prefixes=[bos,prefixquant,cushioncache]' \
-		out_dir=outputs/studies/quant_sweep_w4
-	$(PY) scripts/study_report.py outputs/studies/quant_sweep --docs docs
+study-attention_sweep: $(STAMP)  ## the attention variants with the streaming grid and W8A8 at every probe, then W4A4 with prefixed sinks (BOS, PrefixQuant, CushionCache) on the final checkpoints; writes the attention, streaming and quant sections
+	@$(call set_aside,attention_sweep)
+	@$(call set_aside,attention_sweep_w4)
+	$(PY) -m sinklab.train -m experiment=attention_sweep hydra.sweep.dir=outputs/studies/attention_sweep logger=csv $(ARGS)
+	cd outputs/studies/attention_sweep && ls -d [0-9]* | xargs -P 2 -I{} env OMP_NUM_THREADS=1 \
+		$(abspath $(PY)) -m sinklab.analyze target=./{} steps=last 'groups=[sinks]' quant.enabled=true \
+		quant.bits=4 'quant.prefixes=[bos,prefixquant,cushioncache]' out_dir=../attention_sweep_w4/{}
+	$(PY) scripts/study_report.py outputs/studies/attention_sweep --docs docs
+
+study-streaming_sweep study-quant_sweep: study-attention_sweep  ## report sections read from the attention sweep's runs (one sweep, three sections)
 
 reproduce: $(STAMP)  ## every study of docs/results.md, after printing the plan and an estimated time (ARGS=--dry-run: the plan only)
 	$(PY) scripts/reproduce.py $(ARGS)
