@@ -149,18 +149,18 @@ DIRECTIONS: dict[str, tuple[Direction, ...]] = {
     ),
     "min_context_sweep": (
         Direction(
-            "min_context=64",
-            "min_context=0",
-            "ftm_auc",
-            -1,
-            "a minimum context removes the sink (2048/4096: 1.2 vs 46.0 %, the Spike paper)",
-        ),
-        Direction(
             "min_context=32",
             "min_context=0",
             "ftm_auc",
             -1,
-            "a shorter minimum context weakens it (1024/4096: 13.0 vs 46.0 %, the Spike paper)",
+            "a minimum context of T/2 removes the sink (2048/4096: 1.2 vs 46.0 %, the Spike paper)",
+        ),
+        Direction(
+            "min_context=16",
+            "min_context=0",
+            "ftm_auc",
+            -1,
+            "a minimum context of T/4 weakens it (1024/4096: 13.0 vs 46.0 %, the Spike paper)",
         ),
     ),
     "weight_decay_sweep": (
@@ -187,6 +187,20 @@ DIRECTIONS: dict[str, tuple[Direction, ...]] = {
             -1,
             f"post-norm weakens the sink (13.5 vs 18.2 %, {_GU})",
         ),
+    ),
+    "bb_dynamics": tuple(
+        Direction(
+            f"optim={optim},attention={attention},n_layers={layers}",
+            f"optim=bb_adamw,attention=softmax,n_layers={layers}",
+            "ftm_auc",
+            -1,
+            f"{what} weakens the BOS sink of dormant heads ({layers} layer(s); Guo et al. 2024)",
+        )
+        for layers in (1, 3)
+        for optim, attention, what in (
+            ("bb_sgd", "softmax", "SGD instead of Adam"),
+            ("bb_adamw", "relu", "ReLU attention instead of softmax"),
+        )
     ),
     "first_token_sweep": (
         Direction(

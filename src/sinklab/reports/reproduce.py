@@ -3,11 +3,13 @@ take on this machine, printed before anything starts.
 
 A study's size comes from its Hydra config (`conf/experiment/<study>.yaml`): the product of its
 sweeper's value lists, `trainer.max_steps`, and the launcher's parallel jobs. Its time comes
-from the runs this machine already made of it: the median `fit_seconds` of the summaries under
-`outputs/studies/<study>/`, scaled to the configured steps, plus a fixed start-up cost per job.
-A study never run here borrows the median seconds per step of the studies that were, and says
-so. The estimate is only as good as those runs: a study measured on a loaded machine estimates
-high, one from an idle machine low when the machine is busy.
+from the runs this machine already made of it: the median `fit_seconds` per step of the
+summaries under `outputs/studies/<study>/` whose model and batch have the size the config now
+asks for (runs of an earlier recipe are not counted), scaled to the configured steps, plus a
+start-up cost per job, a study's post-step and its report. A study never run here borrows the
+median seconds per step of the studies that were; with none, the reference rate measured for
+the study recipe. The estimate is only as good as those runs: a study measured on a loaded
+machine estimates high, one from an idle machine low when the machine is busy.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# docs/results.md's studies, in the order `make reproduce` runs them.
+# docs/results.md's studies, in the order `make reproduce` runs them. The streaming and quant
+# sections come from attention_sweep's runs (reports.studies.REPORT_VIEWS).
 STUDIES: tuple[str, ...] = (
     "bb_dynamics",
-    "streaming_sweep",
-    "quant_sweep",
     "sigmoid_bos_sweep",
     "pos_sweep",
     "attention_sweep",
@@ -36,9 +38,18 @@ STUDIES: tuple[str, ...] = (
     "frames_sweep",
     "frames_text_sweep",
 )
-# Start-up, data and export of one job around its fit (imports, Hydra, data cache, final
-# checkpoint and safetensors), measured on the 2-core VM: 20-30 s.
-STARTUP_S = 25.0
+# Per job, around its fit, in a sweep whose joblib workers are already up (Hydra compose, data,
+# final checkpoint and safetensors): 6-7 s on the 2-core VM (6 jobs of min_context_sweep in
+# 81 s with fits of 20-22.6 s). Per study: the sweep's start and its report (figures, tables).
+STARTUP_S = 7.0
+STUDY_S = 30.0
+# The study recipe's fit seconds per step, probes included (conf/experiment/study.yaml, one
+# thread, two jobs side by side): 20-22.6 s for 300 steps on Bigram-Backcopy, 24.5 s on text
+# at BPE 1024, measured 2026-11-28. Used only when no study has runs of the recipe here.
+REFERENCE_S_PER_STEP = 0.075
+# Work after the sweep, per job: attention_sweep re-runs its final checkpoints at 4 bits with
+# three prefixed sinks (two 1-thread processes: 17 s for a pair on a loaded VM).
+POST_STEP_S: dict[str, float] = {"attention_sweep": 5.0}
 BUDGET_S = 2 * 3600.0  # issue 18: `make reproduce` in at most 2 hours on 2 cores
 
 
@@ -58,7 +69,8 @@ class StudyPlan:
         if per_step is None:
             return math.nan
         per_job = STARTUP_S + per_step * self.steps
-        return math.ceil(self.jobs / self.parallel) * per_job
+        post = POST_STEP_S.get(self.name, 0.0) * self.jobs
+        return math.ceil(self.jobs / self.parallel) * per_job + post + STUDY_S
 
 
 def sweep_size(params: dict[str, str]) -> int:
@@ -75,23 +87,41 @@ def sweep_size(params: dict[str, str]) -> int:
     return size
 
 
-def recorded_seconds_per_step(study_dir: Path) -> tuple[float | None, int]:
-    """Median fit seconds per step over the finished jobs of a study folder, and their count."""
+# The keys that size a step: runs that differ in any of them ran another recipe.
+SIZE_KEYS: tuple[str, ...] = ("model.d_model", "data.seq_len", "data.batch_size")
+
+
+def recipe_size(cfg: Any) -> tuple[Any, ...]:
+    """The values of SIZE_KEYS in a config (None where one is missing)."""
+    from omegaconf import OmegaConf
+
+    return tuple(OmegaConf.select(cfg, key, default=None) for key in SIZE_KEYS)
+
+
+def recorded_seconds_per_step(
+    study_dir: Path, size: tuple[Any, ...] | None = None
+) -> tuple[float | None, int]:
+    """Median fit seconds per step over the finished jobs of a study folder, and their count;
+    with `size`, only the jobs of that recipe size (`recipe_size`)."""
+    from omegaconf import OmegaConf
+
     rates = []
     for summary in sorted(study_dir.glob("*/summary.json")):
         try:
+            cfg = OmegaConf.load(summary.parent / ".hydra" / "config.yaml")
+            if size is not None and recipe_size(cfg) != size:
+                continue
             data = json.loads(summary.read_text())
-            steps = int(data["tokens_seen"]) / _tokens_per_step(summary.parent)
+            steps = int(data["tokens_seen"]) / _tokens_per_step(cfg)
             rates.append(float(data["fit_seconds"]) / steps)
         except (OSError, ValueError, KeyError, ZeroDivisionError):
             continue
     return (statistics.median(rates) if rates else None), len(rates)
 
 
-def _tokens_per_step(job: Path) -> float:
+def _tokens_per_step(cfg: Any) -> float:
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
     accumulate = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1) or 1
     return float(cfg.data.batch_size * cfg.data.seq_len * accumulate)
 
@@ -108,15 +138,20 @@ def plan_study(name: str, studies_dir: Path) -> StudyPlan:
         )
     params = {str(k): str(v) for k, v in (cfg.hydra.sweeper.get("params") or {}).items()}
     parallel = int(cfg.hydra.launcher.get("n_jobs") or 1)
-    rate, n = recorded_seconds_per_step(studies_dir / name)
-    basis = f"{n} runs in {studies_dir / name}" if n else "no runs here: the other studies' median"
+    rate, n = recorded_seconds_per_step(studies_dir / name, recipe_size(cfg))
+    basis = (
+        f"{n} runs of this recipe in {studies_dir / name}"
+        if n
+        else "no runs of this recipe here: the other studies' median, or the reference rate"
+    )
     return StudyPlan(name, sweep_size(params), int(cfg.trainer.max_steps), parallel, rate, basis)
 
 
-def fallback_rate(plans: Sequence[StudyPlan]) -> float | None:
-    """The median seconds per step of the studies with recorded runs."""
+def fallback_rate(plans: Sequence[StudyPlan]) -> float:
+    """The median seconds per step of the studies with recorded runs; REFERENCE_S_PER_STEP
+    when none has any."""
     rates = [p.seconds_per_step for p in plans if p.seconds_per_step is not None]
-    return statistics.median(rates) if rates else None
+    return statistics.median(rates) if rates else REFERENCE_S_PER_STEP
 
 
 def render_plan(plans: Sequence[StudyPlan]) -> str:
