@@ -159,3 +159,21 @@ def test_attention_sweep_feeds_three_sections_and_quant_merges_analysis_rows(
         )
         assert "| pos=rope | 40 |" in block, f"{section}: the same runs"
     assert "Prefixed sinks" not in results.split("<!-- study:quant_sweep -->")[0]
+
+
+def test_final_value_reads_the_first_probe_with_at_start() -> None:
+    """The residual peak is read against its step-0 value: "last@start" is the last layer at
+    the first probe, "last" at the final one; a layer-less metric gives None."""
+    from sinklab.reports.studies import final_value
+
+    rows = pd.DataFrame(
+        [
+            dict(step=s, layer=layer, head=-1, metric="m", value=10 * s + layer)
+            for s in (0, 5, 9)
+            for layer in (0, 1)
+        ]
+    )
+    assert final_value(rows, "m", "last") == 91.0
+    assert final_value(rows, "m", "last@start") == 1.0
+    assert final_value(rows, "m", "min@start") == 0.0
+    assert final_value(rows, "other", "last@start") is None

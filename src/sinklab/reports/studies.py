@@ -37,8 +37,19 @@ FIGURE_METRICS: tuple[tuple[str, str], ...] = (
     (names.SINK1, "model"),
     (names.SINK_RATIO, "model"),
 )
+# Guo et al.'s dormant-head measures: BOS attention by query type, and the residual-state peak
+# both as Guo et al. give it (the absolute BOS norm) and against its step-0 value.
+_DORMANCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("BOS attn non-trigger", names.BOS_ATTN_NONTRIGGER, "model"),
+    ("BOS attn trigger", names.BOS_ATTN_TRIGGER, "model"),
+    ("BOS resid ratio at step 0 (last layer)", names.RESID_PEAK, "last@start"),
+    ("BOS resid norm (last layer)", names.BOS_RESID_NORM, "last"),
+    ("BOS resid norm at step 0", names.BOS_RESID_NORM, "last@start"),
+)
 # Studies that report more final columns than the sink scores (same form as FINAL_COLUMNS).
 EXTRA_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "bb_dynamics": _DORMANCY_COLUMNS,
+    "bb_long": _DORMANCY_COLUMNS,
     "streaming_sweep": (
         ("PPL recompute", "stream/ppl/recompute", "model"),
         ("R dense", "stream/ratio/dense", "model"),
@@ -165,6 +176,7 @@ EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
         (names.BOS_ATTN_TRIGGER, "model"),
     ),
 }
+EXTRA_FIGURES["bb_long"] = EXTRA_FIGURES["bb_dynamics"]
 
 
 @dataclass
@@ -233,7 +245,12 @@ def with_analysis_rows(
 
 
 def final_value(rows: pd.DataFrame, metric: str, how: str) -> float | None:
-    last = rows[rows["step"] == rows["step"].max()]
+    """`metric` at the final probe: the model row ("model") or the max / min / last layer's;
+    with "@start" appended (e.g. "last@start"), at the first probe instead, for a metric
+    whose starting value is its reference (the residual peak starts at 1.5-1.7)."""
+    how, _, when = how.partition("@")
+    step = rows["step"].min() if when == "start" else rows["step"].max()
+    last = rows[rows["step"] == step]
     part = last[(last["metric"] == metric) & (last["head"] == -1)]
     if how == "model":
         part = part[part["layer"] == -1]
