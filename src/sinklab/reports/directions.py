@@ -202,6 +202,21 @@ DIRECTIONS: dict[str, tuple[Direction, ...]] = {
             ("bb_adamw", "relu", "ReLU attention instead of softmax"),
         )
     ),
+    **{
+        study: tuple(
+            Direction(
+                f"variant=sigmoid,bos={bos}",
+                f"variant=softmax,bos={bos}",
+                "ftm_auc",
+                -1,
+                f"sigmoid attention without normalisation has no sink (0.44* vs 18.2 %, {_GU}; "
+                f"trained without BOS), here {'with' if bos == 'every_window' else 'without'} a "
+                "BOS token",
+            )
+            for bos in ("none", "every_window")
+        )
+        for study in ("sigmoid_bos_sweep", "sigmoid_bos_text_sweep")
+    },
     "first_token_sweep": (
         Direction(
             "variant=first_random",

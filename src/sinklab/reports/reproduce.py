@@ -27,6 +27,7 @@ from typing import Any
 STUDIES: tuple[str, ...] = (
     "bb_dynamics",
     "sigmoid_bos_sweep",
+    "sigmoid_bos_text_sweep",
     "pos_sweep",
     "attention_sweep",
     "min_context_sweep",
