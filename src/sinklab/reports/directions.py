@@ -190,13 +190,12 @@ DIRECTIONS: dict[str, tuple[Direction, ...]] = {
     ),
     "bb_dynamics": tuple(
         Direction(
-            f"optim={optim},attention={attention},n_layers={layers}",
-            f"optim=bb_adamw,attention=softmax,n_layers={layers}",
+            f"optim={optim},attention={attention}",
+            "optim=bb_adamw,attention=softmax",
             "ftm_auc",
             -1,
-            f"{what} weakens the BOS sink of dormant heads ({layers} layer(s); Guo et al. 2024)",
+            f"{what} weakens the BOS sink of dormant heads (3 layers; Guo et al. 2024)",
         )
-        for layers in (1, 3)
         for optim, attention, what in (
             ("bb_sgd", "softmax", "SGD instead of Adam"),
             ("bb_adamw", "relu", "ReLU attention instead of softmax"),
