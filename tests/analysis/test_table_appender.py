@@ -44,17 +44,3 @@ def test_forget_rereads_a_table_changed_under_it(tmp_path: Path) -> None:
     appender.forget()
     appender.append(_chunk(2))
     assert sorted(read_rows(path)["step"].unique()) == [0, 2]
-
-
-def test_appended_table_is_the_concatenation_pandas_would_write(tmp_path: Path) -> None:
-    """The Arrow chunks the appender keeps read back as one pandas concat of the chunks,
-    dtypes included, also when a chunk brings a column the others lack."""
-    path, plain = tmp_path / "t.parquet", tmp_path / "plain.parquet"
-    chunks = [_chunk(0), _chunk(1, n=5), _chunk(2).assign(extra=1.5)]
-    appender = TableAppender(path)
-    for chunk in chunks:
-        appender.append(chunk)
-    pd.concat(chunks, ignore_index=True).to_parquet(plain, index=False)
-    got = read_rows(path)
-    pd.testing.assert_frame_equal(got, read_rows(plain))
-    assert got["extra"].isna().sum() == 8 and list(got["value"])[-1] == 2.5

@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sinklab.atomic import atomic_write
 
@@ -78,36 +76,26 @@ def append_rows(path: Path | str, df: pd.DataFrame) -> None:
 
 class TableAppender:
     """`append_rows` for one writer that appends many times (the probe callback): the rows
-    already on disk are read once, at the first append, and kept in memory as an Arrow table,
-    so a probe converts and writes only what is new (old chunks are shared, not re-converted;
-    converting the whole growing table each time was most of an append's cost).
+    already on disk are read once, at the first append, and kept in memory, so a probe costs
+    one write of the table instead of a read and a write that both grow with the run.
 
     Only for a table no one else writes while this object lives; the file on disk is the same
-    as writing the concatenated rows with `DataFrame.to_parquet`, written atomically each time.
+    as `append_rows` would leave, written atomically each time.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._table: pa.Table | None = None
+        self._rows: pd.DataFrame | None = None
 
     def append(self, df: pd.DataFrame) -> None:
-        if self._table is None:
+        if self._rows is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._table = _to_arrow(read_rows(self.path))
-        new = _to_arrow(_typed(df))
-        table = (
-            pa.concat_tables([self._table, new], promote_options="default")
-            if self._table.num_rows
-            else new
-        )
-        atomic_write(self.path, lambda fh: pq.write_table(table, fh))
-        self._table = table
+            self._rows = read_rows(self.path)
+        new = _typed(df)
+        rows = _typed(pd.concat([self._rows, new], ignore_index=True)) if len(self._rows) else new
+        atomic_write(self.path, lambda fh: rows.to_parquet(fh, index=False))
+        self._rows = rows
 
     def forget(self) -> None:
         """Drop the kept rows (the file changed under us, e.g. rows dropped on resume)."""
-        self._table = None
-
-
-def _to_arrow(df: pd.DataFrame) -> pa.Table:
-    """What `DataFrame.to_parquet(index=False)` would write, as an Arrow table."""
-    return pa.Table.from_pandas(df, preserve_index=False)
+        self._rows = None
