@@ -159,14 +159,14 @@ def render_plan(plans: Sequence[StudyPlan]) -> str:
     """The plan as a table with a total, and the budget it is held to."""
     fallback = fallback_rate(plans)
     lines = [
-        f"{'study':<20} {'jobs':>5} {'steps':>6} {'parallel':>8} {'est. min':>9}  basis",
+        f"{'study':<24} {'jobs':>5} {'steps':>6} {'parallel':>8} {'est. min':>9}  basis",
     ]
     total = 0.0
     for p in plans:
         est = p.estimate_s(fallback)
         total += 0.0 if math.isnan(est) else est
         shown = "?" if math.isnan(est) else f"{est / 60:.0f}"
-        lines.append(f"{p.name:<20} {p.jobs:>5} {p.steps:>6} {p.parallel:>8} {shown:>9}  {p.basis}")
+        lines.append(f"{p.name:<24} {p.jobs:>5} {p.steps:>6} {p.parallel:>8} {shown:>9}  {p.basis}")
     verdict = "within" if total <= BUDGET_S else "OVER"
     lines.append(
         f"total: {sum(p.jobs for p in plans)} jobs, about {total / 3600:.1f} h "
