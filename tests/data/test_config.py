@@ -44,6 +44,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
         ({"synthetic": {"kind": "markov"}}, "data.synthetic.kind", "bigram_backcopy"),
         ({"val_fraction": 1.5}, "data.val_fraction", "(0, 1)"),
         ({"batch_size": 0}, "data.batch_size", ">= 1"),
+        ({"end_token": True}, "data.end_token", "needs objective=mlm"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict, key: str, words: str) -> None:
@@ -133,6 +134,7 @@ def test_conf_files_compose_and_validate(path: Path, tmp_path: Path) -> None:
             "must be a list of strings, got [1]",
         ),
         ({"max_context": "x"}, "data.max_context", "must be an integer or null, got 'x'"),
+        ({"end_token": "yes"}, "data.end_token", "must be true or false, got 'yes'"),
     ],
 )
 def test_wrong_types_are_one_line_errors(raw: dict, key: str, message: str) -> None:

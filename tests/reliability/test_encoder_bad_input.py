@@ -32,6 +32,11 @@ ENCODER = ["model.causal=false", "data.objective=mlm"]
             "is causal-only",
         ),
         (["data.objective=bert"], "error: data.objective: 'bert' is not allowed; choose one of"),
+        (
+            ["data.end_token=true"],
+            "error: data.end_token: needs objective=mlm: in a causal decoder no query attends "
+            "to the last position",
+        ),
         ([*ENCODER, "data.mlm_probability=0"], "error: data.mlm_probability: must be > 0"),
         (
             [*ENCODER, "data.mlm_mask_frac=0.95"],

@@ -22,6 +22,7 @@ from sinklab.data.windows import (
     MaskSpec,
     WindowSpec,
     context_mask,
+    end_windows,
     make_batch,
     mask_batch,
     replace_first_token,
@@ -37,8 +38,13 @@ _MLM_TRAIN, _MLM_VAL = 1002, 1003  # seed tags of the masked-LM draws (training,
 
 
 def window_spec(
-    cfg: DataConfig, vocab_size: int, bos_id: int | None, special_ids: tuple[int, ...]
+    cfg: DataConfig,
+    vocab_size: int,
+    bos_id: int | None,
+    special_ids: tuple[int, ...],
+    end_id: int | None = None,
 ) -> WindowSpec:
+    """The windows of `cfg`; `end_id` is the end token's id under data.end_token."""
     return WindowSpec(
         seq_len=cfg.seq_len,
         bos=cfg.bos,
@@ -49,7 +55,20 @@ def window_spec(
         first_token_id=cfg.first_token_id,
         vocab_size=vocab_size,
         special_ids=special_ids,
+        end_id=end_id,
     )
+
+
+def end_id_of(cfg: DataConfig, eos_id: int | None) -> int | None:
+    """The end token of data.end_token (the tokenizer's EOS; None when off); a tokenizer
+    without EOS cannot end windows, a one-line ConfigError."""
+    if not cfg.end_token:
+        return None
+    if eos_id is None:
+        raise ConfigError(
+            "data.end_token", "the tokenizer has no EOS token to end every window with"
+        )
+    return eos_id
 
 
 def mask_spec(
@@ -82,7 +101,11 @@ class TextBatches:
         specials = tuple(
             i for i in (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) if i is not None
         )
-        self.spec = window_spec(cfg, tokenizer.vocab_size, tokenizer.bos_id, specials)
+        # data.end_token: EOS, already special (never masked, never a random replacement)
+        self.end_id = end_id_of(cfg, tokenizer.eos_id)
+        self.spec = window_spec(
+            cfg, tokenizer.vocab_size, tokenizer.bos_id, specials, end_id=self.end_id
+        )
         self.mask = mask_spec(
             cfg, tokenizer.vocab_size, getattr(tokenizer, "mask_id", None), specials
         )
@@ -141,7 +164,8 @@ class TextBatches:
         ]
 
     def probe(self) -> ProbeSet:
-        """Evenly spaced windows of the validation documents; BOS first if the probe uses BOS."""
+        """Evenly spaced windows of the validation documents; BOS first if the probe uses BOS,
+        the end token last under data.end_token (in place of the window's last stream token)."""
         cfg = self.cfg
         has_bos = cfg.probe_has_bos
         bos = self.tokenizer.bos_id
@@ -161,6 +185,7 @@ class TextBatches:
         ids = np.asarray(stream[starts[:, None] + np.arange(body)], dtype=np.int64)
         if has_bos:
             ids = np.concatenate([np.full((len(starts), 1), bos, dtype=np.int64), ids], axis=1)
+        ids = end_windows(ids, self.end_id)
         text = [self.tokenizer.decode(row.tolist()) for row in ids]
         return ProbeSet(
             input_ids=torch.from_numpy(ids), text=text, trigger_mask=None, has_bos=has_bos
@@ -169,7 +194,8 @@ class TextBatches:
     def stream(self, length: int) -> np.ndarray:
         """The streaming evaluation's tokens [length, or the whole split when it is shorter]:
         the validation documents end to end (`doc EOS doc EOS ...`) from the split's start. BOS first when training uses BOS;
-        under `document_start` also at every document start, as training saw them."""
+        under `document_start` also at every document start, as training saw them. One stream,
+        not windows: no end token (the evaluation is causal-only, data.end_token mlm-only)."""
         cfg = self.cfg
         if cfg.bos == "document_start":
             stream, body, bos = self._stream("val"), length, None  # starts with BOS already
@@ -194,15 +220,18 @@ class SyntheticBatches:
         self.cfg = cfg
         self.task = task
         self.bos = cfg.uses_bos
-        self.spec = window_spec(cfg, task.vocab_size, task.bos_id, (task.bos_id,))
-        self.mask = mask_spec(cfg, task.vocab_size, task.mask_id, (task.bos_id,))
+        # data.end_token: the task's own end token, special like BOS (off: BOS alone, as ever)
+        self.end_id = task.end_id if cfg.end_token else None
+        specials = (task.bos_id,) if self.end_id is None else (task.bos_id, self.end_id)
+        self.spec = window_spec(cfg, task.vocab_size, task.bos_id, specials, end_id=self.end_id)
+        self.mask = mask_spec(cfg, task.vocab_size, task.mask_id, specials)
 
     def _batch(
         self, gen: np.random.Generator, first_gen: np.random.Generator
     ) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         seqs = self.task.sample(gen, cfg.batch_size, cfg.seq_len + 1, bos=self.bos)
-        inputs, targets = seqs[:, :-1], seqs[:, 1:]
+        inputs, targets = end_windows(seqs[:, :-1], self.end_id), seqs[:, 1:]
         mask = context_mask(cfg.batch_size, self.spec)
         if cfg.synthetic.loss_on != "all":
             trig = self.task.is_trigger(inputs)
@@ -233,11 +262,13 @@ class SyntheticBatches:
         ]
 
     def probe(self) -> ProbeSet:
-        """Probe sequences from their own seed stream; triggers marked for Bigram-Backcopy."""
+        """Probe sequences from their own seed stream; triggers marked for Bigram-Backcopy;
+        the end token last under data.end_token (in place of the sequence's last token)."""
         cfg = self.cfg
         has_bos = cfg.probe_has_bos
         gen = sampling.rng(cfg.split_seed, sampling.TAG_SYNTHETIC_PROBE)
         ids = self.task.sample(gen, cfg.probe.n_windows, cfg.probe.seq_len, bos=has_bos)
+        ids = end_windows(ids, self.end_id)
         trig = None
         if self.task.trigger_ids is not None:
             trig = torch.from_numpy(self.task.is_trigger(ids))

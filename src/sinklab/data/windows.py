@@ -6,6 +6,8 @@ BOS modes (Gu et al.'s and Xiao et al.'s settings):
   starts, wherever that falls in the window;
 - `every_window`: token 0 of every window is BOS, followed by seq_len - 1 stream tokens.
 `first_token` random/fixed then replaces token 0 (Gu et al.'s first-token experiments).
+`end_token` (objective mlm) replaces the last input token of every window by the end token
+(EOS for text): the window still reads the same stream tokens, only its last one is hidden.
 
 Targets. For next-token prediction (objective clm) the target of position t is the stream's
 token t + 1. For masked-LM (objective mlm, an encoder) `mask_batch` turns such a batch into
@@ -34,6 +36,9 @@ class WindowSpec:
     first_token_id: int | None = None
     vocab_size: int = 0
     special_ids: tuple[int, ...] = ()
+    # data.end_token: the id written at the last input position (None: off). An input only:
+    # end_token needs objective mlm, whose targets are the (clean) inputs themselves.
+    end_id: int | None = None
 
     @property
     def window_tokens(self) -> int:
@@ -50,8 +55,18 @@ def cut(stream: np.ndarray, starts: np.ndarray, spec: WindowSpec) -> tuple[np.nd
         inputs = np.concatenate(
             [np.full((len(starts), 1), spec.bos_id, dtype=np.int64), chunk[:, :-1]], 1
         )
-        return inputs, chunk
-    return chunk[:, :-1], chunk[:, 1:]
+        return end_windows(inputs, spec.end_id), chunk
+    return end_windows(chunk[:, :-1], spec.end_id), chunk[:, 1:]
+
+
+def end_windows(ids: np.ndarray, end_id: int | None) -> np.ndarray:
+    """`ids` [N, T] with the last position of every window set to `end_id` (a copy); `ids`
+    itself when `end_id` is None (data.end_token off)."""
+    if end_id is None:
+        return ids
+    ids = np.array(ids, dtype=np.int64)
+    ids[:, -1] = end_id
+    return ids
 
 
 def replace_first_token(
