@@ -237,3 +237,81 @@ def test_anchor_table_counts_layer_maps_over_seeds(tmp_path: Path) -> None:
     table = frames_study.anchor_table(jobs).set_index("run")
     row = table.loc["variant=encoder"]
     assert (row["layer maps"], row["both ends"], row["end"], row["no ref"]) == (4, 2, 1, 1)
+
+
+def _with_objective(folder: Path, objective: str) -> None:
+    """A run folder whose saved config says which objective it trained with."""
+    from omegaconf import OmegaConf
+
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(
+        OmegaConf.create({"data": {"objective": objective}}), folder / ".hydra" / "config.yaml"
+    )
+
+
+def test_a_study_with_the_objective_fixed_reads_it_from_each_runs_config(tmp_path: Path) -> None:
+    """frames_end_token_sweep fixes variant=encoder, so its labels name the encoding only."""
+    jobs = []
+    for i, (pos, cls) in enumerate((("rope", "bidirectional"), ("alibi", "bidirectional")) * 3):
+        folder = tmp_path / str(i)
+        _with_objective(folder, "mlm")
+        jobs.append(Job(f"pos={pos}", _rows(_settled(cls)), folder))
+    assert frames_study.job_keys(jobs[0]) == {"pos": "rope", "variant": "encoder"}
+    assert frames_study.job_keys(Job("variant=decoder", _rows(EARLY), jobs[0].folder)) == {
+        "variant": "decoder"
+    }  # the label wins where it names the variant
+    assert frames_study.job_keys(Job("pos=rope", _rows(EARLY), tmp_path / "none")) == {
+        "pos": "rope"
+    }  # no saved config: the label alone
+    table = frames_claims(jobs).set_index("claim (Ruscio et al. 2025)")
+    claim = table.loc["bidirectional frames belong to encoders"]
+    assert claim["verdict"] == "reproduced"
+    assert "in 6 encoder and 0 decoder runs" in claim["here"]
+    assert "encoder classes: alibi bidirectional, rope bidirectional" in claim["here"]
+    # the same runs without their configs cannot say what they are
+    bare = [Job(j.label, j.rows, tmp_path / "none") for j in jobs]
+    verdicts = frames_claims(bare).set_index("claim (Ruscio et al. 2025)")["verdict"]
+    assert verdicts["bidirectional frames belong to encoders"] == "inconclusive"
+
+
+def test_study_report_of_the_end_token_sweep_has_the_frame_tables_and_claims(
+    tmp_path: Path,
+) -> None:
+    from omegaconf import OmegaConf
+
+    from sinklab.reports.studies import FRAME_STUDIES, PANEL_FIGURES, study_report
+    from tests.reports.test_study_report import _job
+
+    assert "frames_end_token_sweep" in FRAME_STUDIES and "frames_end_token_sweep" in PANEL_FIGURES
+    study = tmp_path / "frames_end_token_sweep"
+    study.mkdir()
+    OmegaConf.save(
+        OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}),
+        study / "multirun.yaml",
+    )
+    for i, (pos, cls) in enumerate((("rope", "centralized"), ("alibi", "distributed"))):
+        job = study / str(i)
+        _job(job, pos, 40.0, [2.0, 5.0])
+        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+        cfg.data = {"objective": "mlm", "end_token": True}
+        OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+        table = job / "metrics" / "probes.parquet"
+        frames = _rows(_settled(cls))
+        frames = frames[frames["step"].isin([0, 100])]
+        pd.concat([pd.read_parquet(table), frames], ignore_index=True).to_parquet(table)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+
+    body = study_report(study, docs)
+
+    frame_part = body.split("Reference frames at the final step", 1)[1].split("Ruscio", 1)[0]
+    rows = [line for line in frame_part.splitlines() if line.startswith("| pos=")]
+    assert rows[0].startswith("| pos=rope | centralized |")
+    assert rows[1].startswith("| pos=alibi | distributed |")
+    claims = body.split("Ruscio et al.'s claims", 1)[1].split("Where the references sit", 1)[0]
+    # encoders that formed frames, none of them bidirectional: claim 3 is contradicted
+    line = next(x for x in claims.splitlines() if "belong to encoders" in x)
+    assert "encoder classes: alibi distributed, rope centralized" in line
+    assert line.rstrip().endswith("| contradicted |")
+    assert "<!-- study:frames_end_token_sweep -->" in (docs / "results.md").read_text()
+    assert (docs / "figures" / "frames_end_token_sweep_frame_metrics.png").stat().st_size > 0

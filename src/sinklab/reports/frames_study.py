@@ -1,10 +1,13 @@
-"""The reference-frame studies (`frames_sweep`, `frames_text_sweep`; issue 17): per setting the
-final frame class, when it formed, the continuous frame metrics, and Ruscio et al.'s three
-claims tested point by point with stated rules.
+"""The reference-frame studies (`frames_sweep`, `frames_text_sweep`, `frames_end_token_sweep`;
+issue 17): per setting the final frame class, when it formed, the continuous frame metrics,
+and Ruscio et al.'s three claims tested point by point with stated rules.
 
 A setting is one (objective, position encoding) cell of the sweep, with its seeds. Works on
 the study report's `Job`s (`reports.studies`): anything with `.label` and `.rows` (the run's
-tidy probe rows).
+tidy probe rows). The objective is the label's `variant` (encoder | decoder); a study that
+fixes it instead of sweeping it (frames_end_token_sweep: encoders only) has labels without
+it, and then it is read from the run's saved config (`.folder`: data.objective mlm is an
+encoder, clm a decoder).
 
 Rules (stated here so the verdicts can be argued with):
 - *Emergence time*: the first probe from which the model's frame class (`frames/class`, model
@@ -97,6 +100,27 @@ def majority(classes: Sequence[str]) -> str:
 def setting_keys(label: str) -> dict[str, str]:
     """`variant=encoder,pos=rope` -> {"variant": "encoder", "pos": "rope"}."""
     return dict(part.split("=", 1) for part in label.split(",") if "=" in part)
+
+
+def job_keys(job: Any) -> dict[str, str]:
+    """The job's setting (`setting_keys` of its label), with `variant` (encoder | decoder)
+    from its saved config when the label does not name it (a study with the objective fixed);
+    the label alone when there is no readable config."""
+    keys = setting_keys(job.label)
+    if "variant" in keys or "causal" in keys:
+        return keys
+    from omegaconf import OmegaConf
+
+    from sinklab.runs.layout import RunLayout
+
+    folder = getattr(job, "folder", None)
+    path = RunLayout(folder).hydra_config if folder is not None else None
+    if path is None or not path.is_file():
+        return keys
+    objective = OmegaConf.select(OmegaConf.load(path), "data.objective", default=None)
+    if objective in ("mlm", "clm"):
+        keys["variant"] = "encoder" if objective == "mlm" else "decoder"
+    return keys
 
 
 def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
@@ -210,7 +234,7 @@ def funnel_table(jobs: Sequence[Any]) -> pd.DataFrame:
 def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
     """Ruscio et al.'s three claims, each with what the sweep shows and the verdict of the
     rule in the module docstring."""
-    runs = [(setting_keys(job.label), frame_emergence(job.rows)) for job in jobs]
+    runs = [(job_keys(job), frame_emergence(job.rows)) for job in jobs]
     shares = [t / last for _, (_, t, last) in runs if t is not None and last > 0]
     early = evidence.bootstrap_mean(shares)
     if early.n < 2:

@@ -153,14 +153,15 @@ _FRAME_PANELS = (
     ("Fiedler value", "frames/fiedler", "mean"),
     ("participation ratio", "frames/participation_ratio", "mean"),
 )
-for _study in ("frames_sweep", "frames_text_sweep"):
+# Studies whose report adds the reference-frame table and Ruscio et al.'s claims
+# (frames_end_token_sweep: encoders only, every window ending with an end token).
+FRAME_STUDIES = ("frames_sweep", "frames_text_sweep", "frames_end_token_sweep")
+for _study in FRAME_STUDIES:
     PANEL_FIGURES[_study] = (
         f"{_study}_frame_metrics",
         f"{_study}: the frame metrics over training (layer means)",
         _FRAME_PANELS,
     )
-# Studies whose report adds the reference-frame table and Ruscio et al.'s claims.
-FRAME_STUDIES = ("frames_sweep", "frames_text_sweep")
 # Studies that need more curves than the sink scores.
 EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
     "streaming_sweep": (
