@@ -38,6 +38,7 @@ STUDIES: tuple[str, ...] = (
     "first_token_sweep",
     "frames_sweep",
     "frames_text_sweep",
+    "frames_end_token_sweep",
 )
 # Per job, around its fit, in a sweep whose joblib workers are already up (Hydra compose, data,
 # final checkpoint and safetensors): 6-7 s on the 2-core VM (6 jobs of min_context_sweep in
