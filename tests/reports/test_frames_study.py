@@ -164,15 +164,14 @@ def test_a_bidirectional_decoder_contradicts_claim_three() -> None:
     assert frames_study.EARLY_FRACTION < frames_study.LATE_FRACTION
 
 
-def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
-    tmp_path: Path,
-) -> None:
+def _frames_study_folder(root: Path, name: str, data: dict | None = None) -> Path:
+    """A two-job study folder `root/name` (rope centralized, alibi distributed, frames at steps
+    0 and 100), each job's saved config given `data` when set."""
     from omegaconf import OmegaConf
 
-    from sinklab.reports.studies import study_report
     from tests.reports.test_study_report import _job
 
-    study = tmp_path / "frames_sweep"
+    study = root / name
     study.mkdir()
     OmegaConf.save(
         OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}),
@@ -181,10 +180,23 @@ def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
     for i, (pos, cls) in enumerate((("rope", "centralized"), ("alibi", "distributed"))):
         job = study / str(i)
         _job(job, pos, 40.0, [2.0, 5.0])
+        if data is not None:
+            cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+            cfg.data = data
+            OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
         table = job / "metrics" / "probes.parquet"
         frames = _rows(_settled(cls))
         frames = frames[frames["step"].isin([0, 100])]  # the steps _job wrote
         pd.concat([pd.read_parquet(table), frames], ignore_index=True).to_parquet(table)
+    return study
+
+
+def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
+    tmp_path: Path,
+) -> None:
+    from sinklab.reports.studies import study_report
+
+    study = _frames_study_folder(tmp_path, "frames_sweep")
     docs = tmp_path / "docs"
     docs.mkdir()
 
@@ -277,28 +289,11 @@ def test_a_study_with_the_objective_fixed_reads_it_from_each_runs_config(tmp_pat
 def test_study_report_of_the_end_token_sweep_has_the_frame_tables_and_claims(
     tmp_path: Path,
 ) -> None:
-    from omegaconf import OmegaConf
-
     from sinklab.reports.studies import FRAME_STUDIES, PANEL_FIGURES, study_report
-    from tests.reports.test_study_report import _job
 
     assert "frames_end_token_sweep" in FRAME_STUDIES and "frames_end_token_sweep" in PANEL_FIGURES
-    study = tmp_path / "frames_end_token_sweep"
-    study.mkdir()
-    OmegaConf.save(
-        OmegaConf.create({"hydra": {"sweeper": {"params": {"model.pos": "rope,alibi"}}}}),
-        study / "multirun.yaml",
-    )
-    for i, (pos, cls) in enumerate((("rope", "centralized"), ("alibi", "distributed"))):
-        job = study / str(i)
-        _job(job, pos, 40.0, [2.0, 5.0])
-        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        cfg.data = {"objective": "mlm", "end_token": True}
-        OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
-        table = job / "metrics" / "probes.parquet"
-        frames = _rows(_settled(cls))
-        frames = frames[frames["step"].isin([0, 100])]
-        pd.concat([pd.read_parquet(table), frames], ignore_index=True).to_parquet(table)
+    data = {"objective": "mlm", "end_token": True}
+    study = _frames_study_folder(tmp_path, "frames_end_token_sweep", data)
     docs = tmp_path / "docs"
     docs.mkdir()
 
