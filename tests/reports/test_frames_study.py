@@ -191,6 +191,12 @@ def _frames_study_folder(root: Path, name: str, data: dict | None = None) -> Pat
     return study
 
 
+def _frame_table_rows(body: str) -> list[str]:
+    """The setting rows of a study report's "Reference frames at the final step" table."""
+    frame_part = body.split("Reference frames at the final step", 1)[1].split("Ruscio", 1)[0]
+    return [line for line in frame_part.splitlines() if line.startswith("| pos=")]
+
+
 def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
     tmp_path: Path,
 ) -> None:
@@ -202,8 +208,7 @@ def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
 
     body = study_report(study, docs)
 
-    frame_part = body.split("Reference frames at the final step", 1)[1].split("Ruscio", 1)[0]
-    rows = [line for line in frame_part.splitlines() if line.startswith("| pos=")]
+    rows = _frame_table_rows(body)
     assert rows[0].startswith("| pos=rope | centralized | centralized |")
     assert rows[1].startswith("| pos=alibi | distributed | distributed |")
     assert "the position encoding decides the frame type" in body
@@ -299,8 +304,7 @@ def test_study_report_of_the_end_token_sweep_has_the_frame_tables_and_claims(
 
     body = study_report(study, docs)
 
-    frame_part = body.split("Reference frames at the final step", 1)[1].split("Ruscio", 1)[0]
-    rows = [line for line in frame_part.splitlines() if line.startswith("| pos=")]
+    rows = _frame_table_rows(body)
     assert rows[0].startswith("| pos=rope | centralized |")
     assert rows[1].startswith("| pos=alibi | distributed |")
     claims = body.split("Ruscio et al.'s claims", 1)[1].split("Where the references sit", 1)[0]

@@ -114,11 +114,11 @@ class AnalyzeConfig:
 
     `steps` is "all", "log" (step 0, powers of two and the last checkpoint), "last" (the
     final checkpoint, whatever the run's length) or a tuple of step numbers. `groups` (None:
-    keep the run's own choice) switches metric groups on and every other group off; `metrics` overrides single `MetricsConfig` fields on top of the
-    run's own thresholds. `stream` re-runs the streaming evaluation (see AnalyzeStreamConfig).
-    `batch_size` None reuses the run's probe batch size, so the
-    chunking, and therefore every float, matches the callback. The corpus options apply
-    to pretrained targets only.
+    keep the run's own choice) switches metric groups on and every other group off; `metrics`
+    overrides single `MetricsConfig` fields on top of the run's own thresholds. `stream`
+    re-runs the streaming evaluation (see AnalyzeStreamConfig). `batch_size` None reuses the
+    run's probe batch size, so the chunking, and therefore every float, matches the callback.
+    The corpus options apply to pretrained targets only.
     """
 
     target: str = ""  # required; empty is refused with the list of what a target can be
