@@ -43,8 +43,15 @@ def window_spec(
     bos_id: int | None,
     special_ids: tuple[int, ...],
     end_id: int | None = None,
+    mask_id: int | None = None,
 ) -> WindowSpec:
-    """The windows of `cfg`; `end_id` is the end token's id under data.end_token."""
+    """The windows of `cfg`; `end_id` is the end token's id under data.end_token.
+
+    Under objective=mlm the mask token joins the special ids, so `first_token=random` never
+    draws it: a window opening with the mask would show the model a mask where nothing was
+    hidden. Causal runs keep their draws unchanged."""
+    if cfg.is_mlm and mask_id is not None and mask_id not in special_ids:
+        special_ids = (*special_ids, mask_id)
     return WindowSpec(
         seq_len=cfg.seq_len,
         bos=cfg.bos,
@@ -103,12 +110,11 @@ class TextBatches:
         )
         # data.end_token: EOS, already special (never masked, never a random replacement)
         self.end_id = end_id_of(cfg, tokenizer.eos_id)
+        mask_id = getattr(tokenizer, "mask_id", None)
         self.spec = window_spec(
-            cfg, tokenizer.vocab_size, tokenizer.bos_id, specials, end_id=self.end_id
+            cfg, tokenizer.vocab_size, tokenizer.bos_id, specials, self.end_id, mask_id
         )
-        self.mask = mask_spec(
-            cfg, tokenizer.vocab_size, getattr(tokenizer, "mask_id", None), specials
-        )
+        self.mask = mask_spec(cfg, tokenizer.vocab_size, mask_id, specials)
         self.files = stream_files  # train/val (BOS variant under document_start), plus val_plain
         self._arrays: dict[str, np.ndarray] = {}
         train_len = len(self._stream("train"))
@@ -223,7 +229,9 @@ class SyntheticBatches:
         # data.end_token: the task's own end token, special like BOS (off: BOS alone, as ever)
         self.end_id = task.end_id if cfg.end_token else None
         specials = (task.bos_id,) if self.end_id is None else (task.bos_id, self.end_id)
-        self.spec = window_spec(cfg, task.vocab_size, task.bos_id, specials, end_id=self.end_id)
+        self.spec = window_spec(
+            cfg, task.vocab_size, task.bos_id, specials, self.end_id, task.mask_id
+        )
         self.mask = mask_spec(cfg, task.vocab_size, task.mask_id, specials)
 
     def _batch(
