@@ -37,6 +37,7 @@ from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.full_params import rank0_model
 from sinklab.training.loggers import build_loggers, finish_loggers
 from sinklab.training.module import SinkLabModule
+from sinklab.training.progress import progress_bar
 from sinklab.training.run_config import TOP_LEVEL_KEYS, UNHASHED, RunConfig, validate_config
 
 __all__ = [
@@ -183,6 +184,8 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
         layout.model_config.write_text(json.dumps(model_dict, indent=2))
 
     callbacks: list[L.Callback] = [ThroughputMonitor()]
+    if run.trainer.progress_bar:
+        callbacks.append(progress_bar())
     checkpoint_steps: set[int] = set()
     if run.checkpoint.enabled:
         checkpoint_steps = set(
