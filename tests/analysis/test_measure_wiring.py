@@ -342,7 +342,7 @@ def test_one_spike_channel_gets_its_anatomy_and_zero_channels_none():
         )
     assert want
     for metric, value in want.items():
-        assert one(df, metric) == pytest.approx(value, rel=1e-6, nan_ok=True), metric
+        assert one(df, metric) == pytest.approx(float(value), rel=1e-6, nan_ok=True), metric
     off = measure(probe, model=model, cfg=only("spikes", spike_channels=0))
     assert not off.metric.str.startswith("spike/").any()
 

@@ -1,5 +1,9 @@
 """Massive activations (metrics.md section 2): magnitudes in the residual stream, norm
 ratios of the first token, and the SwiGLU spike-channel anatomy from the weights.
+
+Every function returns tensors (0-d for a scalar) on its input's device, never Python
+floats: a probe measured on the GPU then reads nothing back until `measure` copies all its
+rows to the host at once. `float(...)` a value to print it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def row_median(x: torch.Tensor) -> torch.Tensor:
 
 def residual_extremes(
     h: torch.Tensor, top: int = 3, massive_abs: float = 100.0, massive_rel: float = 1000.0
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """Top |h| values, median, their ratio, where the top values sit, and Sun et al.'s count.
 
     h [N, T, d], one layer's residual stream. Statistics are taken per window (as Sun et al.
@@ -46,19 +50,19 @@ def residual_extremes(
     values, flat = mag.topk(k, dim=1)
     median = row_median(mag)
     safe_median = median.clamp_min(1e-30)
-    out: dict[str, float] = {
-        names.MEDIAN: float(median.mean()),
-        names.TOP1_OVER_MEDIAN: float((values[:, 0] / safe_median).mean()),
+    out: dict[str, torch.Tensor] = {
+        names.MEDIAN: median.mean(),
+        names.TOP1_OVER_MEDIAN: (values[:, 0] / safe_median).mean(),
     }
     for i in range(k):
         where = flat[:, i]
         mode = torch.mode(where).values
-        out[f"massive/top{i + 1}"] = float(values[:, i].mean())
-        out[f"massive/top{i + 1}_position"] = float(int(mode) // d)
-        out[f"massive/top{i + 1}_channel"] = float(int(mode) % d)
-        out[f"massive/top{i + 1}_location_share"] = float((where == mode).float().mean())
+        out[f"massive/top{i + 1}"] = values[:, i].mean()
+        out[f"massive/top{i + 1}_position"] = (mode // d).double()
+        out[f"massive/top{i + 1}_channel"] = (mode % d).double()
+        out[f"massive/top{i + 1}_location_share"] = (where == mode).float().mean()
     rule = (mag > massive_abs) & (mag >= massive_rel * median[:, None])
-    out[names.SUN_COUNT] = float(rule.sum(dim=1).float().mean())
+    out[names.SUN_COUNT] = rule.sum(dim=1).float().mean()
     return out
 
 
@@ -81,13 +85,16 @@ def top_channels(h: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def spike_matrix(
-    w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, channel: int
+    w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, channel: int | torch.Tensor
 ) -> torch.Tensor:
     """U_k = sum_i W_down[k,i] W_gate[i,:]^T W_up[i,:]  ([d, d]), with SiLU taken as the identity.
 
     w_gate, w_up [d_ff, d]; w_down [d, d_ff]. Output channel k of the MLP is then about h^T U_k h.
     """
-    wk = w_down[channel].float()
+    if isinstance(channel, torch.Tensor):  # a channel still on the device: no host read
+        wk = w_down.index_select(0, channel.reshape(1).to(w_down.device))[0].float()
+    else:
+        wk = w_down[channel].float()
     return (w_gate.float() * wk[:, None]).T @ w_up.float()
 
 
@@ -109,32 +116,30 @@ def spike_fro_all(
 
 def spike_anatomy(
     w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, channels: torch.Tensor
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """For each channel (ranked as given): |U_k|_F, the largest-magnitude eigenvalue of
     S_k = (U_k + U_k^T)/2 (signed), and that eigenvalue's share of sum |lambda|. Also the
     median |U_k|_F over all channels and `spike/eigvec_align`, the mean |cos| between the
     first channel's top eigenvector and the others' (1 = they share one direction).
     """
-    out: dict[str, float] = {}
+    out: dict[str, torch.Tensor] = {}
     vectors = []
-    for rank, ch in enumerate(channels.tolist()):
-        u = spike_matrix(w_gate, w_up, w_down, int(ch))
+    for rank in range(channels.numel()):
+        ch = channels.reshape(-1)[rank : rank + 1]  # [1], where it was found
+        u = spike_matrix(w_gate, w_up, w_down, ch)
         s = 0.5 * (u + u.T)
         evals, evecs = torch.linalg.eigh(s.double())
-        top = int(evals.abs().argmax())
-        out[f"spike/channel/rank_{rank}"] = float(ch)
-        out[f"spike/u_fro/rank_{rank}"] = float(u.norm())
-        out[f"spike/top_eig/rank_{rank}"] = float(evals[top])
-        out[f"spike/eig_share/rank_{rank}"] = float(
-            evals[top].abs() / evals.abs().sum().clamp_min(1e-30)
-        )
-        vectors.append(evecs[:, top])
+        top = evals.abs().argmax().reshape(1)
+        top_eig = evals.index_select(0, top)[0]
+        out[f"spike/channel/rank_{rank}"] = ch[0].double()
+        out[f"spike/u_fro/rank_{rank}"] = u.norm()
+        out[f"spike/top_eig/rank_{rank}"] = top_eig
+        out[f"spike/eig_share/rank_{rank}"] = top_eig.abs() / evals.abs().sum().clamp_min(1e-30)
+        vectors.append(evecs.index_select(1, top)[:, 0])
     if len(vectors) > 1:
         first = vectors[0]
-        out["spike/eigvec_align"] = float(
-            torch.stack([(first @ v).abs() for v in vectors[1:]]).mean()
-        )
+        out["spike/eigvec_align"] = torch.stack([(first @ v).abs() for v in vectors[1:]]).mean()
     all_fro = spike_fro_all(w_gate, w_up, w_down)
     if all_fro is not None:
-        out["spike/u_fro_median"] = float(all_fro.median())
+        out["spike/u_fro_median"] = all_fro.median()
     return out

@@ -187,17 +187,20 @@ def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tenso
         rows.add(layer, heads, metric, v)
     n_logged = min(cfg.max_ref_logged, r.shape[-1])
     top_pos = order[:, :n_logged]
-    top_mass = r.gather(1, top_pos).cpu()  # one copy each, not one per element
-    top_pos, count = top_pos.cpu(), count.cpu()
-    for b, h in enumerate(heads):
-        for i in range(min(n_logged, int(count[b]))):
+    # positions, masses, counts and classes cross to the host in one copy, not one per element
+    mass = r.gather(1, top_pos)
+    columns = [top_pos, mass, count[:, None], codes[:, None]]
+    table = torch.cat([c.double() for c in columns], 1)
+    for h, row in zip(heads, table.cpu().tolist(), strict=True):
+        positions, masses, n_refs = row[:n_logged], row[n_logged : 2 * n_logged], int(row[-2])
+        for i in range(min(n_logged, n_refs)):
             rows.extend(
                 [
-                    (layer, h, f"frames/ref_position/rank_{i}", float(top_pos[b, i])),
-                    (layer, h, f"frames/ref_mass/rank_{i}", float(top_mass[b, i])),
+                    (layer, h, f"frames/ref_position/rank_{i}", positions[i]),
+                    (layer, h, f"frames/ref_mass/rank_{i}", masses[i]),
                 ]
             )
-    return int(codes[-1])
+    return int(row[-1])  # the head-averaged map's class (the last row)
 
 
 def _massive_rows(rows: _Rows, cfg: MetricsConfig, probe: ProbeOutput, layer: int) -> None:

@@ -20,8 +20,6 @@ median (eta = 64). Medians are lower medians (torch.median).
 
 from __future__ import annotations
 
-from collections import Counter
-
 import torch
 from torch import nn
 
@@ -68,27 +66,38 @@ def outlier_mask(tmax: torch.Tensor, eta: float) -> torch.Tensor:
     return tmax > eta * median[:, None]
 
 
-def site_stats(x: torch.Tensor, eta: float) -> tuple[dict[str, float], torch.Tensor]:
+STAT_NAMES: tuple[str, ...] = (
+    "max_abs",
+    "kurtosis_mean",
+    "kurtosis_max",
+    "token_max_over_median",
+    "n_outlier_tokens",
+)
+
+
+def site_stats(x: torch.Tensor, eta: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The scalar outlier metrics of one site's tensor x [N, T, d] (see the module docstring),
-    and its outlier-token mask [N, T]."""
+    as 0-d tensors on x's device in `STAT_NAMES` order, and its outlier-token mask [N, T].
+    `kurtosis_max` is NaN when any window's kurtosis is (a constant window)."""
     tmax = token_max(x)
     kurt = kurtosis(x)
     mask = outlier_mask(tmax, eta)
     stats = {
-        "max_abs": float(tmax.max()),
-        "kurtosis_mean": float(kurt.nanmean()),
-        "kurtosis_max": float(kurt.max()) if not bool(kurt.isnan().all()) else float("nan"),
-        "token_max_over_median": float(max_over_median(tmax).mean()),
-        "n_outlier_tokens": float(mask.sum(1).float().mean()),
+        "max_abs": tmax.max(),
+        "kurtosis_mean": kurt.nanmean(),
+        "kurtosis_max": kurt.max(),
+        "token_max_over_median": max_over_median(tmax).mean(),
+        "n_outlier_tokens": mask.sum(1).float().mean(),
     }
     return stats, mask
 
 
-def frequent(mask: torch.Tensor, labels: torch.Tensor, top: int) -> list[tuple[int, int]]:
-    """The `top` most common labels at the True entries of `mask`, as (label, count), most
-    common first and ties broken by the smaller label, so the order is deterministic."""
-    counts = Counter(labels[mask].tolist())
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+def top_counts(counts: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, counts) of the `top` largest entries of `counts` [K] (a label is an index),
+    largest first and ties broken by the smaller label, so the order is deterministic. Zero
+    counts are kept: the caller drops them on the host, where the rows are built."""
+    values, labels = torch.sort(counts, descending=True, stable=True)
+    return labels[:top], values[:top]
 
 
 # -- which tensor is each site ---------------------------------------------------------------
@@ -167,27 +176,65 @@ def outlier_rows(
     `position_share/rank_{i}` (share of windows with an outlier token there), and with
     `input_ids` the same for token ids: `token/rank_{i}` and `token_share/rank_{i}` (share of
     all outlier tokens of that site and layer that carry this id).
+
+    Everything is computed where the probe's tensors are and read back in one copy at the
+    end, so a probe measured on the GPU does not wait on the host once per value.
     """
     check_eta(eta)
-    rows: list[tuple[int, int, str, float]] = []
-    peaks: dict[str, float] = {}
+    vocab = int(input_ids.max()) + 1 if input_ids is not None and input_ids.numel() else 0
+    plan: list[tuple[int, str, int, int, int]] = []  # layer, site, N, positions, token ranks
+    parts: list[torch.Tensor] = []
     for layer in range(probe.n_layers):
         for site, x in site_tensors(probe, layer, model).items():
-            prefix = f"outliers/{site}"
             stats, mask = site_stats(x, eta)
-            rows.extend((layer, -1, f"{prefix}/{metric}", v) for metric, v in stats.items())
-            peaks[site] = max(peaks.get(site, float("-inf")), stats["max_abs"])
-            if not bool(mask.any()):
-                continue
             N, T = mask.shape
-            where = torch.arange(T, device=mask.device).expand(N, T)
-            for i, (pos, count) in enumerate(frequent(mask, where, top)):
-                rows.append((layer, -1, f"{prefix}/position/rank_{i}", float(pos)))
-                rows.append((layer, -1, f"{prefix}/position_share/rank_{i}", count / N))
+            parts.append(torch.stack([stats[name].double() for name in STAT_NAMES]))
+            positions = top_counts(mask.sum(0), top)
+            parts += [t.double() for t in positions]
+            n_tokens = 0
             if input_ids is not None and tuple(input_ids.shape) == (N, T):
-                total = int(mask.sum())
-                for i, (tok, count) in enumerate(frequent(mask, input_ids.to(mask.device), top)):
-                    rows.append((layer, -1, f"{prefix}/token/rank_{i}", float(tok)))
-                    rows.append((layer, -1, f"{prefix}/token_share/rank_{i}", count / total))
+                ids = input_ids.to(mask.device).reshape(-1)
+                per_id = torch.zeros(vocab, dtype=torch.long, device=mask.device)
+                per_id.scatter_add_(0, ids, mask.reshape(-1).long())
+                tokens = top_counts(per_id, top)
+                parts += [t.double() for t in tokens] + [mask.sum().double().reshape(1)]
+                n_tokens = len(tokens[0])
+            plan.append((layer, site, N, len(positions[0]), n_tokens))
+    flat = torch.cat([p.to(parts[0].device) for p in parts]).cpu().tolist() if parts else []
+    return _rows_from(flat, plan)
+
+
+def _rows_from(
+    flat: list[float], plan: list[tuple[int, str, int, int, int]]
+) -> list[tuple[int, int, str, float]]:
+    """`outlier_rows`' rows from its one host copy, in the order the sites were measured."""
+    rows: list[tuple[int, int, str, float]] = []
+    peaks: dict[str, float] = {}
+    at = 0
+
+    def take(n: int) -> list[float]:
+        nonlocal at
+        at += n
+        return flat[at - n : at]
+
+    for layer, site, N, n_pos, n_tok in plan:
+        prefix = f"outliers/{site}"
+        stats = take(len(STAT_NAMES))
+        rows.extend(
+            (layer, -1, f"{prefix}/{name}", v) for name, v in zip(STAT_NAMES, stats, strict=True)
+        )
+        peaks[site] = max(peaks.get(site, float("-inf")), stats[0])
+        labels, counts = take(n_pos), take(n_pos)
+        found = [(pos, count) for pos, count in zip(labels, counts, strict=True) if count > 0]
+        for i, (pos, count) in enumerate(found):
+            rows.append((layer, -1, f"{prefix}/position/rank_{i}", float(pos)))
+            rows.append((layer, -1, f"{prefix}/position_share/rank_{i}", count / N))
+        if n_tok:
+            labels, counts = take(n_tok), take(n_tok)
+            (total,) = take(1)
+            found = [(tok, count) for tok, count in zip(labels, counts, strict=True) if count > 0]
+            for i, (tok, count) in enumerate(found):
+                rows.append((layer, -1, f"{prefix}/token/rank_{i}", float(tok)))
+                rows.append((layer, -1, f"{prefix}/token_share/rank_{i}", count / total))
     rows.extend((-1, -1, f"outliers/{site}/max_abs", value) for site, value in peaks.items())
     return rows
