@@ -32,7 +32,11 @@ def test_cpu_smoke_run_writes_every_figure(tmp_path: Path, capsys) -> None:
     # the default run's schedule over 2,000 steps: 0, 1, 2, 4, ..., 256, then every 200
     assert rec["projected_probes"] == 20
     assert 0 < rec["projected_probe_share_pct"] < 100
+    assert rec["probe_pass_syncs"] is None and rec["n_layers"] == 4  # counted on CUDA only
     assert "sinklab / plain" in shown and "fp32, not compiled" in shown
+    assert "host syncs         not counted (no GPU)" in shown
+    counted = gpu_check.render({**rec, "probe_pass_syncs": 7}, rec["seconds"])
+    assert "host syncs         7 in one pass (4 layers;" in counted
     assert not (tmp_path / "runs").exists()  # the timed runs are scratch, removed
 
 

@@ -20,6 +20,8 @@ import json
 import platform
 import shutil
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,32 +109,55 @@ def options(a: argparse.Namespace, runs_dir: Path) -> Options:
     )
 
 
-def bare_probe_seconds(
-    model_dict: dict[str, Any], recipe: Any, repeats: int, measure_on: str
-) -> list[float]:
+def probe_pass(model_dict: dict[str, Any], recipe: Any, measure_on: str) -> Callable[[], Any]:
     """One probe pass as the callback runs it (fp32, forward on the recipe's device, the
-    metric maths on `measure_on`), after one warm-up pass."""
+    metric maths on `measure_on`), as a function to time or to watch."""
     device = recipe.device
     model = Transformer(ModelConfig.from_dict(model_dict)).to(device)
     probe_set = recipe.datamodule.probe_set()
     run = recipe.run
+    return lambda: measure_probe_set(
+        model,
+        probe_set,
+        run.metrics,
+        batch_size=run.probe.batch_size,
+        device=device,
+        measure_on=measure_on,
+    )
+
+
+def bare_probe_seconds(
+    model_dict: dict[str, Any], recipe: Any, repeats: int, measure_on: str
+) -> list[float]:
+    """Seconds of `repeats` probe passes (`probe_pass`), after one warm-up pass."""
+    device = recipe.device
+    run_pass = probe_pass(model_dict, recipe, measure_on)
 
     def once() -> float:
         sync(device)
         start = time.perf_counter()
-        measure_probe_set(
-            model,
-            probe_set,
-            run.metrics,
-            batch_size=run.probe.batch_size,
-            device=device,
-            measure_on=measure_on,
-        )
+        run_pass()
         sync(device)
         return time.perf_counter() - start
 
     once()
     return [once() for _ in range(repeats)]
+
+
+def host_syncs(fn: Callable[[], Any], device: torch.device) -> int | None:
+    """How many times `fn` made the host wait for the GPU, counted by CUDA's sync debug mode
+    (a warning at every synchronizing call); None when `fn` runs on the CPU."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+            torch.cuda.synchronize()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def device_name(device: str) -> str:
@@ -178,6 +203,8 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
         "probe_pass_s": bare.median,
         "probe_pass_in_steps": bare.median / step_s,
         "probe_pass_host_s": host.median,
+        "probe_pass_syncs": host_syncs(probe_pass(recipe.model, recipe, "device"), recipe.device),
+        "n_layers": int(recipe.model.get("n_layers", 0)),
         "probe_in_run_s": in_run,
         "probe_in_run_in_steps": in_run / step_s,
         "run_steps": a.run_steps,
@@ -187,6 +214,12 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(rec: dict[str, Any], seconds: float) -> str:
+    syncs = (
+        "not counted (no GPU)"
+        if rec["probe_pass_syncs"] is None
+        else f"{rec['probe_pass_syncs']} in one pass ({rec['n_layers']} layers; the capture, "
+        "the eigen-solvers and the row copies)"
+    )
     ratios = ", ".join(f"{r:.3f}" for r in rec["sinklab_over_plain"])
     return "\n".join(
         [
@@ -198,6 +231,7 @@ def render(rec: dict[str, Any], seconds: float) -> str:
             f"  probe pass         {rec['probe_pass_s']:.3f} s = "
             f"{rec['probe_pass_in_steps']:.1f} training steps (target <= 5; "
             f"{rec['probe_pass_host_s']:.3f} s with the metric maths on the host)",
+            f"  host syncs         {syncs}",
             f"  probe in the run   {rec['probe_in_run_s']:.3f} s = "
             f"{rec['probe_in_run_in_steps']:.1f} steps (streaming evaluation included)",
             f"  probe share        {rec['projected_probe_share_pct']:.2f} % of a "
