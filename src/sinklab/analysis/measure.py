@@ -191,7 +191,8 @@ def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tenso
     mass = r.gather(1, top_pos)
     columns = [top_pos, mass, count[:, None], codes[:, None]]
     table = torch.cat([c.double() for c in columns], 1)
-    for h, row in zip(heads, table.cpu().tolist(), strict=True):
+    host = table.cpu().tolist()
+    for h, row in zip(heads, host, strict=True):
         positions, masses, n_refs = row[:n_logged], row[n_logged : 2 * n_logged], int(row[-2])
         for i in range(min(n_logged, n_refs)):
             rows.extend(
@@ -200,7 +201,7 @@ def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tenso
                     (layer, h, f"frames/ref_mass/rank_{i}", masses[i]),
                 ]
             )
-    return int(row[-1])  # the head-averaged map's class (the last row)
+    return int(host[-1][-1])  # the class of the head-averaged map (the last row)
 
 
 def _massive_rows(rows: _Rows, cfg: MetricsConfig, probe: ProbeOutput, layer: int) -> None:
