@@ -4,35 +4,25 @@ table has the reference-frame rows that the frames studies read."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from sinklab.data import load_probe_set
 from sinklab.runs.layout import RunLayout
+from tests.reliability.helpers import run_cli
 from tests.training.conftest import tiny_overrides
 
 
 def test_encoder_with_end_token_trains_from_the_cli_and_measures_frames(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
     args = tiny_overrides(tmp_path) + [
         "variant=encoder",
         "data.end_token=true",
         "trainer.threads=1",
         f"hydra.run.dir={run_dir}",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "sinklab.train", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_cli(args, tmp_path, timeout=600)  # the real CLI, offline W&B, one thread
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sinklab run finished" in proc.stdout
 
