@@ -191,6 +191,15 @@ def _frames_study_folder(root: Path, name: str, data: dict | None = None) -> Pat
     return study
 
 
+def _study_body(root: Path, name: str, data: dict | None = None) -> tuple[str, Path]:
+    """The study report of a fake frames study (`_frames_study_folder`), and its docs folder."""
+    from sinklab.reports.studies import study_report
+
+    docs = root / "docs"
+    docs.mkdir()
+    return study_report(_frames_study_folder(root, name, data), docs), docs
+
+
 def _frame_table_rows(body: str) -> list[str]:
     """The setting rows of a study report's "Reference frames at the final step" table."""
     frame_part = body.split("Reference frames at the final step", 1)[1].split("Ruscio", 1)[0]
@@ -200,13 +209,7 @@ def _frame_table_rows(body: str) -> list[str]:
 def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
     tmp_path: Path,
 ) -> None:
-    from sinklab.reports.studies import study_report
-
-    study = _frames_study_folder(tmp_path, "frames_sweep")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-
-    body = study_report(study, docs)
+    body, docs = _study_body(tmp_path, "frames_sweep")
 
     rows = _frame_table_rows(body)
     assert rows[0].startswith("| pos=rope | centralized | centralized |")
@@ -294,15 +297,11 @@ def test_a_study_with_the_objective_fixed_reads_it_from_each_runs_config(tmp_pat
 def test_study_report_of_the_end_token_sweep_has_the_frame_tables_and_claims(
     tmp_path: Path,
 ) -> None:
-    from sinklab.reports.studies import FRAME_STUDIES, PANEL_FIGURES, study_report
+    from sinklab.reports.studies import FRAME_STUDIES, PANEL_FIGURES
 
     assert "frames_end_token_sweep" in FRAME_STUDIES and "frames_end_token_sweep" in PANEL_FIGURES
     data = {"objective": "mlm", "end_token": True}
-    study = _frames_study_folder(tmp_path, "frames_end_token_sweep", data)
-    docs = tmp_path / "docs"
-    docs.mkdir()
-
-    body = study_report(study, docs)
+    body, docs = _study_body(tmp_path, "frames_end_token_sweep", data)
 
     rows = _frame_table_rows(body)
     assert rows[0].startswith("| pos=rope | centralized |")
