@@ -1,6 +1,6 @@
 """Short real trainings in which a sink starts to form, recorded by the probe callback.
 
-Sink_1 at eps 0.3 is a noisy threshold statistic at this scale (shared/research/emergence.md),
+Sink_1 at eps 0.3 is a noisy threshold statistic at this scale (docs/emergence.md),
 so the assertions use the continuous curves: the first-token mass of the strongest head and
 the BOS value-norm ratio (Guo et al.'s value-state drain).
 """

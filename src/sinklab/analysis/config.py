@@ -1,5 +1,5 @@
 """`MetricsConfig`: every threshold the metrics use, in one place, with the defaults of
-shared/research/metrics.md (eps 0.3, first key = position 0).
+docs/metrics.md (eps 0.3, first key = position 0).
 
 A run's probe callback, the reanalysis script and the pretrained-model analysis all build
 this from their Hydra config, so the numbers a table holds always say which thresholds

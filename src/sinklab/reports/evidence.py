@@ -1,7 +1,7 @@
 """Statistics that let a study separate a direction from seed noise.
 
 Sink_1 is a threshold statistic: at small scale a head's alpha_0 hovers near eps, so Sink_1
-jumps between probes (shared/research/emergence.md). The verdicts therefore rest on two
+jumps between probes (docs/emergence.md). The verdicts therefore rest on two
 robust summaries of the whole training curve, not on one final probe:
 
 - **time to sink**: the first step at which Sink_1 exceeds 10 % and stays above it for the
