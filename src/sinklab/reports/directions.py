@@ -6,7 +6,7 @@ Sink_1 stays above 10 %; a smaller time is a faster, stronger sink); for the str
 `r_win` / `r_win_noshift`, the final perplexity ratio of window attention (first tokens
 evicted) to the recompute oracle, with and without position shift. Labels are the study
 report's job labels (`pos=alibi`, `variant=sigmoid`, `min_context=64`, ...).
-Figures quoted are Sink_1 at the end of the papers' runs (shared/research/metrics.md).
+Figures quoted are Sink_1 at the end of the papers' runs (docs/metrics.md).
 """
 
 from __future__ import annotations
