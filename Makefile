@@ -84,6 +84,10 @@ format: $(STAMP)  ## ruff format + import sort
 	$(PY) -m ruff check --fix src tests scripts
 	$(PY) -m ruff format src tests scripts
 
+.PHONY: docs
+docs: $(STAMP)  ## regenerate the generated tables of docs/configuration.md and docs/metrics.md (tests/test_docs.py checks them)
+	$(PY) -m sinklab.docs_gen
+
 clean:  ## remove outputs and caches inside the repo (not ~/.cache/sinklab)
 	rm -rf outputs/runs outputs/multirun .pytest_cache .ruff_cache .cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

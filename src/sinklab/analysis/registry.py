@@ -6,7 +6,7 @@ per-head metric has rows at (layer, head), at (layer, -1) the mean over the laye
 and at (-1, -1) the mean over all layers and heads, unless its definition says otherwise;
 a per-layer metric has head = -1. `frames/*` rows are per head, and at head = -1 they are
 measured on the head-averaged map (not the mean of the heads); only `frames/class` has a
-model row. The README renders this table (`metrics_markdown`); a test checks that every
+model row. docs/metrics.md renders this table (`metrics_markdown`); a test checks that every
 emitted name resolves here and that every entry is emitted.
 
 Causal models and encoders (`model.causal=false`). Every metric is defined for both. Where a
@@ -182,7 +182,7 @@ def describe(name: str) -> str:
 
 
 def metrics_markdown() -> str:
-    """The registry as a markdown table (metric column name, definition) for the README."""
+    """The registry as a markdown table (metric column name, definition) for docs/metrics.md."""
     lines = ["| metric | definition |", "| --- | --- |"]
     pipe = "\\|"  # a literal | inside a table cell
     lines += [f"| `{name}` | {text.replace('|', pipe)} |" for name, text in METRICS.items()]
