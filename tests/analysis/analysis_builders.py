@@ -71,9 +71,11 @@ class OracleModel(nn.Module):
     """A stand-in for `sinklab.model.Transformer` whose loss is known in closed form.
 
     Logits are zero (loss log V) except where head 0 of layer 0 "helps": at the query
-    positions in `helps` [N, T] it adds `boost` to the true next token's logit. head_scale
-    multiplies that help, exactly as the real model scales a head's output. Other heads and
-    layers contribute nothing, so zeroing them changes nothing.
+    positions in `helps` [N, T] it adds `boost` to the true next token's logit. An edit of
+    `blocks.0.attn.z` (`forward_probe(ids, edits=...)`) acts on head outputs of ones
+    [N, H, T, 1], and head 0's result multiplies that help, exactly as the real model's head
+    output feeds the output projection. Other heads and layers contribute nothing, so zeroing
+    them changes nothing.
     """
 
     def __init__(
@@ -92,18 +94,20 @@ class OracleModel(nn.Module):
         self.cfg = SimpleNamespace(mlp="swiglu", n_layers=n_layers)
         self.blocks = nn.ModuleList(_Block(d, d_ff) for _ in range(n_layers))
 
-    def forward(
-        self, input_ids: torch.Tensor, *, head_scale: dict[int, torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.forward_probe(input_ids).logits
+
+    def forward_probe(self, input_ids: torch.Tensor, *, names=None, edits=None) -> ProbeOutput:
         N, T = input_ids.shape
         rows = self._rows(input_ids)
         help_ = self.helps[rows]
-        if head_scale and 0 in head_scale:
-            help_ = help_ * torch.broadcast_to(head_scale[0], (N, self.n_heads, T))[:, 0]
+        edit = (edits or {}).get("blocks.0.attn.z")
+        if edit is not None:
+            help_ = help_ * edit(torch.ones(N, self.n_heads, T, 1))[:, 0, :, 0]
         logits = torch.zeros(N, T, self.vocab)
         target = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1)
         logits.scatter_(2, target[..., None], (self.boost * help_)[..., None])
-        return logits
+        return ProbeOutput(logits=logits, n_layers=len(self.blocks))
 
     def _rows(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Windows are identified by their first token (tests give each a distinct one)."""

@@ -29,7 +29,7 @@ class ProbeStandIn(nn.Module):
         self.w = nn.Parameter(torch.ones(3))
         self.calls: list[tuple[int, bool, bool]] = []
 
-    def forward_probe(self, input_ids, *, names=None, head_scale=None) -> ProbeOutput:
+    def forward_probe(self, input_ids, *, names=None, edits=None) -> ProbeOutput:
         self.calls.append((input_ids.shape[0], self.training, torch.is_grad_enabled()))
         x = input_ids.float()[..., None] * self.w  # [N, T, 3]
         cache = {

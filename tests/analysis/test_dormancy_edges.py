@@ -13,6 +13,7 @@ from torch import nn
 
 from sinklab.analysis import dormancy_intervention
 from sinklab.analysis.dormancy import split_by_trigger
+from sinklab.model.probe import ProbeOutput
 from tests.analysis.analysis_builders import OracleModel
 
 N, T, H, VOCAB, BOOST = 4, 6, 2, 8, 10.0
@@ -57,12 +58,12 @@ class _Counting(nn.Module):
         self.devices: list[torch.device] = []
         self.stop = stop
 
-    def forward(self, ids: torch.Tensor, *, head_scale=None) -> torch.Tensor:
+    def forward_probe(self, ids: torch.Tensor, *, names=None, edits=None) -> ProbeOutput:
         self.sizes.append(ids.shape[0])
         self.devices.append(ids.device)
         if self.stop:
             raise _Stop
-        return torch.zeros(ids.shape[0], ids.shape[1], VOCAB)
+        return ProbeOutput(logits=torch.zeros(ids.shape[0], ids.shape[1], VOCAB))
 
 
 class _Stop(Exception):

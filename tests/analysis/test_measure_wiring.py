@@ -421,9 +421,9 @@ class _CountingOracle(OracleModel):
         super().__init__(helps=helps, vocab=8)
         self.batches: list[int] = []
 
-    def forward(self, input_ids, *, head_scale=None):
+    def forward_probe(self, input_ids, *, names=None, edits=None):
         self.batches.append(int(input_ids.shape[0]))
-        return super().forward(input_ids, head_scale=head_scale)
+        return super().forward_probe(input_ids, names=names, edits=edits)
 
 
 def test_intervention_gets_the_loss_mask_and_the_batch_size():

@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from sinklab.model.attention import Attention, Positions
+from sinklab.model.attention import Attention
+from sinklab.model.position import Positions
 
 from .helpers import tiny
 
@@ -114,35 +115,6 @@ def test_explicit_and_masked_paths_keep_the_model_dtype(attention: str) -> None:
         got = attn.double()(x.double(), _positions(5))
     assert got.dtype == torch.float64
     torch.testing.assert_close(got.float(), want, rtol=1e-4, atol=1e-5)
-
-
-def test_head_scale_keeps_a_bfloat16_model_in_bfloat16() -> None:
-    """head_scale arrives as float32; it is cast to the heads' dtype, so the output
-    projection (bf16 weights) still gets bf16 input."""
-    attn = Attention(tiny(pos="none")).to(torch.bfloat16)
-    x = torch.randn(2, 5, 16, dtype=torch.bfloat16)
-    scale = torch.ones(2, 4, 5)
-    scale[:, 1] = 0.0
-    with torch.no_grad():
-        out = attn(x, _positions(5), head_scale=scale)
-        # zeroing head 1 by hand: the same as scaling it by 0
-        ref_attn = Attention(tiny(pos="none")).to(torch.bfloat16)
-        ref_attn.load_state_dict(attn.state_dict())
-        ref_attn.wo.weight[:, 4:8] = 0
-        ref = ref_attn(x, _positions(5))
-    assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out, ref)
-
-
-def test_head_scale_and_bias_follow_the_device_the_model_runs_on() -> None:
-    """The meta device stands in for an accelerator: a head_scale given on the CPU and the
-    causal bias are moved to the heads' device (mixing devices would raise)."""
-    meta = torch.device("meta")
-    assert _positions(4, meta).seq_bias().device == meta
-    attn = Attention(tiny(pos="none", attention="softmax_off_by_one")).to(meta)
-    x = torch.empty(2, 5, 16, device=meta)
-    out = attn(x, _positions(5, meta), head_scale=torch.ones(2, 4, 5))
-    assert out.device == meta and out.shape == (2, 5, 16)
 
 
 def test_unknown_variant_names_itself() -> None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sinklab.analysis.capture import eval_mode, model_device
+from sinklab.model.edits import zero_at
 
 
 def bos_attention(tokens: torch.Tensor) -> torch.Tensor:
@@ -91,8 +92,10 @@ def dormancy_intervention(
 
     labels [N, L, H, T] bool (True = dormant). loss_mask [N, T] or [N, T-1] marks the
     predicting positions t (of token t+1) that count; None counts all. `heads` limits the
-    (layer, head) pairs tried (default: all). Uses `model(ids, head_scale={l: s})` with
-    s [N, H, T] multiplying layer l's head outputs before the output projection.
+    (layer, head) pairs tried (default: all). Zeroes through the editing recorder:
+    `model.forward_probe(ids, names=(), edits={"blocks.{l}.attn.z": zero_at(mask)})`, the
+    head outputs before the output projection (the base run is the same call without edits;
+    keeping no names, every layer takes the fused attention path as training does).
 
     Rows (layer, head, metric, value): `dormancy/delta_loss_dormant` and
     `dormancy/delta_loss_active` per head (the second should be the larger if the label is
@@ -111,10 +114,11 @@ def dormancy_intervention(
         total, count = 0.0, 0.0
         for start in range(0, N, batch_size):
             ids = input_ids[start : start + batch_size].to(run_on)
-            scales = None
+            edits = None
             if zero_where is not None:
-                scales = {layer: (~zero_where[start : start + batch_size]).float().to(run_on)}
-            logits = model(ids, head_scale=scales)
+                zero = zero_where[start : start + batch_size, :, :, None].to(run_on)
+                edits = {f"blocks.{layer}.attn.z": zero_at(zero)}
+            logits = model.forward_probe(ids, names=(), edits=edits).logits
             mask = None if loss_mask is None else loss_mask[start : start + batch_size]
             s, c = _next_token_loss(logits, ids, mask)
             total, count = total + s, count + c

@@ -127,7 +127,6 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         pos: Positions,
-        head_scale: torch.Tensor | None = None,
         rec: Recorder = NULL_RECORDER,
     ) -> torch.Tensor:
         N, L, _ = x.shape
@@ -140,23 +139,20 @@ class Attention(nn.Module):
                 cos, sin = (t[:, None] for t in pos.rope)  # [L, 1, hd]: broadcast over heads
                 q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             q, k = q.transpose(1, 2), k.transpose(1, 2)
-            rec.keep("q", q, pos_dim=2)
-            rec.keep("k", k, pos_dim=2)
-            rec.keep("v", v, pos_dim=2)
+            q = rec.hook("q", q, pos_dim=2)
+            k = rec.hook("k", k, pos_dim=2)
+            v = rec.hook("v", v, pos_dim=2)
 
             k, v = self._prepend_slots(k, v)
-            if self.variant in SOFTMAX_FAMILY and not rec.wants("pattern"):
+            if self.variant in SOFTMAX_FAMILY and not rec.touches("pattern"):
                 z = self._fused(q, k, v, pos)
             else:
-                z, weights = self._explicit(q, k, v, pos)
-                rec.keep("pattern", weights, pos_dim=2)
+                z, _ = self._explicit(q, k, v, pos, rec)
 
         if self.variant == "gated":
             g = torch.sigmoid(self.gate(x)).view(N, L, H, 1 if self.gate_per_head else hd)
             z = z * g.transpose(1, 2)
-        if head_scale is not None:
-            z = self._scale_heads(z, head_scale, pos.n_prefix)
-        rec.keep("z", z, pos_dim=2)
+        z = rec.hook("z", z, pos_dim=2)
         return self.wo(z.transpose(1, 2).reshape(N, L, H * hd))
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -225,14 +221,20 @@ class Attention(nn.Module):
         )
 
     def _explicit(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: Positions
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        pos: Positions,
+        rec: Recorder = NULL_RECORDER,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores, weights and output by plain matmuls. Returns (z, weights [N, H, L, slots + L])."""
+        """Scores, weights and output by plain matmuls. Returns (z, weights [N, H, L, slots + L]);
+        the weights pass the `pattern` hook (read, or edited before they mix the values)."""
         rep = self.n_heads // self.n_kv_heads
         if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1, as in HF's repeat_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         scores = (q @ k.transpose(-2, -1)).float() * self.scale + self._bias(pos)
-        weights = self.weights(scores).to(q.dtype)
+        weights = rec.hook("pattern", self.weights(scores).to(q.dtype), pos_dim=2)
         used = F.dropout(weights, self.dropout) if self.training and self.dropout else weights
         return used @ v, weights
 
@@ -253,17 +255,6 @@ class Attention(nn.Module):
             stretched = (self.clip_zeta - self.clip_gamma) * torch.softmax(scores, dim=-1)
             return (stretched + self.clip_gamma).clamp(0.0, 1.0)
         raise ValueError(self.variant)  # pragma: no cover - ModelConfig rejects unknown variants
-
-    def _scale_heads(
-        self, z: torch.Tensor, head_scale: torch.Tensor, n_prefix: int
-    ) -> torch.Tensor:
-        """Multiply head outputs by `head_scale` (broadcastable to [N, H, T], token positions only)."""
-        N, H, L, _ = z.shape
-        scale = torch.as_tensor(head_scale, dtype=z.dtype, device=z.device)
-        scale = torch.broadcast_to(scale, (N, H, L - n_prefix))
-        if n_prefix:
-            scale = torch.cat([scale.new_ones(N, H, n_prefix), scale], dim=2)
-        return z * scale[..., None]
 
 
 def visible_keys(scores: torch.Tensor) -> torch.Tensor:

@@ -58,5 +58,5 @@ class MLP(nn.Module):
             hidden = self.act(self.w_gate(x)) * self.w_up(x)
         else:
             hidden = self.act(self.w_up(x))
-        rec.keep("hidden", hidden, pos_dim=1)
+        hidden = rec.hook("hidden", hidden, pos_dim=1)
         return self.w_down(hidden)

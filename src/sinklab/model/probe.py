@@ -1,7 +1,9 @@
 """What the probe path returns: logits plus named intermediate tensors.
 
 Names follow TransformerLens' habit of stable, documented hook names, so analysis code and
-users address tensors the same way:
+users address tensors the same way. Each name is also a hook point that an edit can
+replace, scale or ablate during the forward (`forward_probe(ids, edits={name: fn})`, helpers
+in `edits.py`): the edit gets the tensor in the shape below and returns that shape.
 
     embed                         [N, T, d]    input to block 0 (token positions only)
     blocks.{l}.norm_attn.input    [N, T, d]    input to the attention norm
@@ -13,12 +15,17 @@ users address tensors the same way:
                                                    the extra slots named in `extra_slots`,
                                                    the rest are token positions 0..T-1
     blocks.{l}.attn.z             [N, H, T, hd]    per-head output before the output projection
+                                                   (after the gate of gated attention); zeroing
+                                                   head h here removes its contribution
     blocks.{l}.mlp.hidden         [N, T, d_ff]     MLP activation fed to the down projection
     blocks.{l}.resid_post         [N, T, d]        residual stream after block l
     norm_final.input              [N, T, d]
 
 Sink-token prefix positions are dropped from every per-token tensor: position 0 is always the
-first real token. `pattern` rows sum to one over all E + T columns for normalised variants
+first real token; an edit sees the same positions and leaves the prefix as it was (unless it
+is wrapped in `recorder.WithPrefix`). An edit of `attn.pattern` acts on the weights before
+they mix the values, so it forces the explicit attention path in its layer. The cache holds
+what flowed on: an edited tensor after its edit. `pattern` rows sum to one over all E + T columns for normalised variants
 (`normalised=True`); for sigmoid / relu / clipped_softmax attention they are the raw
 non-negative weights. `causal` says whether the model masked the future (False for an
 encoder, whose rows spread over all T token columns).

@@ -19,7 +19,7 @@ from sinklab.model.config import ModelConfig
 from sinklab.model.layers import MLP, make_norm
 from sinklab.model.position import alibi_slopes, rope_cos_sin, sinusoidal_table
 from sinklab.model.probe import NameFilter, ProbeOutput, name_filter
-from sinklab.model.recorder import NULL_RECORDER, Recorder
+from sinklab.model.recorder import NULL_RECORDER, Edits, Recorder
 
 if TYPE_CHECKING:
     from sinklab.model.streaming import StreamPlan
@@ -43,26 +43,24 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         pos: Positions,
-        head_scale: torch.Tensor | None = None,
         rec: Recorder = NULL_RECORDER,
     ) -> torch.Tensor:
         attn_rec, mlp_rec = rec.child("attn"), rec.child("mlp")
         if self.pre_norm:
-            rec.keep("norm_attn.input", x, pos_dim=1)
-            x = x + self.drop(self.attn(self.norm_attn(x), pos, head_scale, attn_rec))
+            x = rec.hook("norm_attn.input", x, pos_dim=1)
+            x = x + self.drop(self.attn(self.norm_attn(x), pos, attn_rec))
             if self.has_mlp:
-                rec.keep("norm_mlp.input", x, pos_dim=1)
+                x = rec.hook("norm_mlp.input", x, pos_dim=1)
                 x = x + self.drop(self.mlp(self.norm_mlp(x), mlp_rec))
         else:
-            x = x + self.drop(self.attn(x, pos, head_scale, attn_rec))
-            rec.keep("norm_attn.input", x, pos_dim=1)
+            x = x + self.drop(self.attn(x, pos, attn_rec))
+            x = rec.hook("norm_attn.input", x, pos_dim=1)
             x = self.norm_attn(x)
             if self.has_mlp:
                 x = x + self.drop(self.mlp(x, mlp_rec))
-                rec.keep("norm_mlp.input", x, pos_dim=1)
+                x = rec.hook("norm_mlp.input", x, pos_dim=1)
                 x = self.norm_mlp(x)
-        rec.keep("resid_post", x, pos_dim=1)
-        return x
+        return rec.hook("resid_post", x, pos_dim=1)
 
 
 class Transformer(nn.Module):
@@ -115,26 +113,29 @@ class Transformer(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------
 
-    def forward(
-        self, input_ids: torch.Tensor, *, head_scale: dict[int, torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits [N, T, V]; the fast path used for training."""
-        return self._run(input_ids, head_scale, NULL_RECORDER)
+        return self._run(input_ids, NULL_RECORDER)
 
     def forward_probe(
         self,
         input_ids: torch.Tensor,
         *,
         names: NameFilter = None,
-        head_scale: dict[int, torch.Tensor] | None = None,
+        edits: Edits | None = None,
     ) -> ProbeOutput:
-        """Logits plus the named tensors of `probe.py` that pass `names`.
+        """Logits plus the named tensors of `probe.py` that pass `names`, with `edits` (hook
+        name -> edit, see `recorder.py` and `edits.py`) applied where those tensors flow.
 
         Attention is computed explicitly (matmul + softmax) in every layer whose pattern is
-        asked for; other layers use the fused kernel. Gradients follow the caller's grad mode.
+        asked for or edited; other layers use the fused kernel. Gradients follow the caller's
+        grad mode. An edit whose name is no hook point of this model is refused (ValueError).
         """
-        rec = Recorder(name_filter(names), n_prefix=self.cfg.n_sink_tokens)
-        logits = self._run(input_ids, head_scale, rec)
+        rec = Recorder(name_filter(names), n_prefix=self.cfg.n_sink_tokens, edits=edits)
+        logits = self._run(input_ids, rec)
+        missed = sorted(set(rec.edits) - rec.applied)
+        if missed:
+            raise ValueError(f"edits name no hook point of this model: {missed}")
         return ProbeOutput(
             logits=logits,
             cache=rec.cache,
@@ -144,18 +145,12 @@ class Transformer(nn.Module):
             causal=self.cfg.causal,
         )
 
-    def _run(
-        self, input_ids: torch.Tensor, head_scale: dict[int, torch.Tensor] | None, rec: Recorder
-    ) -> torch.Tensor:
+    def _run(self, input_ids: torch.Tensor, rec: Recorder) -> torch.Tensor:
         cfg = self.cfg
         S = cfg.n_sink_tokens
         N, T = input_ids.shape
         if cfg.pos in ("learned", "sinusoidal") and T > cfg.max_seq_len:
             raise ValueError(f"sequence length {T} exceeds model.max_seq_len={cfg.max_seq_len}")
-        if head_scale:
-            bad = [i for i in head_scale if not 0 <= i < cfg.n_layers]
-            if bad:
-                raise ValueError(f"head_scale names layers {bad}; the model has {cfg.n_layers}")
         pos = self._positions(S + T, input_ids.device)
 
         x = self.tok_emb(input_ids)
@@ -166,15 +161,12 @@ class Transformer(nn.Module):
         elif cfg.pos == "sinusoidal":
             x = x + sinusoidal_table(S + T, cfg.d_model, x.device).to(x.dtype)
         x = self.drop(x)
-        rec.keep("embed", x, pos_dim=1)
+        x = rec.hook("embed", x, pos_dim=1)
 
         for i, block in enumerate(self.blocks):
-            scale = head_scale.get(i) if head_scale else None
-            x = block(x, pos, scale, rec.child(f"blocks.{i}"))
+            x = block(x, pos, rec.child(f"blocks.{i}"))
 
-        x = x[:, S:]
-        if rec.wants("norm_final.input"):
-            rec.cache["norm_final.input"] = x
+        x = rec.hook("norm_final.input", x, pos_dim=1)[:, S:]
         return self.lm_head(self.norm_final(x))
 
     def forward_stream(
