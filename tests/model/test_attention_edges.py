@@ -14,8 +14,7 @@ import math
 import pytest
 import torch
 
-from sinklab.model.attention import Attention
-from sinklab.model.position import Positions
+from sinklab.model.attention import Attention, Positions
 
 from .helpers import tiny
 
