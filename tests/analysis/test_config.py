@@ -18,7 +18,9 @@ def test_defaults_follow_metrics_md():
         1000.0,
     )
     assert 0.01 <= cfg.tau <= 0.05
-    assert cfg.groups() == ("sinks", "qk", "massive", "spikes", "frames", "dormancy", "outliers")
+    assert cfg.groups() == (
+        "sinks", "qk", "massive", "spikes", "frames", "dormancy", "outliers", "interventions"
+    )  # fmt: skip
 
 
 def test_from_dict_accepts_lists_and_names_bad_keys():

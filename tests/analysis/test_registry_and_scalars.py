@@ -46,8 +46,9 @@ def test_every_emitted_metric_is_registered_and_every_registered_one_is_emitted(
     unregistered = sorted(n for n in names if template_of(n) is None)
     assert unregistered == []
     # stream/* rows come from the streaming evaluation (tests/analysis/test_streaming.py),
-    # quant/* rows from the W8A8 evaluation (tests/analysis/test_quant.py, test_prefix.py)
-    elsewhere = ("stream/", "quant/")
+    # quant/* rows from the W8A8 evaluation (tests/analysis/test_quant.py, test_prefix.py),
+    # intervention/* rows from the interventions (tests/analysis/test_interventions.py)
+    elsewhere = ("stream/", "quant/", "intervention/")
     assert {template_of(n) for n in names} == {t for t in METRICS if not t.startswith(elsewhere)}
     assert all(describe(n).endswith(".") for n in names)
     assert list(df.columns) == ["layer", "head", "metric", "value"]

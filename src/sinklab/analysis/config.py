@@ -14,7 +14,9 @@ from typing import Any, Literal, get_args
 from sinklab.configs import from_mapping
 from sinklab.errors import check
 
-MetricGroup = Literal["sinks", "qk", "massive", "spikes", "frames", "dormancy", "outliers"]
+MetricGroup = Literal[
+    "sinks", "qk", "massive", "spikes", "frames", "dormancy", "outliers", "interventions"
+]
 GROUPS: tuple[str, ...] = get_args(MetricGroup)
 
 
@@ -80,6 +82,9 @@ class MetricsConfig:
     frames: bool = True
     dormancy: bool = True
     outliers: bool = True
+    # not measured by `measure`: the probe pass runs `interventions.intervention_rows` when
+    # this group is on and its own config (`callbacks.probe.interventions`) says it is due
+    interventions: bool = True
 
     def __post_init__(self) -> None:
         # Hydra hands lists; keep the dataclass hashable and immutable.

@@ -140,6 +140,17 @@ METRICS: dict[str, str] = {
     "quant/prefix/{prefix}/ppl_increase/{mode}": "quant/prefix/{prefix}/ppl/{mode} minus the FP + prefix control quant/prefix/{prefix}/ppl/fp.",
     "quant/prefix/{prefix}/max_act": "Largest |x| at any quantised linear's input over the tokens after the prefix (full precision).",
     "quant/prefix/{prefix}/token_max_over_median": "quant/token_max_over_median over the tokens after the prefix.",
+    # interventions at inference (analysis/interventions.py), through the editing recorder;
+    # causal models only. Perplexity: exp of the mean next-token NLL over every position of
+    # every probe window; head = -1 on every row.
+    "intervention/none/ppl": "Perplexity of the unedited model on the probe set, from the probe's own logits (model row).",
+    "intervention/massive/n_entries": "Number of massive entries (Sun et al.'s rule, as massive/sun_count) edited over the probe set, at the layer where they appear (layer -1 and 0 when there are none).",
+    "intervention/massive_zero/ppl": "Perplexity with the massive activations set to zero in the residual stream after the block where they appear (Sun et al. 2024); the unedited perplexity when there are none.",
+    "intervention/massive_zero/ppl_ratio": "intervention/massive_zero/ppl / intervention/none/ppl (1 when there are no massive activations).",
+    "intervention/massive_mean/ppl": "Perplexity with the massive activations set to their channel's mean massive value over the probe set, where they appear (Sun et al. 2024).",
+    "intervention/massive_mean/ppl_ratio": "intervention/massive_mean/ppl / intervention/none/ppl (1 when there are no massive activations).",
+    "intervention/no_sink/ppl": "Perplexity with no query attending to position 0 (rows renormalised; not normalised variants: the column zeroed) in layer l (layer rows) or in all layers at once (model row).",
+    "intervention/no_sink/ppl_ratio": "intervention/no_sink/ppl / intervention/none/ppl, per layer and for all layers at once.",
 }
 
 _PLACEHOLDER = {
