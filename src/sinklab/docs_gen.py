@@ -10,7 +10,7 @@ The configuration reference joins three sources, each the authority for one thin
 - comments: a key's trailing comment (or the comment block right above it) in its group's
   base file, else the dataclass field's comment. A group file's header comment describes it.
 
-Sits on top of the layer order, beside `training` and `bench`: it reads every section's
+An entry module, on top of the layer order with `train` and `analyze`: it reads every section's
 config class. `python -m sinklab.docs_gen` rewrites the generated blocks in docs/ in place.
 """
 
