@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from sinklab.model.attention import Attention, Positions
+from sinklab.model.attention import Attention
+from sinklab.model.position import Positions
 
 from .helpers import tiny
 

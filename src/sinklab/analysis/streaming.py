@@ -262,12 +262,11 @@ def _check_inputs(
         T > C, "stream.stream_len", f"the stream has {T} tokens, not more than stream.cache_len={C}"
     )
     mcfg = model.cfg
-    if mcfg.pos == "learned":
-        check(
-            C <= mcfg.max_seq_len,
-            "stream.cache_len",
-            f"{C} is past the learned position table (model.max_seq_len={mcfg.max_seq_len})",
-        )
+    check(
+        mcfg.position.fits(C),
+        "stream.cache_len",
+        f"{C} is past the {mcfg.pos} position table (model.max_seq_len={mcfg.max_seq_len})",
+    )
     return T, C
 
 
@@ -275,9 +274,9 @@ def _undefined(model: torch.nn.Module, cond: Condition, T: int) -> str | None:
     """Why a condition cannot run on this model, or None."""
     mcfg = model.cfg
     keeps_stream_positions = cond.kind == "dense" or (cond.kind == "cache" and not cond.shift)
-    if mcfg.pos == "learned" and keeps_stream_positions and T > mcfg.max_seq_len:
+    if keeps_stream_positions and not mcfg.position.fits(T):
         return (
-            f"learned positions stop at model.max_seq_len={mcfg.max_seq_len}; without shift a "
+            f"{mcfg.pos} positions stop at model.max_seq_len={mcfg.max_seq_len}; without shift a "
             f"{T}-token stream needs positions up to {T - 1}"
         )
     return None

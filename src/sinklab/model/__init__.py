@@ -1,9 +1,9 @@
 """The configurable Llama-style decoder, its probe path, and the helpers other packages need.
 
-Modules: `config` (ModelConfig), `position` (RoPE, ALiBi, sinusoidal, causal bias), `layers`
-(norms, MLPs), `attention` (variants, fused and explicit paths), `transformer` (blocks, the
-model), `recorder`/`probe` (the probe cache), `flops` (counts), `hf` (Llama interop),
-`pretrained` (SmolLM2 from GGUF).
+Modules: `config` (ModelConfig), `position` (one object per `model.pos` kind, the RoPE /
+ALiBi / sinusoidal primitives, the causal bias), `layers` (norms, MLPs), `attention`
+(variants, fused and explicit paths), `transformer` (blocks, the model), `recorder`/`probe`
+(the probe cache), `flops` (counts), `hf` (Llama interop), `pretrained` (SmolLM2 from GGUF).
 """
 
 from sinklab.model.config import ModelConfig

@@ -51,8 +51,6 @@ bounded-cache mask itself. The training and probe paths never set it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -60,36 +58,10 @@ from torch import nn
 
 from sinklab.model.config import ModelConfig
 from sinklab.model.layers import RMSNorm
-from sinklab.model.position import apply_rope, causal_bias
+from sinklab.model.position import Positions
 from sinklab.model.recorder import NULL_RECORDER, Recorder
 
-if TYPE_CHECKING:
-    from sinklab.model.streaming import StreamPlan
-
 SOFTMAX_FAMILY = ("softmax", "gated", "sink_logit", "softmax_off_by_one")
-
-
-@dataclass
-class Positions:
-    """Position information shared by every layer of one forward pass over L = S + T positions."""
-
-    length: int
-    n_prefix: int
-    device: torch.device
-    rope: tuple[torch.Tensor, torch.Tensor] | None = None
-    slopes: torch.Tensor | None = None
-    # Long-stream evaluation only (`model/streaming.py`): which keys each query sees and at
-    # which positions. None on the training and probe paths.
-    stream: StreamPlan | None = None
-    causal: bool = True  # False: bidirectional (an encoder), no key is masked
-    _bias: torch.Tensor | None = field(default=None, repr=False)
-
-    def seq_bias(self) -> torch.Tensor:
-        """Causal mask (+ ALiBi) additive bias [H or 1, L, L], built once per forward and only
-        if needed; without the mask for an encoder."""
-        if self._bias is None:
-            self._bias = causal_bias(self.length, self.slopes, self.device, self.causal)
-        return self._bias
 
 
 class Attention(nn.Module):
@@ -135,9 +107,7 @@ class Attention(nn.Module):
         if pos.stream is not None:
             z = pos.stream.attend(self, q, k, v, pos)
         else:
-            if pos.rope is not None:
-                cos, sin = (t[:, None] for t in pos.rope)  # [L, 1, hd]: broadcast over heads
-                q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k = pos.rotate(q), pos.rotate(k)  # RoPE only; the other kinds leave them
             q, k = q.transpose(1, 2), k.transpose(1, 2)
             q = rec.hook("q", q, pos_dim=2)
             k = rec.hook("k", k, pos_dim=2)

@@ -13,9 +13,10 @@ from typing import Any, Literal, get_args
 
 from sinklab.configs import check_choices, from_mapping
 from sinklab.errors import check
+from sinklab.model.position import Position, PositionEncoding, position_class, position_encoding
 
 # The choices live in these types; the tuples are for code that loops over them (tests, bench).
-Position = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
+# `Position` (the kinds of `model.pos`) lives with their classes in `position.py`.
 Norm = Literal["rmsnorm", "layernorm"]
 NormPosition = Literal["pre", "post"]
 Mlp = Literal["swiglu", "geglu", "gelu", "relu", "none"]
@@ -104,18 +105,7 @@ class ModelConfig:
             "model.head_dim",
             f"n_heads*head_dim={self.n_heads}*{self.head_dim}={self.n_heads * self.head_dim} does not match d_model={self.d_model}",
         )
-        if self.pos == "rope":
-            check(
-                self.head_dim % 2 == 0,
-                "model.head_dim",
-                f"RoPE needs an even head_dim, got {self.head_dim}",
-            )
-        if self.pos == "sinusoidal":
-            check(
-                self.d_model % 2 == 0,
-                "model.d_model",
-                f"sinusoidal positions need an even d_model, got {self.d_model}",
-            )
+        position_class(self.pos).check(self)
         if self.d_ff is None:
             if self.mlp in ("swiglu", "geglu"):
                 self.d_ff = 8 * ((int(8 * self.d_model / 3) + 7) // 8)
@@ -134,6 +124,12 @@ class ModelConfig:
         check(self.rope_theta > 0, "model.rope_theta", f"must be positive, got {self.rope_theta}")
         check(self.clip_alpha >= 0, "model.clip_alpha", f"must be >= 0, got {self.clip_alpha}")
         check(self.clip_zeta >= 1, "model.clip_zeta", f"must be >= 1, got {self.clip_zeta}")
+
+    @property
+    def position(self) -> PositionEncoding:
+        """The object of `pos`: how it enters the model, its longest position, what a cache
+        shift does to it (`position.py`)."""
+        return position_encoding(self)
 
     @property
     def normalised_attention(self) -> bool:

@@ -1,17 +1,280 @@
-"""Position encodings: RoPE, ALiBi, sinusoidal tables, and the (causal or not) additive bias.
+"""Position encodings: one object per kind (`position_class`), and the primitives they use.
 
-Everything here is computed on the fly from the config (no buffers), so a model built on the
-meta device or loaded from a state dict needs nothing recomputed, and state dicts carry only
-learned weights.
+A kind is the one place that knows how it enters the model; nothing else branches on
+`model.pos`. Each class states:
+
+- `enters`: "embedding" (an absolute vector added to the input once: learned, sinusoidal),
+  "rotation" (q and k rotated in every layer: rope), "bias" (a score bias in every layer:
+  alibi) or "nothing" (none);
+- `max_position` / `fits` (from `max_tokens`): the longest run of token positions it encodes
+  after the sink-token prefix, None when it extrapolates. Only learned stops, at
+  `model.max_seq_len`: that rule lives in `Learned.max_tokens` and nowhere else;
+- `on_shift`: what happens to a cached token's position when a streaming cache shifts
+  (`streaming.py`): "keys_move" (its score is taken at its current cache slot: rope, alibi),
+  "fixed_at_entry" (it kept the position it entered at, as in a decode: learned,
+  sinusoidal), or "no_positions" (none).
+
+The model builds one object from its config (`ModelConfig.position`) and asks it for the
+one embedding step (`add`), the per-forward tensors every layer shares (`positions`) and,
+for learned, the table it owns (`table`, registered as `pos_emb` so state dicts keep their
+keys). Everything else is computed on the fly from the config (no buffers), so a model
+built on the meta device or loaded from a state dict needs nothing recomputed, and state
+dicts carry only learned weights.
+
+This module imports nothing from the rest of `sinklab.model`: attention, streaming and
+the config all sit above it (the config reads its settings through `PositionSettings`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
+from torch import nn
+
+from sinklab.errors import check
+
+Position = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
+Entry = Literal["embedding", "rotation", "bias", "nothing"]
+OnShift = Literal["keys_move", "fixed_at_entry", "no_positions"]
 
 
+# -- what every layer of one forward shares ---------------------------------------------------
+
+
+class StreamAttention(Protocol):
+    """A bounded-cache plan as a layer sees it (`streaming.StreamPlan`): it takes the layer's
+    un-rotated q/k/v and returns the heads' outputs. A Protocol, so that attention never
+    imports streaming."""
+
+    def attend(
+        self, attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: Positions
+    ) -> torch.Tensor: ...
+
+
+@dataclass
+class Positions:
+    """Position information shared by every layer of one forward pass over L = S + T positions
+    (built by `PositionEncoding.positions`)."""
+
+    length: int
+    n_prefix: int
+    device: torch.device
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    slopes: torch.Tensor | None = None
+    # Long-stream evaluation only (`model/streaming.py`): which keys each query sees and at
+    # which positions. None on the training and probe paths.
+    stream: StreamAttention | None = None
+    causal: bool = True  # False: bidirectional (an encoder), no key is masked
+    _bias: torch.Tensor | None = field(default=None, repr=False)
+
+    def seq_bias(self) -> torch.Tensor:
+        """Causal mask (+ ALiBi) additive bias [H or 1, L, L], built once per forward and only
+        if needed; without the mask for an encoder."""
+        if self._bias is None:
+            self._bias = causal_bias(self.length, self.slopes, self.device, self.causal)
+        return self._bias
+
+    def rotate(self, x: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """q or k [N, L, heads, hd] rotated at positions 0..L-1, or at `at` [L'] for
+        x [N, L', heads, hd] (a stream's queries at their cache slots); x itself without RoPE."""
+        if self.rope is None:
+            return x
+        cos, sin = self.rope
+        if at is not None:
+            cos, sin = cos[at], sin[at]
+        return apply_rope(x, cos[:, None], sin[:, None])  # [L, 1, hd]: broadcast over heads
+
+
+# -- one object per kind ----------------------------------------------------------------------
+
+
+class PositionSettings(Protocol):
+    """The `ModelConfig` fields the encodings read (a Protocol: this module sits below config)."""
+
+    pos: str
+    d_model: int
+    n_heads: int
+    head_dim: int | None
+    max_seq_len: int
+    n_sink_tokens: int
+    causal: bool
+    rope_theta: float
+
+
+class PositionEncoding:
+    """A kind that adds nothing (`pos=none`); the other kinds override what they change."""
+
+    enters: ClassVar[Entry] = "nothing"
+    on_shift: ClassVar[OnShift] = "no_positions"
+
+    def __init__(self, cfg: PositionSettings) -> None:
+        self.cfg = cfg
+
+    @classmethod
+    def check(cls, cfg: PositionSettings) -> None:
+        """Refuse settings this kind cannot run, with a ConfigError naming the key; the config
+        calls it when it is built, before any weights exist."""
+
+    @staticmethod
+    def max_tokens(max_seq_len: int) -> int | None:
+        """How many token positions (after the sink-token prefix) the kind encodes, for a
+        model of `max_seq_len`; None: it extrapolates to any length."""
+        return None
+
+    @property
+    def max_position(self) -> int | None:
+        """The last token position it encodes (0-based, prefix not counted); None: no limit."""
+        n = self.max_tokens(self.cfg.max_seq_len)
+        return None if n is None else n - 1
+
+    def fits(self, n_tokens: int) -> bool:
+        """Whether token positions 0 .. n_tokens - 1 all have an encoding."""
+        n = self.max_tokens(self.cfg.max_seq_len)
+        return n is None or n_tokens <= n
+
+    def check_window(self, n_tokens: int) -> None:
+        """The training and probe paths (`Transformer.forward`): an absolute encoding refuses a
+        window longer than model.max_seq_len, sinusoidal too (it extrapolates, but only the
+        stream path, `forward_stream`, is meant to go past the trained window)."""
+        if self.enters == "embedding" and n_tokens > self.cfg.max_seq_len:
+            raise ValueError(
+                f"sequence length {n_tokens} exceeds model.max_seq_len={self.cfg.max_seq_len}"
+            )
+
+    def table(self) -> nn.Module | None:
+        """The learned weights the kind owns (the model registers them as `pos_emb`)."""
+        return None
+
+    def add(
+        self, x: torch.Tensor, position_ids: torch.Tensor, end: int, table: nn.Module | None
+    ) -> torch.Tensor:
+        """x [N, L, d] plus the absolute encoding at `position_ids` [L] (sink-token prefix
+        included), all below `end`; unchanged for kinds that do not enter as an embedding.
+        `end` is a host int, so the training path never reads the device."""
+        return x
+
+    def positions(self, length: int, device: torch.device) -> Positions:
+        """What every layer of one forward over `length` positions shares."""
+        cfg = self.cfg
+        return Positions(
+            length=length, n_prefix=cfg.n_sink_tokens, device=device, causal=cfg.causal
+        )
+
+
+class Rope(PositionEncoding):
+    """Rotary embeddings (Su et al.): q and k rotated by their positions in every layer, so a
+    score depends on the query-key distance only; in a shifted cache a key is rotated at its
+    current slot."""
+
+    enters = "rotation"
+    on_shift = "keys_move"
+
+    @classmethod
+    def check(cls, cfg: PositionSettings) -> None:
+        check(
+            cfg.head_dim is not None and cfg.head_dim % 2 == 0,
+            "model.head_dim",
+            f"RoPE needs an even head_dim, got {cfg.head_dim}",
+        )
+
+    def tables(
+        self, length: int, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin [length, head_dim] of positions 0..length-1."""
+        assert self.cfg.head_dim is not None
+        return rope_cos_sin(length, self.cfg.head_dim, self.cfg.rope_theta, device)
+
+    def positions(self, length: int, device: torch.device) -> Positions:
+        pos = super().positions(length, device)
+        pos.rope = self.tables(length, device)
+        return pos
+
+
+class Alibi(PositionEncoding):
+    """ALiBi (Press et al.): a per-head score penalty linear in the query-key distance; in a
+    shifted cache the distance is taken from the key's current slot."""
+
+    enters = "bias"
+    on_shift = "keys_move"
+
+    def positions(self, length: int, device: torch.device) -> Positions:
+        pos = super().positions(length, device)
+        pos.slopes = alibi_slopes(self.cfg.n_heads).to(device)
+        return pos
+
+
+class Learned(PositionEncoding):
+    """A learned table of `max_seq_len` token positions (plus the sink-token prefix), added to
+    the input once; a cached token keeps the position it entered at."""
+
+    enters = "embedding"
+    on_shift = "fixed_at_entry"
+
+    @staticmethod
+    def max_tokens(max_seq_len: int) -> int | None:
+        return max_seq_len
+
+    def table(self) -> nn.Module:
+        cfg = self.cfg
+        return nn.Embedding(cfg.max_seq_len + cfg.n_sink_tokens, cfg.d_model)
+
+    def add(
+        self, x: torch.Tensor, position_ids: torch.Tensor, end: int, table: nn.Module | None
+    ) -> torch.Tensor:
+        assert isinstance(table, nn.Embedding)
+        rows = table.num_embeddings
+        if end > rows:
+            raise ValueError(
+                f"position {end - 1} is past the learned table "
+                f"({rows} rows, model.max_seq_len={self.cfg.max_seq_len})"
+            )
+        return x + table(position_ids)
+
+
+class Sinusoidal(PositionEncoding):
+    """The fixed sin/cos table of Vaswani et al., added to the input once; it extrapolates past
+    `max_seq_len` on the stream path. A cached token keeps the position it entered at."""
+
+    enters = "embedding"
+    on_shift = "fixed_at_entry"
+
+    @classmethod
+    def check(cls, cfg: PositionSettings) -> None:
+        check(
+            cfg.d_model % 2 == 0,
+            "model.d_model",
+            f"sinusoidal positions need an even d_model, got {cfg.d_model}",
+        )
+
+    def add(
+        self, x: torch.Tensor, position_ids: torch.Tensor, end: int, table: nn.Module | None
+    ) -> torch.Tensor:
+        return x + sinusoidal_table(end, self.cfg.d_model, x.device)[position_ids].to(x.dtype)
+
+
+POSITION_CLASSES: dict[str, type[PositionEncoding]] = {
+    "rope": Rope,
+    "alibi": Alibi,
+    "learned": Learned,
+    "sinusoidal": Sinusoidal,
+    "none": PositionEncoding,
+}
+
+
+def position_class(name: str) -> type[PositionEncoding]:
+    """The class of `model.pos` = name: the one place a name becomes a class."""
+    return POSITION_CLASSES[name]
+
+
+def position_encoding(cfg: PositionSettings) -> PositionEncoding:
+    """The encoding object of a model config."""
+    return position_class(cfg.pos)(cfg)
+
+
+# -- the primitives ---------------------------------------------------------------------------
 def rope_cos_sin(
     length: int, head_dim: int, theta: float, device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,11 +22,13 @@ care:
   sink, prefix and kv_bias columns (kv_bias is never rotated, so its score depends on the
   query's absolute position) use the query rotated at P(t), and recent columns the query
   rotated at S + t: two small products, still one pass. ALiBi uses the same two distances.
-- Learned / sinusoidal positions enter once, at the embedding: with shift, token t enters
-  at P(t), its cache slot on arrival (later moves inside the cache do not touch the cached
-  keys, as in a decode). Without shift it enters at S + t, so a learned table shorter than
-  the stream cannot encode it: `Transformer._embed_at` refuses, and the analysis layer skips
-  those conditions with a reason. Sinusoidal tables extrapolate and are used as they are.
+  (These are the kinds whose `on_shift` is "keys_move", `position.py`.)
+- Learned / sinusoidal positions ("fixed_at_entry") enter once, at the embedding: with
+  shift, token t enters at P(t), its cache slot on arrival (later moves inside the cache do
+  not touch the cached keys, as in a decode). Without shift it enters at S + t, so a learned table shorter than
+  the stream cannot encode it (`max_position`): the embedding step refuses, and the analysis
+  layer skips those conditions with a reason. Sinusoidal tables extrapolate and are used as
+  they are.
 - ReLU attention divides each row by its number of visible keys (`attention.visible_keys`),
   counted from the row's -inf mask. Here a row's visible keys are exactly the decode's cache
   at that step (slots, prefix, kept sinks and recent tokens), so the pass stays exact with
@@ -48,11 +50,11 @@ import torch
 import torch.nn.functional as F
 
 from sinklab.errors import ConfigError
-from sinklab.model.position import apply_rope
 
 if TYPE_CHECKING:
-    from sinklab.model.attention import Attention, Positions
+    from sinklab.model.attention import Attention
     from sinklab.model.config import ModelConfig
+    from sinklab.model.position import Positions
 
 
 def require_causal(cfg: ModelConfig) -> None:
@@ -98,6 +100,12 @@ class StreamPlan:
             t = t.clamp(max=self.cache_len - 1)
         return self.n_prefix + t
 
+    @property
+    def positions_end(self) -> int:
+        """One past the largest of `position_ids`, known on the host (no device read)."""
+        last = min(self.length, self.cache_len) - 1 if self.shift else self.length - 1
+        return self.n_prefix + last + 1
+
     def position_ids(self, device: torch.device | None = None) -> torch.Tensor:
         """Absolute positions [S + T] at which the embeddings are added (prefix first)."""
         prefix = torch.arange(self.n_prefix, device=device)
@@ -112,14 +120,9 @@ class StreamPlan:
         if not getattr(attn, "causal", True):
             raise ConfigError("model.causal", "a stream plan needs a causal model (causal=false)")
         S = self.n_prefix
-        if pos.rope is not None:
-            cos, sin = pos.rope
-            at = self.query_positions(q.device)
-            q_cache = apply_rope(q[:, S:], cos[at][:, None], sin[at][:, None])
-            q = apply_rope(q, cos[:, None], sin[:, None])
-            k = apply_rope(k, cos[:, None], sin[:, None])
-        else:
-            q_cache = q[:, S:]
+        # RoPE: the queries again at P(t) for the cache columns; other kinds leave q and k
+        q_cache = pos.rotate(q[:, S:], at=self.query_positions(q.device))
+        q, k = pos.rotate(q), pos.rotate(k)
         q, q_cache, k = q.transpose(1, 2), q_cache.transpose(1, 2), k.transpose(1, 2)
         rep = attn.n_heads // attn.n_kv_heads
         if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1

@@ -9,20 +9,17 @@ modules with a recorder and returns the named tensors documented in `probe.py`;
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from sinklab.model.attention import Attention, Positions
+from sinklab.model.attention import Attention
 from sinklab.model.config import ModelConfig
 from sinklab.model.layers import MLP, make_norm
-from sinklab.model.position import alibi_slopes, rope_cos_sin, sinusoidal_table
+from sinklab.model.position import Positions
 from sinklab.model.probe import NameFilter, ProbeOutput, name_filter
 from sinklab.model.recorder import NULL_RECORDER, Edits, Recorder
-
-if TYPE_CHECKING:
-    from sinklab.model.streaming import StreamPlan
+from sinklab.model.streaming import StreamPlan, require_causal
 
 
 class Block(nn.Module):
@@ -70,9 +67,11 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         S = cfg.n_sink_tokens
+        self.position = cfg.position  # the kind of `model.pos`: see position.py
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        if cfg.pos == "learned":
-            self.pos_emb = nn.Embedding(cfg.max_seq_len + S, cfg.d_model)
+        table = self.position.table()
+        if table is not None:  # learned: `pos_emb.weight` in state dicts
+            self.pos_emb = table
         if S:
             self.sink_tokens = nn.Parameter(torch.zeros(S, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
@@ -147,20 +146,10 @@ class Transformer(nn.Module):
 
     def _run(self, input_ids: torch.Tensor, rec: Recorder) -> torch.Tensor:
         cfg = self.cfg
-        S = cfg.n_sink_tokens
-        N, T = input_ids.shape
-        if cfg.pos in ("learned", "sinusoidal") and T > cfg.max_seq_len:
-            raise ValueError(f"sequence length {T} exceeds model.max_seq_len={cfg.max_seq_len}")
-        pos = self._positions(S + T, input_ids.device)
-
-        x = self.tok_emb(input_ids)
-        if S:
-            x = torch.cat([self.sink_tokens[None].expand(N, -1, -1).to(x.dtype), x], dim=1)
-        if cfg.pos == "learned":
-            x = x + self.pos_emb(torch.arange(S + T, device=x.device))
-        elif cfg.pos == "sinusoidal":
-            x = x + sinusoidal_table(S + T, cfg.d_model, x.device).to(x.dtype)
-        x = self.drop(x)
+        S, T = cfg.n_sink_tokens, input_ids.shape[1]
+        self.position.check_window(T)
+        pos = self.position.positions(S + T, input_ids.device)
+        x = self._embed(input_ids, torch.arange(S + T, device=input_ids.device), S + T)
         x = rec.hook("embed", x, pos_dim=1)
 
         for i, block in enumerate(self.blocks):
@@ -181,52 +170,30 @@ class Transformer(nn.Module):
         `sinklab.model.streaming`. Same modules as `forward`, so a plan-free call on a
         sequence that fits equals `forward`.
         """
-        from sinklab.model.streaming import require_causal
-
         require_causal(self.cfg)
-        S = self.cfg.n_sink_tokens
-        N, T = input_ids.shape
-        pos = self._positions(S + T, input_ids.device)
+        S, T = self.cfg.n_sink_tokens, input_ids.shape[1]
+        pos = self.position.positions(S + T, input_ids.device)
         pos.stream = plan
         if plan is not None:
-            position_ids = plan.position_ids(input_ids.device)
+            position_ids, end = plan.position_ids(input_ids.device), plan.positions_end
         else:
-            position_ids = torch.arange(S + T, device=input_ids.device)
-        x = self._embed_at(input_ids, position_ids)
+            position_ids, end = torch.arange(S + T, device=input_ids.device), S + T
+        x = self._embed(input_ids, position_ids, end)
         for block in self.blocks:
             x = block(x, pos)
         x = self.norm_final(x[:, S:])
         return x if hidden else self.lm_head(x)
 
-    def _embed_at(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings after the sink-token prefix, plus absolute position encodings at
-        `position_ids` [S + T] (prefix included): the stream path's version of `_run`'s."""
-        cfg = self.cfg
+    def _embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor, end: int) -> torch.Tensor:
+        """The one embedding step of `forward` and `forward_stream`: token embeddings after the
+        sink-token prefix, plus the absolute encoding (learned, sinusoidal) at `position_ids`
+        [S + T] (prefix included; all below `end`, a host int), then dropout."""
         N = input_ids.shape[0]
         x = self.tok_emb(input_ids)
-        if cfg.n_sink_tokens:
+        if self.cfg.n_sink_tokens:
             x = torch.cat([self.sink_tokens[None].expand(N, -1, -1).to(x.dtype), x], dim=1)
-        if cfg.pos == "learned":
-            rows = self.pos_emb.num_embeddings
-            if int(position_ids.max()) >= rows:
-                raise ValueError(
-                    f"position {int(position_ids.max())} is past the learned table "
-                    f"({rows} rows, model.max_seq_len={cfg.max_seq_len})"
-                )
-            x = x + self.pos_emb(position_ids)
-        elif cfg.pos == "sinusoidal":
-            table = sinusoidal_table(int(position_ids.max()) + 1, cfg.d_model, x.device)
-            x = x + table[position_ids].to(x.dtype)
+        x = self.position.add(x, position_ids, end, getattr(self, "pos_emb", None))
         return self.drop(x)
-
-    def _positions(self, length: int, device: torch.device) -> Positions:
-        cfg = self.cfg
-        pos = Positions(length=length, n_prefix=cfg.n_sink_tokens, device=device, causal=cfg.causal)
-        if cfg.pos == "rope":
-            pos.rope = rope_cos_sin(length, cfg.head_dim, cfg.rope_theta, device)
-        elif cfg.pos == "alibi":
-            pos.slopes = alibi_slopes(cfg.n_heads).to(device)
-        return pos
 
 
 def build_model(cfg: ModelConfig) -> Transformer:
