@@ -1,7 +1,5 @@
 # sinklab: every target is a thin wrapper; `make help` lists them.
 PY ?= .venv/bin/python
-# A study's earlier runs are moved aside (outputs/studies/<name>.<date>), never mixed with new jobs.
-set_aside = if [ -d outputs/studies/$(1) ]; then to=outputs/studies/$(1).$$(date +%Y%m%d-%H%M%S); mv outputs/studies/$(1) $$to; echo "earlier runs of $(1) moved to $$to"; fi
 export SINKLAB_CACHE ?= $(HOME)/.cache/sinklab
 ARGS ?=
 
@@ -35,21 +33,9 @@ train-text: $(STAMP)  ## the same model on real text (Shakespeare, BPE): only th
 sweep: $(STAMP)  ## position-encoding sweep (rope, alibi, learned, sinusoidal, none), two 1-thread jobs at a time
 	$(PY) -m sinklab.train -m experiment=pos_sweep $(ARGS)
 
-study-%: $(STAMP)  ## run one study end to end and regenerate its report section, e.g. make study-pos_sweep (an earlier run's folder is kept, renamed with its date)
-	@$(call set_aside,$*)
-	$(PY) -m sinklab.train -m experiment=$* hydra.sweep.dir=outputs/studies/$* logger=csv $(ARGS)
-	$(PY) scripts/study_report.py outputs/studies/$* --docs docs
-
-study-attention_sweep: $(STAMP)  ## the attention variants with the streaming grid and W8A8 at every probe, then W4A4 with prefixed sinks (BOS, PrefixQuant, CushionCache) on the final checkpoints; writes the attention, streaming and quant sections
-	@$(call set_aside,attention_sweep)
-	@$(call set_aside,attention_sweep_w4)
-	$(PY) -m sinklab.train -m experiment=attention_sweep hydra.sweep.dir=outputs/studies/attention_sweep logger=csv $(ARGS)
-	cd outputs/studies/attention_sweep && ls -d [0-9]* | xargs -P 2 -I{} env OMP_NUM_THREADS=1 \
-		$(abspath $(PY)) -m sinklab.analyze target=./{} steps=last 'groups=[sinks]' quant.enabled=true \
-		quant.bits=4 'quant.prefixes=[bos,prefixquant,cushioncache]' out_dir=../attention_sweep_w4/{}
-	$(PY) scripts/study_report.py outputs/studies/attention_sweep --docs docs
-
-study-streaming_sweep study-quant_sweep: study-attention_sweep  ## report sections read from the attention sweep's runs (one sweep, three sections)
+# `make -n study-<name>` runs the line below with --dry-run ("+"), so it prints the study's real steps.
+study-%: $(STAMP)  ## run one study end to end (its sweep, post-step and report sections, as declared in src/sinklab/reports/study_catalog.py), e.g. make study-pos_sweep; earlier runs are kept, renamed with their date
+	+$(PY) -m sinklab.reports.run_study $* $(ARGS)$(if $(findstring n,$(firstword -$(MAKEFLAGS))), --dry-run)
 
 reproduce: $(STAMP)  ## every study of docs/results.md, after printing the plan and an estimated time (ARGS=--dry-run: the plan only)
 	$(PY) scripts/reproduce.py $(ARGS)

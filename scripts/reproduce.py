@@ -5,8 +5,9 @@ estimated time from this machine's earlier runs (`sinklab.reports.reproduce`).
     python scripts/reproduce.py                        # plan, then every study in turn
     python scripts/reproduce.py --only pos_sweep,mlp_sweep
 
-Each study runs as `make study-<name>` (the sweep into outputs/studies/<name>/, then its
-report section); a line per study says when it started, what it was estimated at, and what it
+The studies and their order come from the catalogue (`sinklab.reports.study_catalog`). Each
+runs as `make study-<name>` (its sweep into outputs/studies/<name>/, its post-step, then its
+report sections); a line per study says when it started, what it was estimated at, and what it
 took. A failing study stops the run with its exit code.
 """
 

@@ -3,24 +3,21 @@ hand-built class curves whose answers are known."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sinklab.analysis.frames import FRAME_CODE
-from sinklab.reports import frames_study
+from sinklab.reports import frames_study, studies
 from sinklab.reports.frames_study import frame_emergence, frames_claims, frames_table, majority
 
 STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 100)
 
 
-@dataclass
-class Job:
-    label: str
-    rows: pd.DataFrame
-    folder: Path = Path("job")
+def Job(keys: dict[str, str], rows: pd.DataFrame, folder: Path = Path("job")) -> studies.Job:  # noqa: N802
+    """A study report's job: the swept keys' values as its saved overrides give them."""
+    return studies.Job(folder, keys, rows, None)
 
 
 def _rows(classes: list[str], star: float = 0.5) -> pd.DataFrame:
@@ -57,8 +54,8 @@ def test_majority_needs_two_thirds() -> None:
 
 def test_table_rows_per_setting() -> None:
     jobs = [
-        Job("variant=decoder,pos=rope", _rows(EARLY, star=0.4)),
-        Job("variant=decoder,pos=rope", _rows(FLICKER, star=0.6)),
+        Job({"variant": "decoder", "model.pos": "rope"}, _rows(EARLY, star=0.4)),
+        Job({"variant": "decoder", "model.pos": "rope"}, _rows(FLICKER, star=0.6)),
     ]
     table = frames_table(jobs)
     row = table.iloc[0]
@@ -73,7 +70,7 @@ def test_table_rows_per_setting() -> None:
 
 def _claims(cells: dict[tuple[str, str], list[list[str]]]) -> dict[str, str]:
     jobs = [
-        Job(f"variant={objective},pos={pos}", _rows(seq))
+        Job({"variant": objective, "model.pos": pos}, _rows(seq))
         for (objective, pos), seqs in cells.items()
         for seq in seqs
     ]
@@ -251,8 +248,8 @@ def test_edge_anchors_read_where_each_layers_references_sit() -> None:
 
 def test_anchor_table_counts_layer_maps_over_seeds(tmp_path: Path) -> None:
     jobs = [
-        Job("variant=encoder", _refs({0: [0, 63], 1: [63]}), tmp_path / "a"),
-        Job("variant=encoder", _refs({0: [0, 63], 1: []}), tmp_path / "b"),
+        Job({"variant": "encoder"}, _refs({0: [0, 63], 1: [63]}), tmp_path / "a"),
+        Job({"variant": "encoder"}, _refs({0: [0, 63], 1: []}), tmp_path / "b"),
     ]
     table = frames_study.anchor_table(jobs).set_index("run")
     row = table.loc["variant=encoder"]
@@ -275,12 +272,12 @@ def test_a_study_with_the_objective_fixed_reads_it_from_each_runs_config(tmp_pat
     for i, (pos, cls) in enumerate((("rope", "bidirectional"), ("alibi", "bidirectional")) * 3):
         folder = tmp_path / str(i)
         _with_objective(folder, "mlm")
-        jobs.append(Job(f"pos={pos}", _rows(_settled(cls)), folder))
+        jobs.append(Job({"model.pos": pos}, _rows(_settled(cls)), folder))
     assert frames_study.job_keys(jobs[0]) == {"pos": "rope", "variant": "encoder"}
-    assert frames_study.job_keys(Job("variant=decoder", _rows(EARLY), jobs[0].folder)) == {
+    assert frames_study.job_keys(Job({"variant": "decoder"}, _rows(EARLY), jobs[0].folder)) == {
         "variant": "decoder"
     }  # the label wins where it names the variant
-    assert frames_study.job_keys(Job("pos=rope", _rows(EARLY), tmp_path / "none")) == {
+    assert frames_study.job_keys(Job({"model.pos": "rope"}, _rows(EARLY), tmp_path / "none")) == {
         "pos": "rope"
     }  # no saved config: the label alone
     table = frames_claims(jobs).set_index("claim (Ruscio et al. 2025)")
@@ -289,7 +286,7 @@ def test_a_study_with_the_objective_fixed_reads_it_from_each_runs_config(tmp_pat
     assert "in 6 encoder and 0 decoder runs" in claim["here"]
     assert "encoder classes: alibi bidirectional, rope bidirectional" in claim["here"]
     # the same runs without their configs cannot say what they are
-    bare = [Job(j.label, j.rows, tmp_path / "none") for j in jobs]
+    bare = [Job(j.keys, j.rows, tmp_path / "none") for j in jobs]
     verdicts = frames_claims(bare).set_index("claim (Ruscio et al. 2025)")["verdict"]
     assert verdicts["bidirectional frames belong to encoders"] == "inconclusive"
 
@@ -297,9 +294,9 @@ def test_a_study_with_the_objective_fixed_reads_it_from_each_runs_config(tmp_pat
 def test_study_report_of_the_end_token_sweep_has_the_frame_tables_and_claims(
     tmp_path: Path,
 ) -> None:
-    from sinklab.reports.studies import FRAME_STUDIES, PANEL_FIGURES
+    from sinklab.reports.study_catalog import view
 
-    assert "frames_end_token_sweep" in FRAME_STUDIES and "frames_end_token_sweep" in PANEL_FIGURES
+    assert view("frames_end_token_sweep").frames and view("frames_end_token_sweep").panels
     data = {"objective": "mlm", "end_token": True}
     body, docs = _study_body(tmp_path, "frames_end_token_sweep", data)
 

@@ -3,11 +3,11 @@ issue 17): per setting the final frame class, when it formed, the continuous fra
 and Ruscio et al.'s three claims tested point by point with stated rules.
 
 A setting is one (objective, position encoding) cell of the sweep, with its seeds. Works on
-the study report's `Job`s (`reports.studies`): anything with `.label` and `.rows` (the run's
-tidy probe rows). The objective is the label's `variant` (encoder | decoder); a study that
-fixes it instead of sweeping it (frames_end_token_sweep: encoders only) has labels without
-it, and then it is read from the run's saved config (`.folder`: data.objective mlm is an
-encoder, clm a decoder).
+the study report's `Job`s (`reports.studies`): anything with `.label`, `.keys` (the swept
+keys' values from the run's saved overrides) and `.rows` (the run's tidy probe rows). The
+objective is the swept `variant` (encoder | decoder); a study that fixes it instead of
+sweeping it (frames_end_token_sweep: encoders only) has no such key, and then it is read from
+the run's saved config (`.folder`: data.objective mlm is an encoder, clm a decoder).
 
 Rules (stated here so the verdicts can be argued with):
 - *Emergence time*: the first probe from which the model's frame class (`frames/class`, model
@@ -97,16 +97,12 @@ def majority(classes: Sequence[str]) -> str:
     return name if count * 3 >= 2 * len(classes) else "mixed"
 
 
-def setting_keys(label: str) -> dict[str, str]:
-    """`variant=encoder,pos=rope` -> {"variant": "encoder", "pos": "rope"}."""
-    return dict(part.split("=", 1) for part in label.split(",") if "=" in part)
-
-
 def job_keys(job: Any) -> dict[str, str]:
-    """The job's setting (`setting_keys` of its label), with `variant` (encoder | decoder)
-    from its saved config when the label does not name it (a study with the objective fixed);
-    the label alone when there is no readable config."""
-    keys = setting_keys(job.label)
+    """The job's setting by short key ({"variant": "encoder", "pos": "rope"}) from the keys
+    its saved overrides gave it (`job.keys`), with `variant` (encoder | decoder) from its saved
+    config when the sweep did not vary it (a study with the objective fixed); the swept keys
+    alone when there is no readable config."""
+    keys = {str(k).rsplit(".", 1)[-1]: str(v) for k, v in job.keys.items()}
     if "variant" in keys or "causal" in keys:
         return keys
     from omegaconf import OmegaConf

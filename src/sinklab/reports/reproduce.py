@@ -22,24 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# docs/results.md's studies, in the order `make reproduce` runs them. The streaming and quant
-# sections come from attention_sweep's runs (reports.studies.REPORT_VIEWS).
-STUDIES: tuple[str, ...] = (
-    "bb_dynamics",
-    "sigmoid_bos_sweep",
-    "sigmoid_bos_text_sweep",
-    "pos_sweep",
-    "attention_sweep",
-    "min_context_sweep",
-    "weight_decay_sweep",
-    "norm_sweep",
-    "mlp_sweep",
-    "heads_sweep",
-    "first_token_sweep",
-    "frames_sweep",
-    "frames_text_sweep",
-    "frames_end_token_sweep",
-)
+from sinklab.reports import study_catalog
+
+# The catalogue's studies that `make reproduce` runs, in its order (study_catalog.STUDIES).
+STUDIES: tuple[str, ...] = study_catalog.reproduced()
 # Per job, around its fit, in a sweep whose joblib workers are already up (Hydra compose, data,
 # final checkpoint and safetensors): 6-7 s on the 2-core VM (6 jobs of min_context_sweep in
 # 81 s with fits of 20-22.6 s). Per study: the sweep's start and its report (figures, tables).
@@ -49,9 +35,13 @@ STUDY_S = 30.0
 # thread, two jobs side by side): 20-22.6 s for 300 steps on Bigram-Backcopy, 24.5 s on text
 # at BPE 1024, measured 2026-11-28. Used only when no study has runs of the recipe here.
 REFERENCE_S_PER_STEP = 0.075
-# Work after the sweep, per job: attention_sweep re-runs its final checkpoints at 4 bits with
-# three prefixed sinks (two 1-thread processes: 17 s for a pair on a loaded VM).
-POST_STEP_S: dict[str, float] = {"attention_sweep": 5.0}
+# Work after the sweep, per job: the studies' post-steps (e.g. attention_sweep re-runs its final
+# checkpoints at 4 bits with three prefixed sinks), as the catalogue declares them.
+POST_STEP_S: dict[str, float] = {
+    name: study.post_step.seconds_per_job
+    for name, study in study_catalog.STUDIES.items()
+    if study.post_step is not None
+}
 BUDGET_S = 2 * 3600.0  # issue 18: `make reproduce` in at most 2 hours on 2 cores
 
 

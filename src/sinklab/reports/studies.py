@@ -1,14 +1,16 @@
 """Study reports: the final-step table and the emergence figures of one sweep, written into
-the study's section of docs/results.md (between markers, so the commentary around it stays).
+the study's sections of docs/results.md (between markers, so the commentary around it stays).
 
-`make study-<name>` runs the sweep and then this, so every number in the report comes from
-runs that the make target reproduces.
+What a study reports is declared once, in `study_catalog.py` (its report views); this module
+renders any view from the runs of a sweep folder. `make study-<name>` runs the sweep and then
+this, so every number in the report comes from runs that the make target reproduces.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +18,13 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from sinklab.analysis import names
-from sinklab.reports import evidence, frames_study, funnelling, plots
-from sinklab.reports.directions import DIRECTIONS
+from sinklab.reports import evidence, frames_study, funnelling, plots, study_catalog
+from sinklab.reports.directions import Direction
+from sinklab.reports.study_catalog import Column, View
 from sinklab.runs.layout import RunLayout, job_dirs
 
-# (column title, metric, how to reduce over layers): the model-level row (-1) or a layer reduction.
-FINAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+# The columns of every study's final-step table (a view adds its own after them).
+FINAL_COLUMNS: tuple[Column, ...] = (
     ("Sink_1 %", names.SINK1, "model"),
     ("sink ratio %", names.SINK_RATIO, "model"),
     ("first-token mass", names.FIRST_TOKEN_MASS, "model"),
@@ -30,162 +33,31 @@ FINAL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("BOS value ratio (min layer)", names.VALUE_DRAIN, "min"),
     ("BOS resid ratio (last layer)", names.RESID_PEAK, "last"),
 )
-# (metric, layer): "model" is the whole-model row, "last" the last layer's (residual metrics
-# have no whole-model row).
+# Every study's figures, (metric, layer): "model" is the whole-model row, "last" the last
+# layer's (residual metrics have no whole-model row).
 FIGURE_METRICS: tuple[tuple[str, str], ...] = (
     (names.FIRST_TOKEN_MASS, "model"),
     (names.SINK1, "model"),
     (names.SINK_RATIO, "model"),
 )
-# Guo et al.'s dormant-head measures: BOS attention by query type, and the residual-state peak
-# both as Guo et al. give it (the absolute BOS norm) and against its step-0 value.
-_DORMANCY_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("BOS attn non-trigger", names.BOS_ATTN_NONTRIGGER, "model"),
-    ("BOS attn trigger", names.BOS_ATTN_TRIGGER, "model"),
-    ("BOS resid ratio at step 0 (last layer)", names.RESID_PEAK, "last@start"),
-    ("BOS resid norm (last layer)", names.BOS_RESID_NORM, "last"),
-    ("BOS resid norm at step 0", names.BOS_RESID_NORM, "last@start"),
-)
-# Studies that report more final columns than the sink scores (same form as FINAL_COLUMNS).
-EXTRA_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "bb_dynamics": _DORMANCY_COLUMNS,
-    "bb_long": _DORMANCY_COLUMNS,
-    "streaming_sweep": (
-        ("PPL recompute", "stream/ppl/recompute", "model"),
-        ("R dense", "stream/ratio/dense", "model"),
-        ("R_win shift", "stream/ratio/window_shift", "model"),
-        ("R_win no shift", "stream/ratio/window", "model"),
-        ("R_1 shift", "stream/ratio/sinks1_shift", "model"),
-        ("R_4 shift", "stream/ratio/sinks4_shift", "model"),
-        ("R_4 no shift", "stream/ratio/sinks4", "model"),
-        ("R_8 shift", "stream/ratio/sinks8_shift", "model"),
-    ),
-    "quant_sweep": (
-        ("PPL FP", "quant/ppl/fp", "model"),
-        ("W8A8 per-tensor static", "quant/ppl/per_tensor_static", "model"),
-        ("W8A8 per-tensor dynamic", "quant/ppl/per_tensor_dynamic", "model"),
-        ("W8A8 per-token", "quant/ppl/per_token_dynamic", "model"),
-        ("max |x| block output", "outliers/resid_post/max_abs", "model"),
-        ("kurtosis block output (max layer)", "outliers/resid_post/kurtosis_mean", "max"),
-        (
-            "down_proj input top-1/median (max layer)",
-            "outliers/down_in/token_max_over_median",
-            "max",
-        ),
-    ),
-}
-# Studies with more final-step tables (title, columns), e.g. of rows that sinklab-analyze
-# added on the final checkpoints after the sweep.
-_PREFIXES = (("bos", "BOS"), ("prefixquant", "PQ"), ("cushioncache", "CC"))
-EXTRA_TABLES: dict[str, tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]] = {
-    "quant_sweep": (
-        (
-            "Prefixed sinks on the final checkpoints, W8A8 per-tensor static (len: prefix "
-            "tokens, BOS included; FP change: the FP + prefix control minus FP, the prefix's "
-            "own effect; static: the W8A8 perplexity with the prefix; max |x|: the largest "
-            "input of a quantised linear over the tokens after the prefix)",
-            tuple(
-                col
-                for prefix, label in _PREFIXES
-                for col in (
-                    (f"{label} len", f"quant/prefix/{prefix}/len", "model"),
-                    (f"{label} FP change", f"quant/prefix/{prefix}/ppl_fp_change", "model"),
-                    (f"{label} static", f"quant/prefix/{prefix}/ppl/per_tensor_static", "model"),
-                    (f"{label} max |x|", f"quant/prefix/{prefix}/max_act", "model"),
-                )
-            ),
-        ),
-        (
-            "The same final checkpoints at 4 bits (W4A4: weights per channel, activations in "
-            "each mode; perplexity increase over FP, and with each prefix over its FP + prefix "
-            "control)",
-            (
-                ("max |x| quantised inputs", "quant_w4/max_act", "model"),
-                ("static +", "quant_w4/ppl_increase/per_tensor_static", "model"),
-                ("dynamic +", "quant_w4/ppl_increase/per_tensor_dynamic", "model"),
-                ("per-token +", "quant_w4/ppl_increase/per_token_dynamic", "model"),
-            )
-            + tuple(
-                col
-                for prefix, label in _PREFIXES
-                for col in (
-                    (f"{label} len", f"quant_w4/prefix/{prefix}/len", "model"),
-                    (
-                        f"{label} static +",
-                        f"quant_w4/prefix/{prefix}/ppl_increase/per_tensor_static",
-                        "model",
-                    ),
-                )
-            ),
-        ),
-    ),
-}
-# Report sections written from another study's runs: one sweep of the attention variants
-# measures the sink scores, the streaming grid and the outliers/W8A8 at every probe, and three
-# sections read it (one set of runs instead of three sweeps of the same variants).
-REPORT_VIEWS: dict[str, tuple[str, ...]] = {
-    "attention_sweep": ("attention_sweep", "streaming_sweep", "quant_sweep"),
-}
-# Analysis tables of a study kept beside it, with a metric prefix renamed so they cannot be
-# mistaken for the probe rows: (sibling folder of the study, prefix, new prefix), by report
-# section. `make study-attention_sweep` re-runs the final checkpoints at 4 bits into
-# `attention_sweep_w4/<job>/`.
-ANALYSIS_SIBLINGS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "quant_sweep": (("attention_sweep_w4", "quant/", "quant_w4/"),),
-}
-# Studies with a stacked figure of several metrics on one x axis: (file stem, title, panels).
-PANEL_FIGURES: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
-    "quant_sweep": (
-        "quant_sweep_outliers_vs_sink",
-        "quant_sweep: do the outliers and the int8 damage arrive with the sink?",
-        (
-            ("Sink_1 %", names.SINK1, "model"),
-            ("first-token mass", names.FIRST_TOKEN_MASS, "model"),
-            ("max |x| block out", "outliers/resid_post/max_abs", "model"),
-            ("kurtosis (last layer)", "outliers/resid_post/kurtosis_mean", "last"),
-            ("W8A8 static PPL +", "quant/ppl_increase/per_tensor_static", "model"),
-        ),
-    ),
-}
-_FRAME_PANELS = (
-    ("star-likeness", "frames/star_likeness", "mean"),
-    ("in-degree Gini", "frames/indegree_gini", "mean"),
-    ("Fiedler value", "frames/fiedler", "mean"),
-    ("participation ratio", "frames/participation_ratio", "mean"),
-)
-# Studies whose report adds the reference-frame table and Ruscio et al.'s claims
-# (frames_end_token_sweep: encoders only, every window ending with an end token).
-FRAME_STUDIES = ("frames_sweep", "frames_text_sweep", "frames_end_token_sweep")
-for _study in FRAME_STUDIES:
-    PANEL_FIGURES[_study] = (
-        f"{_study}_frame_metrics",
-        f"{_study}: the frame metrics over training (layer means)",
-        _FRAME_PANELS,
-    )
-# Studies that need more curves than the sink scores.
-EXTRA_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
-    "streaming_sweep": (
-        ("stream/ratio/window_shift", "model"),
-        ("stream/ratio/window", "model"),
-        ("stream/ratio/sinks4_shift", "model"),
-    ),
-    "bb_dynamics": (
-        (names.VALUE_DRAIN, "model"),
-        (names.RESID_PEAK, "last"),
-        (names.BOS_RESID_NORM, "last"),
-        (names.BOS_ATTN_NONTRIGGER, "model"),
-        (names.BOS_ATTN_TRIGGER, "model"),
-    ),
-}
-EXTRA_FIGURES["bb_long"] = EXTRA_FIGURES["bb_dynamics"]
 
 
 @dataclass
 class Job:
+    """A finished run of a sweep: its swept keys' values as its saved overrides give them
+    (`keys`, the seed aside, in override order), its probe rows (plus analysis rows), and its
+    final validation loss."""
+
     folder: Path
-    label: str
+    keys: dict[str, str]
     rows: pd.DataFrame
     val_loss: float | None
+
+    @property
+    def label(self) -> str:
+        """`pos=alibi`: the setting as tables and legends show it (seeds of one setting share
+        it, so tables and figures show their mean and spread)."""
+        return setting_label(self.keys) or self.folder.name
 
 
 def swept_keys(study_dir: Path) -> list[str]:
@@ -195,21 +67,28 @@ def swept_keys(study_dir: Path) -> list[str]:
     return list(params.keys())
 
 
-def job_label(folder: Path, keys: list[str]) -> str:
-    """`pos=alibi`: the job's values of the swept keys (the seed aside: seeds of one setting
-    share a label, so tables and figures show their mean and spread)."""
+def job_setting(folder: Path, keys: Sequence[str]) -> dict[str, str]:
+    """The job's values of the swept `keys` (the seed aside), read from its saved Hydra
+    overrides: {"model.pos": "alibi"}. Values are kept whole (`[a,b]` stays one value)."""
     overrides = OmegaConf.load(RunLayout(folder).hydra_overrides)
-    keys = [k for k in keys if k != "seed"]
-    picked = [o.lstrip("+~") for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
-    # "model.attention=relu" -> "attention=relu": the group prefix only makes legends longer.
-    short = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (p.split("=", 1) for p in picked)]
-    return ",".join(short) if short else folder.name
+    setting = {}
+    for override in overrides:
+        key, sep, value = str(override).lstrip("+~").partition("=")
+        if sep and key in keys and key != "seed":
+            setting[key] = value
+    return setting
 
 
-def load_jobs(study_dir: Path, section: str | None = None) -> list[Job]:
-    """The finished jobs of a study folder, with the analysis rows that the report `section`
-    (default: the folder's name) reads from sibling folders."""
-    section = section or study_dir.name
+def setting_label(keys: dict[str, str]) -> str:
+    """{"model.attention": "relu", "optim": "bb_sgd"} -> "attention=relu,optim=bb_sgd": the
+    group prefix only makes legends longer."""
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in keys.items())
+
+
+def load_jobs(study_dir: Path, view: View | None = None) -> list[Job]:
+    """The finished jobs of a study folder, with the analysis rows that the report `view`
+    reads from sibling folders (default: the view named like the folder)."""
+    view = view or study_catalog.view(study_dir.name)
     keys = swept_keys(study_dir)
     jobs = []
     for folder in job_dirs(study_dir):
@@ -219,10 +98,10 @@ def load_jobs(study_dir: Path, section: str | None = None) -> list[Job]:
             continue
         val = json.loads(summary.read_text()).get("final_val_loss")
         rows = with_analysis_rows(pd.read_parquet(table), layout.reanalysis_table)
-        for sibling, prefix, renamed in ANALYSIS_SIBLINGS.get(section, ()):
-            path = study_dir.parent / sibling / folder.name / layout.reanalysis_table.name
-            rows = with_analysis_rows(rows, path, prefix, renamed)
-        jobs.append(Job(folder, job_label(folder, keys), rows, val))
+        for sibling in view.siblings:
+            path = study_dir.parent / sibling.folder / folder.name / layout.reanalysis_table.name
+            rows = with_analysis_rows(rows, path, sibling.prefix, sibling.renamed)
+        jobs.append(Job(folder, job_setting(folder, keys), rows, val))
     return jobs
 
 
@@ -272,16 +151,17 @@ def slot_columns(jobs: list[Job]) -> list[str]:
 
 
 def final_table(
-    jobs: list[Job], name: str = "", columns: tuple[tuple[str, str, str], ...] | None = None
+    jobs: list[Job], extra: tuple[Column, ...] = (), columns: tuple[Column, ...] | None = None
 ) -> pd.DataFrame:
-    """One row per setting: the mean over its seeds, plus Sink_1 seed by seed. `columns`
-    given: exactly those columns (an EXTRA_TABLES table), no slots, loss or seeds."""
+    """One row per setting: the mean over its seeds of FINAL_COLUMNS and `extra`, plus
+    Sink_1 seed by seed. `columns` given: exactly those columns (a view's further table), no
+    slots, loss or seeds."""
     records = []
     slots = slot_columns(jobs) if columns is None else []
     for label in dict.fromkeys(job.label for job in jobs):  # first-seen order
         group = [job for job in jobs if job.label == label]
         record: dict[str, object] = {"run": label}
-        chosen = columns if columns is not None else FINAL_COLUMNS + EXTRA_COLUMNS.get(name, ())
+        chosen = columns if columns is not None else FINAL_COLUMNS + extra
         for title, metric, how in chosen:
             record[title] = _mean([final_value(job.rows, metric, how) for job in group])
         if columns is not None:
@@ -362,11 +242,11 @@ def robust_table(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def verdict_table(jobs: list[Job], name: str) -> pd.DataFrame:
-    """The study's published directions, each with the bootstrap interval of the difference
+def verdict_table(jobs: list[Job], directions: Sequence[Direction]) -> pd.DataFrame:
+    """A view's published directions, each with the bootstrap interval of the difference
     (setting - baseline) on its statistic and the verdict that interval gives."""
     records = []
-    for d in DIRECTIONS.get(name, ()):
+    for d in directions:
         setting = [STATISTICS[d.statistic](j) for j in jobs if j.label == d.setting]
         baseline = [STATISTICS[d.statistic](j) for j in jobs if j.label == d.baseline]
         if not setting or not baseline:
@@ -384,9 +264,12 @@ def verdict_table(jobs: list[Job], name: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
+def study_figures(jobs: list[Job], view: View, out_dir: Path) -> list[Path]:
+    """The view's figures: a curve per setting of every FIGURE_METRICS and view metric, its
+    stacked panels, and the funnelling figures of a frames view."""
+    name = view.name
     written = []
-    for metric, which in FIGURE_METRICS + EXTRA_FIGURES.get(name, ()):
+    for metric, which in FIGURE_METRICS + view.figures:
         curves = _curves(jobs, metric, which)
         if curves.empty:
             continue
@@ -394,12 +277,12 @@ def study_figures(jobs: list[Job], name: str, out_dir: Path) -> list[Path]:
         fig = plots.sweep_figure(curves, metric, by="", logx=True, title=f"{name}: {metric}{where}")
         slug = re.sub(r"[^a-z0-9]+", "_", metric.lower()).strip("_")
         written.append(plots.save_figure(fig, out_dir / f"{name}_{slug}.png", dpi=80))
-    if name in PANEL_FIGURES:
-        stem, title, panels = PANEL_FIGURES[name]
-        drawn = [(label, _curves(jobs, metric, which)) for label, metric, which in panels]
-        fig = plots.sweep_panels_figure(drawn, logx=True, title=title)
-        written.append(plots.save_figure(fig, out_dir / f"{stem}.png", dpi=80))
-    if name in FRAME_STUDIES:
+    if view.panels is not None:
+        panels = view.panels
+        drawn = [(label, _curves(jobs, metric, which)) for label, metric, which in panels.panels]
+        fig = plots.sweep_panels_figure(drawn, logx=True, title=panels.title)
+        written.append(plots.save_figure(fig, out_dir / f"{panels.stem}.png", dpi=80))
+    if view.frames:
         written += _funnel_figures(jobs, name, out_dir)
     return written
 
@@ -467,20 +350,23 @@ def update_section(document: Path, name: str, body: str) -> None:
 
 
 def study_report(study_dir: Path, docs: Path) -> str:
-    """Write the figures and generated section of every report the study's runs feed (the
-    study's own, and those of REPORT_VIEWS); return their markdown."""
+    """Write the figures and generated section of every report view the study's runs feed
+    (the catalogue's views of the study named like the folder; the view of that name for any
+    other folder); return their markdown."""
     study_dir = Path(study_dir)
-    sections = REPORT_VIEWS.get(study_dir.name, (study_dir.name,))
-    return "\n\n".join(section_report(study_dir, docs, name) for name in sections)
+    declared = study_catalog.STUDIES.get(study_dir.name)
+    views = declared.views if declared else (study_catalog.view(study_dir.name),)
+    return "\n\n".join(section_report(study_dir, docs, view) for view in views)
 
 
-def section_report(study_dir: Path, docs: Path, name: str) -> str:
-    """Write one report section (`name`) and its figures from the runs in `study_dir`."""
-    jobs = load_jobs(study_dir, name)
+def section_report(study_dir: Path, docs: Path, view: View) -> str:
+    """Write one report section (`view`) and its figures from the runs in `study_dir`."""
+    name = view.name
+    jobs = load_jobs(study_dir, view)
     if not jobs:
         raise FileNotFoundError(f"{study_dir}: no finished jobs with metrics/probes.parquet")
     study = study_dir.name
-    figures = study_figures(jobs, name, docs / "figures")
+    figures = study_figures(jobs, view, docs / "figures")
     steps = int(max(job.rows["step"].max() for job in jobs))
     tokens = int(max(job.rows["tokens_seen"].max() for job in jobs))
     lines = [
@@ -488,10 +374,10 @@ def section_report(study_dir: Path, docs: Path, name: str) -> str:
         f"({_seed_text(jobs)}; values are means over seeds); "
         f"generated by `make study-{study}` from `outputs/studies/{study}/`.",
         "",
-        markdown_table(final_table(jobs, name)),
+        markdown_table(final_table(jobs, view.columns)),
         "",
     ]
-    if name in FRAME_STUDIES:
+    if view.frames:
         lines += [
             "Reference frames at the final step (class: the seeds' majority when two thirds "
             "agree; emerged: the first probe from which the model's class stays the same, "
@@ -516,10 +402,10 @@ def section_report(study_dir: Path, docs: Path, name: str) -> str:
             markdown_table(frames_study.funnel_table(jobs)),
             "",
         ]
-    for title, columns in EXTRA_TABLES.get(name, ()):
-        table = final_table(jobs, columns=columns)
+    for extra in view.tables:
+        table = final_table(jobs, columns=extra.columns)
         if len(table.columns) > 1:
-            lines += [f"{title}:", "", markdown_table(table), ""]
+            lines += [f"{extra.title}:", "", markdown_table(table), ""]
     lines += [
         "Robust summaries (mean [95 % bootstrap interval over seeds]; time to sink: the first "
         f"probe from which Sink_1 > {evidence.SINK_THRESHOLD_PCT:g} % for "
@@ -529,7 +415,7 @@ def section_report(study_dir: Path, docs: Path, name: str) -> str:
         markdown_table(robust_table(jobs)),
         "",
     ]
-    verdicts = verdict_table(jobs, name)
+    verdicts = verdict_table(jobs, view.directions)
     if len(verdicts):
         lines += [
             "Published directions (reproduced / contradicted: the interval of the difference "
