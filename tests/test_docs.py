@@ -5,7 +5,9 @@ outside the repository."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -85,6 +87,44 @@ def test_yaml_comments_and_headers(tmp_path: Path) -> None:
     assert docs_gen.first_sentence("Gu et al. (2025) found it. Then more.") == (
         "Gu et al. (2025) found it."
     )
+
+
+@dataclass
+class _Base:
+    kept: int = 1  # from the base class
+
+
+@dataclass
+class _Fields(_Base):
+    """`documented` says what it does here; `short` x."""
+
+    plain: int = 0  # what plain means  # type: ignore[assignment]
+    # the line above says it
+    above: str = "a"
+    tool_only: int = 2  # noqa: E501
+    documented: bool = True
+    short: float = 1.0
+
+
+def test_field_comments_read_the_source() -> None:
+    """Comments on a field's line or right above it, inherited ones included; tools' pragmas
+    are not meanings; the docstring fallback takes a phrase of three words or more."""
+    assert docs_gen.field_comments(_Fields) == {
+        "kept": "from the base class",
+        "plain": "what plain means",
+        "above": "the line above says it",
+    }
+    assert docs_gen.docstring_meanings(_Fields) == {"documented": "says what it does here"}
+
+
+def test_types_in_words() -> None:
+    describe = docs_gen.describe_type
+    assert describe(Literal["rope", "alibi"]) == "rope \\| alibi"  # escaped for a table cell
+    assert describe(int | None) == "int or null"
+    assert describe(tuple[float, float]) == "list of 2 float"
+    assert describe(tuple[int, ...]) == "list of int"
+    assert describe(Literal["all", "last"] | tuple[int, ...]) == "all \\| last or list of int"
+    assert describe(dict[str, Any]) == "mapping"
 
 
 def test_readme_is_short() -> None:

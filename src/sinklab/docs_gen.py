@@ -144,6 +144,10 @@ def first_sentence(text: str) -> str:
     return text
 
 
+# Comments for tools, not readers (type checkers' ignores, linters' noqa, coverage pragmas).
+_PRAGMA = re.compile(r"type:\s*ignore(\[[^\]]*\])?|noqa\b.*|pragma:.*")
+
+
 @functools.cache
 def field_comments(cls: type) -> dict[str, str]:
     """Field name -> the comment on (or right above) its line in the class's source, for the
@@ -160,7 +164,9 @@ def field_comments(cls: type) -> dict[str, str]:
                 continue
             match = re.match(r"^    (\w+):[^#]*?(?:#\s*(.*))?$", line)
             if match and not stripped.startswith(("def ", "@", "return")):
-                text = " ".join([*pending, match.group(2) or ""]).strip()
+                parts = [p.strip() for p in (match.group(2) or "").split("#")]
+                comment = " ".join(p for p in parts if p and not _PRAGMA.fullmatch(p))
+                text = " ".join([*pending, comment]).strip()
                 if text:
                     out[match.group(1)] = text
             pending = []
