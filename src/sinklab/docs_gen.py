@@ -174,15 +174,22 @@ def field_comments(cls: type) -> dict[str, str]:
 
 
 def docstring_meanings(cls: type) -> dict[str, str]:
-    """Field name -> the phrase after "`name`" in the class docstring, up to the next `;` or
-    sentence end: the fallback for classes that describe their fields there."""
+    """Field name -> what the class docstring says of it: the phrase right after "`name`",
+    up to the next `;` or sentence end, else the whole (short) clause that names it. The
+    fallback for classes that describe their fields there rather than beside them."""
     doc = " ".join((inspect.getdoc(cls) or "").split())
+    clauses = re.split(r"(?<=;)\s+|(?<=\.)\s+(?=[A-Z`])", doc)
     out: dict[str, str] = {}
     for f in dataclasses.fields(cls):
         match = re.search(rf"`{f.name}` ([a-z][^;`]*?)(?:;|\.\s+[A-Z]|\.$|,\s`|$)", doc)
         text = match.group(1).strip().removeprefix("is ").rstrip(",") if match else ""
         if len(text.split()) >= 3 and not text.startswith("x "):  # not a formula's tail
             out[f.name] = text
+            continue
+        clause = next((c for c in clauses if f"`{f.name}`" in c), "")
+        clause = clause.replace("`", "").rstrip(";").strip()
+        if 3 <= len(clause.split()) and len(clause) <= 160:
+            out[f.name] = clause
     return out
 
 
