@@ -57,6 +57,9 @@ class ModelConfig:
     max_seq_len: int = 256
     pos: Position = "rope"
     rope_theta: float = 10000.0
+    # pos=rope only: the share of each head's dims RoPE turns (GPT-NeoX / Pythia 0.25: the
+    # first int(head_dim x rotary_pct) dims, which must be even; the rest pass unrotated)
+    rotary_pct: float = 1.0
     norm: Norm = "rmsnorm"
     norm_eps: float = 1e-5
     norm_position: NormPosition = "pre"

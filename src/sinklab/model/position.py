@@ -102,6 +102,7 @@ class PositionSettings(Protocol):
     n_sink_tokens: int
     causal: bool
     rope_theta: float
+    rotary_pct: float
 
 
 class PositionEncoding:
@@ -116,7 +117,14 @@ class PositionEncoding:
     @classmethod
     def check(cls, cfg: PositionSettings) -> None:
         """Refuse settings this kind cannot run, with a ConfigError naming the key; the config
-        calls it when it is built, before any weights exist."""
+        calls it when it is built, before any weights exist. Here: the RoPE-only keys keep
+        their defaults unless the kind rotates."""
+        if cls.enters != "rotation":
+            check(
+                cfg.rotary_pct == 1.0,
+                "model.rotary_pct",
+                f"only pos=rope rotates; got {cfg.rotary_pct} with pos={cfg.pos}",
+            )
 
     @staticmethod
     def max_tokens(max_seq_len: int) -> int | None:
@@ -174,18 +182,30 @@ class Rope(PositionEncoding):
 
     @classmethod
     def check(cls, cfg: PositionSettings) -> None:
+        super().check(cfg)
+        pct = cfg.rotary_pct
+        check(0.0 < pct <= 1.0, "model.rotary_pct", f"must be in (0, 1], got {pct}")
+        if pct == 1.0:
+            check(
+                cfg.head_dim is not None and cfg.head_dim % 2 == 0,
+                "model.head_dim",
+                f"RoPE needs an even head_dim, got {cfg.head_dim}",
+            )
+            return
+        dim = rotary_dim(cfg)
         check(
-            cfg.head_dim is not None and cfg.head_dim % 2 == 0,
-            "model.head_dim",
-            f"RoPE needs an even head_dim, got {cfg.head_dim}",
+            dim >= 2 and dim % 2 == 0,
+            "model.rotary_pct",
+            f"rotates int({cfg.head_dim} x {pct}) = {dim} dims of each head; "
+            "the rotary dim must be even and at least 2",
         )
 
     def tables(
         self, length: int, device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin [length, head_dim] of positions 0..length-1."""
-        assert self.cfg.head_dim is not None
-        return rope_cos_sin(length, self.cfg.head_dim, self.cfg.rope_theta, device)
+        """cos/sin [length, rotary dim] of positions 0..length-1 (the rotary dim is head_dim,
+        or its `rotary_pct` share: `apply_rope` then turns only those leading dims)."""
+        return rope_cos_sin(length, rotary_dim(self.cfg), self.cfg.rope_theta, device)
 
     def positions(self, length: int, device: torch.device) -> Positions:
         pos = super().positions(length, device)
@@ -264,6 +284,13 @@ POSITION_CLASSES: dict[str, type[PositionEncoding]] = {
 }
 
 
+def rotary_dim(cfg: PositionSettings) -> int:
+    """How many leading dims of each head RoPE turns: int(head_dim x rotary_pct), as GPT-NeoX
+    (`rotary_ndims`) and transformers (`partial_rotary_factor`) round it."""
+    assert cfg.head_dim is not None
+    return int(cfg.head_dim * cfg.rotary_pct)
+
+
 def position_class(name: str) -> type[PositionEncoding]:
     """The class of `model.pos` = name: the one place a name becomes a class."""
     return POSITION_CLASSES[name]
@@ -296,8 +323,17 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [..., T, head_dim] by the angles of positions 0..T-1."""
-    return (x * cos.to(x.dtype)) + (rotate_half(x) * sin.to(x.dtype))
+    """Rotate x [..., T, head_dim] by the angles of positions 0..T-1.
+
+    Tables narrower than head_dim (partial rotary, GPT-NeoX / Pythia) turn only the first
+    cos.shape[-1] dims, rotate-half within them, and pass the rest through unchanged.
+    """
+    dim = cos.shape[-1]
+    if dim == x.shape[-1]:
+        return (x * cos.to(x.dtype)) + (rotate_half(x) * sin.to(x.dtype))
+    turned, rest = x[..., :dim], x[..., dim:]
+    turned = (turned * cos.to(x.dtype)) + (rotate_half(turned) * sin.to(x.dtype))
+    return torch.cat((turned, rest), dim=-1)
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:

@@ -1,0 +1,104 @@
+"""RoPE variants against transformers' own implementations (configs built here, nothing
+downloaded): partial rotary (`model.rotary_pct`) against GPT-NeoX's rotary embedding, within
+1e-6."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPTNeoXConfig
+from transformers.models.gpt_neox import modeling_gpt_neox as neox
+
+from sinklab.errors import ConfigError
+from sinklab.model import ModelConfig, build_model
+
+from .helpers import tiny
+
+ATOL = 1e-6
+
+
+def _neox_config(pct: float, head_dim: int = 16, heads: int = 2) -> GPTNeoXConfig:
+    return GPTNeoXConfig(
+        hidden_size=head_dim * heads,
+        num_attention_heads=heads,
+        num_hidden_layers=1,
+        intermediate_size=8,
+        vocab_size=16,
+        max_position_embeddings=64,
+        rotary_pct=pct,
+        rotary_emb_base=10000,
+    )
+
+
+def _ours(pct: float, head_dim: int = 16, heads: int = 2) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=16, d_model=head_dim * heads, n_heads=heads, n_layers=1, rotary_pct=pct
+    )
+
+
+@pytest.mark.parametrize("pct", [0.25, 0.5, 1.0])
+def test_partial_rotary_matches_gpt_neox(pct: float) -> None:
+    """cos/sin, the rotated q and k, and the attention scores of GPT-NeoX (Pythia's rotary:
+    rotate-half within the first int(head_dim x rotary_pct) dims, the rest passed through)."""
+    L, H, hd = 12, 2, 16
+    theirs = neox.GPTNeoXRotaryEmbedding(_neox_config(pct))
+    q, k = torch.randn(2, H, L, hd), torch.randn(2, H, L, hd)  # transformers' [N, H, L, hd]
+    cos, sin = theirs(q, torch.arange(L)[None])
+    q_theirs, k_theirs = neox.apply_rotary_pos_emb(q, k, cos, sin)
+
+    position = _ours(pct).position
+    shared = position.positions(L, torch.device("cpu"))
+    assert shared.rope is not None and shared.rope[0].shape == (L, int(hd * pct))
+    torch.testing.assert_close(shared.rope[0], cos[0], rtol=0, atol=ATOL)
+    torch.testing.assert_close(shared.rope[1], sin[0], rtol=0, atol=ATOL)
+    q_ours = shared.rotate(q.transpose(1, 2)).transpose(1, 2)  # ours: [N, L, H, hd]
+    k_ours = shared.rotate(k.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(q_ours, q_theirs, rtol=0, atol=ATOL)
+    torch.testing.assert_close(k_ours, k_theirs, rtol=0, atol=ATOL)
+    torch.testing.assert_close(
+        q_ours @ k_ours.transpose(-1, -2), q_theirs @ k_theirs.transpose(-1, -2), rtol=0, atol=1e-5
+    )
+    if pct < 1:  # the dims past the rotary part are untouched
+        assert torch.equal(q_ours[..., int(hd * pct) :], q[..., int(hd * pct) :])
+
+
+def test_partial_rotary_scores_still_depend_on_distance_only() -> None:
+    """A quarter-rotary model keeps RoPE's relativity (the pass-through dims add a
+    position-free term), and differs from the full-rotary one."""
+    cfg = tiny(rotary_pct=0.5, n_heads=2, n_kv_heads=2)  # head_dim 8: 4 dims turn
+    shared = cfg.position.positions(10, torch.device("cpu"))
+    q, k = torch.randn(8), torch.randn(8)
+    q_rot = shared.rotate(q.expand(1, 10, 1, 8))[0, :, 0]
+    k_rot = shared.rotate(k.expand(1, 10, 1, 8))[0, :, 0]
+    scores = q_rot @ k_rot.T
+    torch.testing.assert_close(scores[3:, 3:], scores[:-3, :-3])
+    ids = torch.randint(0, 32, (1, 10))
+    torch.manual_seed(0)
+    half = build_model(cfg).eval()
+    torch.manual_seed(0)
+    full = build_model(tiny(n_heads=2, n_kv_heads=2)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(half(ids), full(ids))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(rotary_pct=0.0), "model.rotary_pct: must be in (0, 1], got 0.0"),
+        (dict(rotary_pct=1.5), "model.rotary_pct: must be in (0, 1], got 1.5"),
+        (
+            dict(rotary_pct=0.3),  # head_dim 4 (d_model 16, 4 heads): int(1.2) = 1 dim
+            "model.rotary_pct: rotates int(4 x 0.3) = 1 dims of each head; the rotary dim",
+        ),
+        (
+            dict(pos="alibi", rotary_pct=0.25),
+            "model.rotary_pct: only pos=rope rotates; got 0.25 with pos=alibi",
+        ),
+    ],
+)
+def test_rotary_pct_is_validated(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        tiny(**overrides)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="model.rotary_pct: must be a number"):
+        ModelConfig.from_dict({"rotary_pct": "quarter"})
