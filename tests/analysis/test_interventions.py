@@ -137,21 +137,23 @@ def test_massive_mask_counts_what_sun_count_counts() -> None:
 
 def test_the_edit_layer_is_where_half_the_largest_count_is_first_reached() -> None:
     """Layer 0 has a stray precursor in one window; layers 1 and 2 have the massive value in
-    every window: layer 1 is chosen, and the channel mean is over its entries."""
+    every window: layer 1 is chosen, and each (position, channel) has its own mean."""
     g = torch.Generator().manual_seed(0)
     resid = [torch.randn(4, 6, 10, generator=g) for _ in range(3)]
     resid[0][0, 0, 3] = 5000.0
     for layer in (1, 2):
         resid[layer][:, 0, 3] = torch.tensor([1000.0, 2000.0, 3000.0, 4000.0])
     resid[1][2, 5, 8] = -7000.0
+    resid[1][3, 4, 3] = 6000.0  # the same channel at another position: its own mean
     cache = {f"blocks.{i}.resid_post": h for i, h in enumerate(resid)}
     probe = probe_from_maps([torch.eye(6)] * 3, cache=cache)
     found = find_massive(probe)
     assert found is not None and found.layer == 1
-    assert int(found.mask.sum()) == 5
-    assert found.means[3].item() == pytest.approx(2500.0)
-    assert found.means[8].item() == pytest.approx(-7000.0)
-    assert found.means[[0, 1, 2, 4, 5, 6, 7, 9]].abs().max() == 0
+    assert int(found.mask.sum()) == 6
+    assert found.means[0, 3].item() == pytest.approx(2500.0)
+    assert found.means[4, 3].item() == pytest.approx(6000.0)
+    assert found.means[5, 8].item() == pytest.approx(-7000.0)
+    assert int((found.means != 0).sum()) == 3
     assert (
         find_massive(probe_from_maps([torch.eye(6)], cache={"blocks.0.resid_post": resid[0][1:]}))
         is None

@@ -131,8 +131,8 @@ def edited_nll(
 @dataclass
 class MassiveEntries:
     """Where the massive activations are edited: `layer`, the mask [N, T, d] of the entries
-    there, and `means` [d], each channel's mean massive value over the probe set (0 where the
-    channel holds none)."""
+    there, and `means` [T, d], the mean massive value of each (position, channel) over the
+    windows where it is massive (0 where it never is)."""
 
     layer: int
     mask: torch.Tensor
@@ -172,15 +172,15 @@ def find_massive(
     layer = next(i for i, c in enumerate(counts) if 2 * c >= max(counts))
     mask = masks[layer]
     h = probe[f"blocks.{layer}.resid_post"].detach().float()
-    per_channel = mask.sum((0, 1))
-    sums = torch.where(mask, h, torch.zeros_like(h)).sum((0, 1))
-    means = torch.where(per_channel > 0, sums / per_channel.clamp_min(1), torch.zeros_like(sums))
+    per_entry = mask.sum(0)
+    sums = torch.where(mask, h, torch.zeros_like(h)).sum(0)
+    means = torch.where(per_entry > 0, sums / per_entry.clamp_min(1), torch.zeros_like(sums))
     return MassiveEntries(layer=layer, mask=mask, means=means)
 
 
 def massive_edits(found: MassiveEntries, kind: str) -> Callable[[int, int], Edits]:
     """(start, stop) -> the edit of windows start..stop-1 at the massive layer: its massive
-    entries set to zero (`massive_zero`) or to their channel's mean (`massive_mean`)."""
+    entries set to zero (`massive_zero`) or to their mean over the probe set (`massive_mean`)."""
     name = f"blocks.{found.layer}.resid_post"
 
     def edits_for(start: int, stop: int) -> Edits:
@@ -240,9 +240,10 @@ def intervention_rows(
     block where they appear (`find_massive`); `intervention/massive/n_entries` counts the
     entries edited (at that layer; layer -1 and 0 when the model has none, and then both
     massive interventions report the unedited perplexity and a ratio of 1 without a forward).
-    `massive_mean` writes each channel's mean massive value over the probe set (Sun et al.
-    take each massive activation's mean over many sequences; entries of one channel are
-    pooled here, whatever their position). `no_sink` rows are at layer l for the sink
+    `massive_mean` writes each entry's mean over the probe set: the mean of that (position,
+    channel) over the windows where it is massive (Sun et al. take each massive activation's
+    mean over many sequences; pooling a whole channel would write the first token's value,
+    often ten times larger, over a smaller one at a later position). `no_sink` rows are at layer l for the sink
     removed in layer l alone and at layer -1 for all layers at once (see `no_sink`).
     """
     if not probe.causal:
