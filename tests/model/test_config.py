@@ -14,6 +14,9 @@ from sinklab.errors import ConfigError
 from sinklab.model import ModelConfig, Transformer, num_params
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+# Keys added after runs existed, left out of base.yaml so that every run's config hash stays
+# (`+model.<key>=...` sets them); the dataclass default applies.
+OFF_BASE = {"rotary_pct"}
 
 
 @pytest.mark.parametrize(
@@ -72,7 +75,7 @@ def test_choice_tuples_follow_the_literal_types() -> None:
 
 def test_base_lists_every_key_and_the_presets_inherit_it() -> None:
     base = yaml.safe_load((CONF / "base.yaml").read_text())
-    assert set(base) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(base) == {f.name for f in dataclasses.fields(ModelConfig)} - OFF_BASE
     for path in sorted(CONF.glob("*.yaml")):
         if path.stem != "base":
             raw = yaml.safe_load(path.read_text())
@@ -83,7 +86,7 @@ def test_base_lists_every_key_and_the_presets_inherit_it() -> None:
 @pytest.mark.parametrize("preset", ["base", "tiny", "gu60m"])
 def test_presets_list_every_key_and_build(preset: str) -> None:
     values = compose_section("model", preset)
-    assert set(values) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(values) == {f.name for f in dataclasses.fields(ModelConfig)} - OFF_BASE
     assert values["vocab_size"] is None  # filled from the tokenizer by the trainer
     cfg = ModelConfig.from_dict({**values, "vocab_size": 32000})
     with torch.device("meta"):
@@ -102,3 +105,12 @@ def test_presets_list_every_key_and_build(preset: str) -> None:
         # Gu et al.'s "60M": the blocks alone hold 10 * (4 * 768^2 + 3 * 768 * 1536 + 2 * 768)
         blocks = num_params(model) - num_params(model.tok_emb) - num_params(model.lm_head) - 768
         assert blocks == 10 * (4 * 768**2 + 3 * 768 * 1536 + 2 * 768)
+
+
+def test_keys_off_base_yaml_are_set_with_a_plus_and_keep_their_default() -> None:
+    values = compose_section("model", "tiny", ["+model.rotary_pct=0.25"])
+    assert ModelConfig.from_dict({**values, "vocab_size": 32}).rotary_pct == 0.25
+    for key in OFF_BASE:
+        assert key not in compose_section("model", "tiny")
+        default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == key)
+        assert getattr(ModelConfig(), key) == default

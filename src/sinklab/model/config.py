@@ -58,7 +58,9 @@ class ModelConfig:
     pos: Position = "rope"
     rope_theta: float = 10000.0
     # pos=rope only: the share of each head's dims RoPE turns (GPT-NeoX / Pythia 0.25: the
-    # first int(head_dim x rotary_pct) dims, which must be even; the rest pass unrotated)
+    # first int(head_dim x rotary_pct) dims, which must be even; the rest pass unrotated).
+    # Not in conf/model/base.yaml, so the default run's config hash stays; set it with
+    # +model.rotary_pct=0.25.
     rotary_pct: float = 1.0
     norm: Norm = "rmsnorm"
     norm_eps: float = 1e-5
