@@ -38,8 +38,24 @@ from sinklab.errors import ConfigError, check_choice
 
 T = TypeVar("T")
 
-# The Hydra config tree (conf/ at the repository root), for the entry points and the bench.
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+def conf_dir() -> Path:
+    """The Hydra config tree, for the entry points, the bench and the tests.
+
+    A source checkout (an editable install) reads the repository's top-level conf/, so edits
+    there are live; a wheel carries the same tree as `sinklab/conf` (setup.py copies it in at
+    build time), since an installed package has no repository beside it."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parents[1] / "conf", here / "conf"):  # checkout first, then packaged
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no Hydra config tree: neither {here.parents[1] / 'conf'} nor {here / 'conf'} holds "
+        "train.yaml; reinstall sinklab (the wheel carries conf/ as sinklab/conf)"
+    )
+
+
+CONF_DIR = str(conf_dir())  # conf_dir() once, as the string @hydra.main takes
 
 _SCALARS: dict[type, tuple[str, str]] = {  # type -> (one, many): words for error messages
     int: ("an integer", "integers"),
