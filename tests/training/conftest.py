@@ -8,35 +8,19 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from sinklab.configs import conf_dir
+
+CONF_DIR = conf_dir()
 
 
 def tiny_overrides(tmp: Path, steps: int = 4) -> list[str]:
-    """A model and data small enough that a run takes seconds on one CPU thread."""
+    """A model and data small enough that a run takes seconds on one CPU thread: the shipped
+    `debug=tiny` preset (conf/debug/tiny.yaml), with every output and cache under `tmp`."""
     return [
+        "debug=tiny",
         f"paths.output_dir={tmp}",
         f"paths.cache_dir={tmp / 'cache'}",
-        "data=synthetic",
-        "data.synthetic.kind=zipf",
-        "data.synthetic.vocab_size=64",
-        "data.bos=every_window",
-        "data.seq_len=32",
-        "data.batch_size=4",
-        "data.val_batches=2",
-        "data.probe.n_windows=8",
-        "data.probe.seq_len=16",
-        "model.d_model=32",
-        "model.n_layers=2",
-        "model.n_heads=4",
-        "model.max_seq_len=64",
         f"trainer.max_steps={steps}",
-        "trainer.val_every_n_steps=2",
-        "trainer.log_every_n_steps=1",
-        "trainer.progress_bar=false",
-        "optim.warmup_steps=2",
-        "logger=csv",
-        "callbacks.checkpoint.every=4",
-        "callbacks.probe.batch_size=4",
     ]
 
 

@@ -22,6 +22,7 @@ GROUPS = [
     "variant",
     "scale",
     "paths",
+    "debug",
 ]
 # data/base.yaml and model/base.yaml are valid choices too: the defaults the other files extend.
 CASES = [

@@ -23,6 +23,7 @@ Schedule = Literal["cosine", "constant", "linear"]
 Accelerator = Literal["cpu", "gpu", "cuda", "mps", "auto"]
 Precision = Literal["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"]
 OnNonfinite = Literal["stop", "skip"]
+Profiler = Literal["simple", "advanced"]  # Lightning's profilers, by their Trainer names
 MeasureOn = Literal["host", "device"]
 LoggerKind = Literal["wandb", "csv", "none"]
 WandbMode = Literal["online", "offline", "disabled"]
@@ -99,6 +100,10 @@ class TrainerConfig:
     threads: int | None = None  # torch CPU threads; null keeps torch's default
     on_nonfinite: OnNonfinite = "stop"  # stop the run, or skip the batch and count it
     progress_bar: bool = True
+    # null | simple | advanced: Lightning's profiler, its report printed when fit ends
+    # (debug=profile). Not in conf/trainer/cpu.yaml, so the default run's config hash stays;
+    # set it with debug=profile or +trainer.profiler=simple.
+    profiler: Profiler | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.precision, int) and not isinstance(self.precision, bool):

@@ -234,6 +234,7 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
         enable_checkpointing=False,  # LogSpacedCheckpoint does it
         enable_progress_bar=run.trainer.progress_bar,
         enable_model_summary=False,
+        profiler=run.trainer.profiler,  # debug=profile: where the time goes, printed at the end
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
