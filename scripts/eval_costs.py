@@ -18,11 +18,11 @@ import torch
 
 from sinklab.analysis.config import MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
-from sinklab.analysis.streaming import stream_eval
+from sinklab.analysis.quant_eval import ProbeQuantConfig
+from sinklab.analysis.streaming import ProbeStreamConfig, stream_eval
 from sinklab.data.probe_set import load_probe_set
 from sinklab.data.run_data import load_quant_ids, load_stream_ids
 from sinklab.runs.checkpoints import list_checkpoints, load_checkpoint_model
-from sinklab.training.config import ProbeQuantConfig, ProbeStreamConfig
 
 FULL_GRID = ProbeStreamConfig(
     conditions=("dense", "window", "sinks", "recompute"),

@@ -7,10 +7,13 @@ Examples:
     sinklab-analyze target=smollm2 n_windows=100 seq_len=64 bos=none
 
 Options are in conf/analyze.yaml. A bad option or target prints one line and exits with 2.
+The flat `quant.*` keys of command lines written before `quant` had its `quantizer` and
+`prefix` sections (`quant.bits=4 'quant.prefixes=[bos]'`) are read as the nested keys.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 import hydra
@@ -49,7 +52,27 @@ def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 
 
+_QUANT_KEY = re.compile(r"^(?P<op>[+~]{0,2})quant\.(?P<key>\w+)(?P<rest>=.*)?$")
+
+
+def nested_overrides(args: list[str]) -> list[str]:
+    """`args` with each flat quant override (`quant.bits=4`) moved to its section
+    (`quant.quantizer.bits=4`); every other argument unchanged."""
+    out = []
+    for arg in args:
+        m = _QUANT_KEY.match(arg)
+        if m is not None:
+            from sinklab.analysis.quant_eval import section_of
+
+            section = section_of(m["key"])
+            if section is not None:
+                arg = f"{m['op']}quant.{section}.{m['key']}{m['rest'] or ''}"
+        out.append(arg)
+    return out
+
+
 def main() -> None:
+    sys.argv[1:] = nested_overrides(sys.argv[1:])
     _hydra_main()
 
 

@@ -16,12 +16,16 @@ from sinklab.training.run import validate_config
 from tests.reanalysis.test_hf_target import TEXT, _tiny_llama_folder
 from tests.training.conftest import compose_train, tiny_overrides
 
-BAD = [  # (key, value, what the message says)
-    ("bits", "1", "must be in 2..16, got 1"),
-    ("bits", "17", "must be in 2..16, got 17"),
-    ("modes", "[per_tensor_static,per_row]", "'per_row' is not allowed; choose one of"),
-    ("calibration_batches", "0", "must be >= 1, got 0"),
-    ("eta", "1.0", "must be > 1, got 1.0"),
+BAD = [  # (key, value, what the message says): keys of the nested quantizer / prefix sections
+    ("quantizer.bits", "1", "must be in 2..16, got 1"),
+    ("quantizer.bits", "17", "must be in 2..16, got 17"),
+    (
+        "quantizer.modes",
+        "[per_tensor_static,per_row]",
+        "must be a list of: per_tensor_static, per_tensor_dynamic, per_token_dynamic",
+    ),
+    ("quantizer.calibration_batches", "0", "must be >= 1, got 0"),
+    ("prefix.eta", "1.0", "must be > 1, got 1.0"),
 ]
 
 
@@ -37,36 +41,44 @@ def test_training_refuses_each_with_one_line(tmp_path: Path, key: str, value: st
 
 def test_training_refuses_a_prefix_longer_than_the_window(tmp_path: Path) -> None:
     # windows of 32 (data.seq_len), model.max_seq_len 64: a 33-token prefix does not fit
-    quant = ["callbacks.probe.quant.enabled=true", "callbacks.probe.quant.prefixes=[bos]"]
+    quant = ["callbacks.probe.quant.enabled=true", "callbacks.probe.quant.prefix.prefixes=[bos]"]
     with pytest.raises(ConfigError) as err:
         validate_config(
-            compose_train(tiny_overrides(tmp_path) + [*quant, "callbacks.probe.quant.max_len=33"])
+            compose_train(
+                tiny_overrides(tmp_path) + [*quant, "callbacks.probe.quant.prefix.max_len=33"]
+            )
         )
     assert str(err.value) == (
-        "callbacks.probe.quant.max_len: a 33-token prefix plus 32-token windows needs 65 "
+        "callbacks.probe.quant.prefix.max_len: a 33-token prefix plus 32-token windows needs 65 "
         "positions; the model has 64"
     )
     # 32 fits exactly, and sink tokens take their share of the window
     ok = validate_config(
-        compose_train(tiny_overrides(tmp_path) + [*quant, "callbacks.probe.quant.max_len=32"])
+        compose_train(
+            tiny_overrides(tmp_path) + [*quant, "callbacks.probe.quant.prefix.max_len=32"]
+        )
     )
-    assert ok.probe.quant.max_len == 32
-    with pytest.raises(ConfigError, match=r"^callbacks\.probe\.quant\.max_len: .* has 62$"):
+    assert ok.probe.quant.prefix.max_len == 32
+    with pytest.raises(ConfigError, match=r"^callbacks\.probe\.quant\.prefix\.max_len: .* has 62$"):
         validate_config(
             compose_train(
                 tiny_overrides(tmp_path)
-                + [*quant, "callbacks.probe.quant.max_len=32", "model.n_sink_tokens=2"]
+                + [*quant, "callbacks.probe.quant.prefix.max_len=32", "model.n_sink_tokens=2"]
             )
         )
 
 
 @pytest.mark.parametrize(("key", "value", "says"), BAD)
-def test_analyze_refuses_each_with_one_line(key: str, value: str, says: str) -> None:
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_analyze_refuses_each_with_one_line(key: str, value: str, says: str, layout: str) -> None:
     parsed = value.strip("[]").split(",") if value.startswith("[") else float(value)
-    if key != "eta" and not isinstance(parsed, list):
+    section, leaf = key.split(".")
+    if leaf != "eta" and not isinstance(parsed, list):
         parsed = int(parsed)
+    # the flat layout (quant.bits=1) is the old command line's: it names the nested key
+    given = {section: {leaf: parsed}} if layout == "nested" else {leaf: parsed}
     with pytest.raises(ConfigError) as err:
-        from_mapping({"target": "smollm2", "quant": {"enabled": True, key: parsed}})
+        from_mapping({"target": "smollm2", "quant": {"enabled": True, **given}})
     assert err.value.key == f"quant.{key}"
     assert str(err.value).startswith(f"quant.{key}: {says}") and "\n" not in str(err.value)
 
@@ -83,6 +95,6 @@ def test_analyze_refuses_a_prefix_longer_than_a_pretrained_models_window(tmp_pat
     with pytest.raises(ConfigError) as err:
         analyze(from_mapping(cfg))
     assert str(err.value) == (
-        "quant.max_len: a 3-token prefix plus 62-token windows needs 65 positions; the model has 64"
+        "quant.prefix.max_len: a 3-token prefix plus 62-token windows needs 65 positions; the model has 64"
     )
     assert not out.exists()  # refused before anything was measured or written

@@ -97,3 +97,30 @@ def test_cli_bad_target_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: target: ") and "\n" not in done.stderr.strip()
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_old_flat_quant_command_lines_keep_their_meaning() -> None:
+    """The study post-step's line (`quant.bits=4 'quant.prefixes=[...]'`), written before
+    `quant` had its sections, composes to the same overrides as the nested keys."""
+    from hydra import compose, initialize_config_dir
+
+    from sinklab.analyze import nested_overrides
+    from sinklab.configs import CONF_DIR
+
+    old = ["target=x", "quant.enabled=true", "quant.bits=4"]
+    old.append("quant.prefixes=[bos,prefixquant,cushioncache]")
+    new = ["target=x", "quant.enabled=true", "quant.quantizer.bits=4"]
+    new.append("quant.prefix.prefixes=[bos,prefixquant,cushioncache]")
+    assert nested_overrides(old) == new
+    assert nested_overrides(["stream.cache_len=4", "quant.from_step=2"]) == [
+        "stream.cache_len=4",
+        "quant.from_step=2",
+    ]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = from_mapping(compose(config_name="analyze", overrides=nested_overrides(old)))
+    assert cfg.quant == {
+        "enabled": True,
+        "quantizer": {"bits": 4},
+        "prefix": {"prefixes": ["bos", "prefixquant", "cushioncache"]},
+    }
+    assert cfg.stream == {}  # every null key: the run's own settings

@@ -46,7 +46,12 @@ def test_reanalysis_reproduces_the_callbacks_quant_rows(tmp_path: Path) -> None:
 
 
 def test_bad_quant_key_is_one_line_error() -> None:
+    # the flat key of older command lines names the nested one
+    for given in ({"modes": ["per_row"]}, {"quantizer": {"modes": ["per_row"]}}):
+        with pytest.raises(ConfigError) as err:
+            from_mapping({"target": "smollm2", "quant": given})
+        assert err.value.key == "quant.quantizer.modes"
+        assert "\n" not in str(err.value)
     with pytest.raises(ConfigError) as err:
-        from_mapping({"target": "smollm2", "quant": {"modes": ["per_row"]}})
-    assert err.value.key == "quant.modes"
-    assert "\n" not in str(err.value)
+        from_mapping({"target": "smollm2", "quant": {"prefix": {"colour": 1}}})
+    assert str(err.value).startswith("quant.prefix.colour: unknown key; known keys: bos_id,")

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from sinklab.analysis.quant import QuantConfig, w8a8_eval
+from sinklab.analysis.quant_eval import ProbeQuantConfig
 from sinklab.analysis.records import read_rows
 from sinklab.data.run_data import CALIB_INDEX, RunData, load_quant_ids
 from sinklab.errors import ConfigError
 from sinklab.runs.checkpoints import load_checkpoint_model
-from sinklab.training.config import ProbeQuantConfig
 from sinklab.training.run import train, validate_config
 from tests.training.conftest import compose_train, tiny_overrides
 
@@ -24,8 +24,8 @@ QUANT = [
     "callbacks.probe.quant.enabled=true",
     "callbacks.probe.quant.from_step=2",
     "callbacks.probe.quant.eval_windows=6",
-    "callbacks.probe.quant.calibration_batches=2",
-    "callbacks.probe.quant.batch_size=4",
+    "callbacks.probe.quant.quantizer.calibration_batches=2",
+    "callbacks.probe.quant.quantizer.batch_size=4",
     "callbacks.probe.stream.enabled=false",
 ]
 
@@ -83,9 +83,16 @@ def test_quant_rows_at_scheduled_steps_tagged_logged_and_reproducible(tmp_path: 
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("callbacks.probe.quant.bits=1", "callbacks.probe.quant.bits"),
-        ("callbacks.probe.quant.modes=[per_row]", "callbacks.probe.quant.modes"),
-        ("callbacks.probe.quant.prefixes=[sinkhorn]", "callbacks.probe.quant.prefixes"),
+        ("callbacks.probe.quant.quantizer.bits=1", "callbacks.probe.quant.quantizer.bits"),
+        (
+            "callbacks.probe.quant.quantizer.modes=[per_row]",
+            "callbacks.probe.quant.quantizer.modes",
+        ),
+        (
+            "callbacks.probe.quant.prefix.prefixes=[sinkhorn]",
+            "callbacks.probe.quant.prefix.prefixes",
+        ),
+        ("+callbacks.probe.quant.prefix.bos_id=1", "callbacks.probe.quant.prefix.bos_id"),
         ("callbacks.probe.quant.eval_windows=0", "callbacks.probe.quant.eval_windows"),
         ("+callbacks.probe.quant.colour=red", "callbacks.probe.quant.colour"),
     ],

@@ -1,8 +1,12 @@
-"""Capture + measure on a saved probe set: the one call the probe callback, the reanalysis
-script and the pretrained-model report all make, so their numbers agree exactly."""
+"""Capture + measure on a saved probe set: the first step of every probe pass
+(`probe_pass.run_probe_pass`), so the callback, the reanalysis script and the pretrained-model
+report agree exactly; and the attention maps their pictures are drawn from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import pandas as pd
 import torch
 
@@ -49,3 +53,17 @@ def measure_probe_set(
         input_ids=probe_set.input_ids,
     )
     return rows, probe
+
+
+def head_averaged_patterns(
+    probe: ProbeOutput, layers: Sequence[int] | None = None
+) -> list[np.ndarray]:
+    """Per layer (all, or `layers`), the attention pattern averaged over windows and heads
+    ([T, E + T]); layers the probe did not capture are skipped. Arrays, not pictures, so
+    reanalysis keeps maps without importing the plotting code."""
+    maps = []
+    for layer in range(probe.n_layers) if layers is None else layers:
+        name = f"blocks.{layer}.attn.pattern"
+        if name in probe:
+            maps.append(probe[name].float().mean(dim=(0, 1)).cpu().numpy())
+    return maps

@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from sinklab.analysis.capture import eval_mode, model_device
 from sinklab.analysis.measure import COLUMNS
 from sinklab.configs import from_mapping
-from sinklab.errors import check, check_choice
+from sinklab.errors import ConfigError, check, check_choice
 from sinklab.model.streaming import StreamPlan
+from sinklab.runs.schedule import log_spaced_steps
 
 FAMILIES = ("dense", "window", "sinks", "recompute")
 SHIFT_MODES = ("noshift", "shift")
@@ -160,6 +161,64 @@ class StreamConfig:
     def from_dict(cls, values: dict) -> StreamConfig:
         """Build from a plain mapping (a Hydra node); an unknown key is a one-line ConfigError."""
         return from_mapping(cls, values, "stream")
+
+
+STREAM_KEY = "callbacks.probe.stream"
+
+
+@dataclass(frozen=True)
+class ProbeStreamConfig(StreamConfig):
+    """`callbacks.probe.stream`: the streaming evaluation (StreamConfig's keys) plus `enabled`
+    and its schedule (`due`).
+
+    The defaults keep the default run's probe share within 3 % with the evaluation at every
+    probe step: R_win and R_4 only (window_shift, sinks4_shift and the oracle; no dense pass)
+    and a sparse oracle (every 64th query position, 31 on the default 2048-token stream; the
+    ratios pair positions, so their noise is that of the per-position NLL differences).
+    `every_n_probes: n` thins it to every n-th probe step (the last always included).
+    """
+
+    enabled: bool = True
+    every_n_probes: int = 1
+    conditions: tuple[str, ...] = ("window", "sinks", "recompute")
+    sink_counts: tuple[int, ...] = (4,)
+    shift_modes: tuple[str, ...] = ("shift",)
+    recompute_stride: int = 64
+
+    def core(self) -> StreamConfig:
+        """The plain StreamConfig (without `enabled`), what `stream_eval` takes."""
+        values = self.to_dict()
+        values.pop("enabled")
+        return StreamConfig(**values)
+
+    def due(self, step: int, max_steps: int, log_spaced_until: int, every: int) -> bool:
+        """Whether the probe at `step` also streams: every `every_n_probes`-th step of the
+        probe schedule, and always the last (`streams_at`)."""
+        steps = log_spaced_steps(max_steps, log_spaced_until, every)
+        return streams_at(step, steps, self.every_n_probes, max_steps)
+
+    def resolved(
+        self, window: int, pos: str | None = None, max_seq_len: int | None = None
+    ) -> StreamConfig:
+        """The StreamConfig of a run with training window `window` (T, C and buckets filled),
+        checked against the model's positions; a bad combination is a one-line ConfigError
+        keyed `callbacks.probe.stream.<key>`, raised before training starts."""
+        try:
+            cfg = self.core().resolve(window)
+            limit = None
+            if pos is not None and max_seq_len is not None:
+                limit = position_class(pos).max_tokens(max_seq_len)
+            if limit is not None:
+                check(
+                    cfg.cache_len <= limit,
+                    "stream.cache_len",
+                    f"{cfg.cache_len} is past the {pos} position table "
+                    f"(model.max_seq_len={max_seq_len})",
+                )
+        except ConfigError as err:
+            key = f"{STREAM_KEY}.{err.key.rsplit('.', 1)[-1]}"
+            raise ConfigError(key, str(err).removeprefix(f"{err.key}: ")) from None
+        return cfg
 
 
 @dataclass

@@ -373,16 +373,17 @@ def quant_cost(
     if not recipe.run.model.get("causal", True):
         return {}
     cfg = replace(recipe.run.probe.quant, enabled=True)
-    ids = recipe.datamodule.quant_ids(cfg.eval_windows, cfg.calibration_batches)
+    q = cfg.quantizer
+    ids = recipe.datamodule.quant_ids(cfg.eval_windows, q.calibration_batches)
     one = timed(lambda: cfg.evaluate(model, ids.eval_ids, ids.calib, ids.bos_id), repeats)
     n, T = ids.eval_ids.shape
-    prefixes = f", prefixes {', '.join(cfg.prefixes)}" if cfg.prefixes else ""
+    prefixes = f", prefixes {', '.join(cfg.prefix.prefixes)}" if cfg.prefix.prefixes else ""
     log(f"W8A8 evaluation {one.median:.3f} s ({one.median / probe_s:.2f} probe passes)")
     return {
         "quant_eval_s": one,
         "quant_in_probes": one.median / probe_s,
-        "quant_setup": f"{n} x {T} windows, {cfg.calibration_batches} calibration batches of "
-        f"{ids.calib.shape[1]}, W{cfg.bits}A{cfg.bits}, {len(cfg.modes)} modes{prefixes}",
+        "quant_setup": f"{n} x {T} windows, {q.calibration_batches} calibration batches of "
+        f"{ids.calib.shape[1]}, W{q.bits}A{q.bits}, {len(q.modes)} modes{prefixes}",
     }
 
 

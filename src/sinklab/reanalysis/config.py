@@ -8,13 +8,15 @@ Types and unknown keys are checked by `sinklab.configs.from_mapping`, like every
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sinklab import configs
 from sinklab.analysis.config import MetricGroup
-from sinklab.analysis.streaming import StreamConfig
+from sinklab.analysis.quant_eval import ProbeQuantConfig, nest_quant
+from sinklab.analysis.streaming import ProbeStreamConfig
 from sinklab.errors import ConfigError, check
 
 StepMode = Literal["all", "log", "last"]
@@ -35,77 +37,48 @@ class AnalyzePaths:
     cache_dir: str | None = None
 
 
-@dataclass(frozen=True)
-class AnalyzeStreamConfig:
-    """The `stream` section: the streaming evaluation's `StreamConfig` keys, each null to keep
-    the run's own setting (`callbacks.probe.stream`; a pretrained model: StreamConfig's
-    default, with the window = `seq_len`). `enabled` null: on when the run's callback ran it
-    (pretrained: on), off when `groups=` picks metric groups."""
-
-    enabled: bool | None = None
-    stream_len: int | None = None
-    stream_windows: int | None = None
-    cache_len: int | None = None
-    conditions: tuple[str, ...] | None = None
-    sink_counts: tuple[int, ...] | None = None
-    shift_modes: tuple[str, ...] | None = None
-    bucket_len: int | None = None
-    recompute_stride: int | None = None
-    recompute_batch_size: int | None = None
-
-    def __post_init__(self) -> None:
-        # bad values: StreamConfig's own one-line errors (`stream.<key>`); the sink counts the
-        # run or the defaults bring are checked against the cache once they are known
-        StreamConfig.from_dict({"sink_counts": [1], **self.overrides()})
-
-    def overrides(self) -> dict[str, Any]:
-        """The keys set here (not null), as StreamConfig fields."""
-        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "enabled"}
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None
-        }
+def stream_overrides(values: Any) -> dict[str, Any]:
+    """The `stream` section: `ProbeStreamConfig`'s keys (the streaming evaluation's settings,
+    `enabled` and `every_n_probes`), each null to keep the run's own `callbacks.probe.stream`
+    setting (a pretrained model: StreamConfig's default, with the window = `seq_len`).
+    `enabled` null: on when the run's callback ran it (pretrained: on), off when `groups=`
+    picks metric groups. Returns the keys set (not null), validated by building the real
+    config: a bad value or an unknown key is a one-line ConfigError naming `stream.<key>`."""
+    given = _set_keys(values)
+    # the sink counts the run or the defaults bring are checked against the cache once known
+    ProbeStreamConfig.from_dict({"sink_counts": [1], **given})
+    return given
 
 
-@dataclass(frozen=True)
-class AnalyzeQuantConfig:
-    """The `quant` section: `ProbeQuantConfig`'s keys (the W8A8 evaluation and prefixed sinks),
-    each null to keep the run's own `callbacks.probe.quant` setting (a pretrained model: its
-    defaults). `enabled` null: at the steps where the run's callback ran it, off with `groups=`
-    and for pretrained targets; true: at every selected checkpoint. A run re-measures on its
-    saved windows (`probe/quant_ids.npz`); a pretrained model on windows of `corpus`."""
-
-    enabled: bool | None = None
-    eval_windows: int | None = None
-    bits: int | None = None
-    weight_granularity: str | None = None
-    modes: tuple[str, ...] | None = None
-    calibration_batches: int | None = None
-    batch_size: int | None = None
-    prefixes: tuple[str, ...] | None = None
-    max_len: int | None = None
-    eta: float | None = None
-    n_candidates: int | None = None
-    min_gain: float | None = None
-    search_batches: int | None = None
-
-    def __post_init__(self) -> None:
-        from sinklab.training.config import ProbeQuantConfig
-
-        try:
-            ProbeQuantConfig.from_dict(self.overrides())
-        except ConfigError as err:
-            raise ConfigError(f"quant.{err.key.rsplit('.', 1)[-1]}", _msg(err)) from None
-
-    def overrides(self) -> dict[str, Any]:
-        """The keys set here (not null), as ProbeQuantConfig fields."""
-        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "enabled"}
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None
-        }
+def quant_overrides(values: Any) -> dict[str, Any]:
+    """The `quant` section: `ProbeQuantConfig`'s keys, nested (`quantizer.bits`,
+    `prefix.prefixes`) or flat as before the sections (`bits`, `prefixes`), each null to keep
+    the run's own `callbacks.probe.quant` setting (a pretrained model: its defaults). `enabled`
+    null: at the steps where the run's callback ran it, off with `groups=` and for pretrained
+    targets; true: at every selected checkpoint. A run re-measures on its saved windows
+    (`probe/quant_ids.npz`); a pretrained model on windows of `corpus`. Returns the keys set,
+    nested, validated like `stream_overrides` (errors name `quant.<section>.<key>`)."""
+    given = nest_quant(_set_keys(values))
+    ProbeQuantConfig.from_dict(given, section="quant")
+    return given
 
 
-def _msg(err: ConfigError) -> str:
-    return str(err).removeprefix(f"{err.key}: ")
+def _set_keys(values: Any) -> dict[str, Any]:
+    """`values` without its null keys (null: keep the run's), nested sections alike."""
+    values = configs.plain(values)
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ConfigError("config", f"must be a mapping, got {values!r}")
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            value = _set_keys(value)
+            if not value:
+                continue
+        if value is not None:
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,7 +89,8 @@ class AnalyzeConfig:
     final checkpoint, whatever the run's length) or a tuple of step numbers. `groups` (None:
     keep the run's own choice) switches metric groups on and every other group off; `metrics`
     overrides single `MetricsConfig` fields on top of the run's own thresholds. `stream`
-    re-runs the streaming evaluation (see AnalyzeStreamConfig). `batch_size` None reuses the
+    re-runs the streaming evaluation and `quant` the W8A8 one (`stream_overrides`,
+    `quant_overrides`). `batch_size` None reuses the
     run's probe batch size, so the chunking, and therefore every float, matches the callback.
     The corpus options apply to pretrained targets only.
     """
@@ -135,12 +109,14 @@ class AnalyzeConfig:
     seq_len: int = 64
     bos: ProbeBos = "none"
     progress: bool = True
-    stream: AnalyzeStreamConfig = field(default_factory=AnalyzeStreamConfig)
-    quant: AnalyzeQuantConfig = field(default_factory=AnalyzeQuantConfig)
+    stream: dict[str, Any] = field(default_factory=dict)  # see stream_overrides
+    quant: dict[str, Any] = field(default_factory=dict)  # see quant_overrides
     paths: AnalyzePaths = field(default_factory=AnalyzePaths)
 
     def __post_init__(self) -> None:
         configs.check_choices(self, "")
+        object.__setattr__(self, "stream", _section("stream", stream_overrides, self.stream))
+        object.__setattr__(self, "quant", _section("quant", quant_overrides, self.quant))
         check(self.target.strip() != "", "target", _TARGET_HELP)
         object.__setattr__(self, "target", self.target.strip())
         if not isinstance(self.steps, str):
@@ -168,6 +144,16 @@ class AnalyzeConfig:
     @property
     def cache_dir(self) -> str | None:
         return self.paths.cache_dir
+
+
+def _section(key: str, overrides: Any, values: Any) -> dict[str, Any]:
+    """`overrides(values)`, a non-mapping named by `key`."""
+    try:
+        return overrides(values)
+    except ConfigError as err:
+        if err.key == "config":
+            raise ConfigError(key, str(err).removeprefix("config: ")) from None
+        raise
 
 
 def _device(value: str) -> str:

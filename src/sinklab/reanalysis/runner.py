@@ -1,11 +1,13 @@
 """Re-measure runs and pretrained models with the probe callback's own code path.
 
-Every measurement goes through `measure_probe_set` with the run's saved probe set, the
-run's metric thresholds and the run's probe batch size, and `stream_eval` with the run's
-saved stream and stream settings, so a checkpoint re-measured here gives bit-for-bit the
-rows the callback logged at that step. One checkpoint is loaded at
-a time and dropped before the next, so memory stays flat however long the run was; the
-table is appended after every checkpoint, so an interrupted analysis keeps its progress.
+Every checkpoint goes through the callback's probe pass (`analysis.probe_pass.run_probe_pass`)
+with the run's saved probe set, metric thresholds and probe batch size, and the run's
+evaluations on their saved inputs (stream, W8A8 windows) and schedules, so a checkpoint
+re-measured here gives bit-for-bit the rows the callback logged at that step. One checkpoint
+is loaded at a time and dropped before the next, so memory stays flat however long the run
+was; the table is appended after every checkpoint, so an interrupted analysis keeps its
+progress. A run saved before `callbacks.probe.quant` had its nested sections is read through
+`nest_quant`, so it re-measures identically.
 """
 
 from __future__ import annotations
@@ -23,17 +25,23 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from sinklab.analysis.config import GROUPS, MetricsConfig
-from sinklab.analysis.pipeline import measure_probe_set
+from sinklab.analysis.pipeline import head_averaged_patterns
+from sinklab.analysis.probe_pass import (
+    Evaluation,
+    quant_evaluation,
+    run_probe_pass,
+    stream_evaluation,
+)
 from sinklab.analysis.quant import QUANT_CAUSAL_ONLY, check_causal
-from sinklab.analysis.records import read_rows, tag_rows
-from sinklab.analysis.streaming import StreamConfig, stream_eval, streams_at
+from sinklab.analysis.quant_eval import ProbeQuantConfig, merge, nest_quant
+from sinklab.analysis.records import read_rows
+from sinklab.analysis.streaming import StreamConfig, streams_at
 from sinklab.data.probe_set import load_probe_set, save_probe_set
 from sinklab.data.run_data import load_stream_ids, save_quant_ids, save_stream_ids
 from sinklab.errors import ConfigError
 from sinklab.reanalysis import tables
 from sinklab.reanalysis.config import AnalyzeConfig
 from sinklab.reanalysis.targets import PretrainedTarget, RunTarget, resolve, select_steps
-from sinklab.reports import plots
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
@@ -43,7 +51,6 @@ from sinklab.runs.checkpoints import (
     parse_checkpoint,
 )
 from sinklab.runs.layout import REANALYSIS_TABLE, RunLayout
-from sinklab.training.config import ProbeQuantConfig
 
 
 class ReanalysisWarning(UserWarning):
@@ -94,16 +101,17 @@ def stream_config(
 ) -> StreamConfig | None:
     """The streaming evaluation to run: the run's `callbacks.probe.stream` (or, for a
     pretrained model, StreamConfig's defaults) with the `stream.*` overrides on top, resolved
-    for `window`; None when it is off (see AnalyzeStreamConfig.enabled)."""
+    for `window`; None when it is off (see `config.stream_overrides`)."""
     values = dict(run_section or {})
     ran = bool(values.pop("enabled", False)) if run_section is not None else True
-    values.pop("every_n_probes", None)  # a training schedule, not a measurement setting
-    enabled = cfg.stream.enabled
+    overrides = dict(cfg.stream)
+    enabled = overrides.pop("enabled", None)
     if enabled is None:
         enabled = ran and cfg.groups is None
     if not enabled:
         return None
-    values.update(cfg.stream.overrides())
+    values.update(overrides)
+    values.pop("every_n_probes", None)  # a training schedule, not a measurement setting
     if run_section is None and "sink_counts" not in values:  # StreamConfig's k that fit in C
         cache_len = values.get("cache_len") or window // 2
         fits = [k for k in StreamConfig.sink_counts if k < cache_len]
@@ -117,7 +125,7 @@ def _run_stream(
     """(resolved StreamConfig, the run's saved stream) or None; the stream is built (and
     saved) from the run's data config when a run predates it."""
     section = probe_cfg.get("stream")
-    if section is None and cfg.stream.enabled is None:
+    if section is None and cfg.stream.get("enabled") is None:
         return None  # a run from before the streaming evaluation: nothing to reproduce
     window = _saved_section(run_dir, "data.seq_len")
     if not isinstance(window, int):
@@ -132,7 +140,7 @@ def _run_stream(
         from sinklab.data.run_data import RunData
 
         ids = RunData(_saved_section(run_dir, "data"), run_dir).stream_ids(scfg.stream_len)
-    if len(ids) < (scfg.stream_len or 0) and cfg.stream.stream_len is None:
+    if len(ids) < (scfg.stream_len or 0) and cfg.stream.get("stream_len") is None:
         scfg = replace(scfg, stream_len=len(ids))  # a short validation split, as in training
     if len(ids) != scfg.stream_len:
         raise ConfigError(
@@ -148,11 +156,12 @@ def _stream_schedule(
 ) -> Callable[[int], bool]:
     """step -> whether to stream there: where the run's callback did (its every_n_probes on
     its probe schedule), or at every checkpoint when `stream.enabled=true` is asked for."""
-    every_n = int((probe_cfg.get("stream") or {}).get("every_n_probes") or 1)
+    run_every_n = (probe_cfg.get("stream") or {}).get("every_n_probes")
+    every_n = int(cfg.stream.get("every_n_probes", run_every_n) or 1)
     max_steps = _saved_section(run_dir, "trainer.max_steps")
     until, every = probe_cfg.get("log_spaced_until"), probe_cfg.get("every")
     known = all(isinstance(v, int) for v in (max_steps, until, every))
-    if cfg.stream.enabled or every_n == 1 or not known:
+    if cfg.stream.get("enabled") or every_n == 1 or not known:
         return lambda step: True
     from sinklab.runs.schedule import log_spaced_steps  # Lightning-free
 
@@ -161,18 +170,17 @@ def _stream_schedule(
 
 
 def quant_config(run_section: dict[str, Any] | None, cfg: AnalyzeConfig) -> ProbeQuantConfig | None:
-    """The W8A8 evaluation to run: the run's `callbacks.probe.quant` (a pretrained model:
-    ProbeQuantConfig's defaults) with the `quant.*` overrides on top; None when it is off
-    (see AnalyzeQuantConfig.enabled)."""
-    values = dict(run_section or {})
+    """The W8A8 evaluation to run: the run's `callbacks.probe.quant` (either layout; a
+    pretrained model: ProbeQuantConfig's defaults) with the `quant.*` overrides on top; None
+    when it is off (see `config.quant_overrides`)."""
+    values = nest_quant(run_section or {})
     ran = bool(values.get("enabled", False))
-    enabled = cfg.quant.enabled
+    enabled = cfg.quant.get("enabled")
     if enabled is None:
         enabled = ran and cfg.groups is None
     if not enabled:
         return None
-    values.update(cfg.quant.overrides(), enabled=True)
-    return ProbeQuantConfig.from_dict(values)
+    return ProbeQuantConfig.from_dict(merge(values, {**cfg.quant, "enabled": True}), "quant")
 
 
 def _run_quant(
@@ -188,7 +196,7 @@ def _run_quant(
     from sinklab.data.run_data import RunData
 
     data = RunData(_saved_section(run_dir, "data"), run_dir)
-    ids = data.quant_ids(qcfg.eval_windows, qcfg.calibration_batches)
+    ids = data.quant_ids(qcfg.eval_windows, qcfg.quantizer.calibration_batches)
     limit = _saved_section(run_dir, "model.max_seq_len")
     sinks = _saved_section(run_dir, "model.n_sink_tokens") or 0
     room = limit - sinks if isinstance(limit, int) and isinstance(sinks, int) else None
@@ -196,7 +204,7 @@ def _run_quant(
     max_steps = _saved_section(run_dir, "trainer.max_steps")
     until, every = probe_cfg.get("log_spaced_until"), probe_cfg.get("every")
     known = all(isinstance(v, int) for v in (max_steps, until, every))
-    if cfg.quant.enabled or not known:
+    if cfg.quant.get("enabled") or not known:
         return qcfg, ids, lambda step: True
     return qcfg, ids, lambda step: qcfg.due(step, max_steps, until, every)
 
@@ -205,13 +213,9 @@ def check_quant_inputs(
     qcfg: ProbeQuantConfig, window: int, room: int | None, bos_id: int | None
 ) -> None:
     """Before any work: the prefixes fit the model's window (`room` positions) and the `bos`
-    prefix has a BOS token; one-line errors naming `quant.<key>`."""
+    prefix has a BOS token; one-line errors naming `quant.prefix.<key>`."""
     qcfg.check_fits(window, room, key="quant")
-    if qcfg.prefixes:
-        try:
-            qcfg.prefix(bos_id).check_bos()
-        except ConfigError as err:
-            raise ConfigError("quant.prefixes", str(err).removeprefix(f"{err.key}: ")) from None
+    qcfg.check_bos(bos_id, key="quant")
 
 
 def refuse_encoder_quant(run_dir: Path) -> None:
@@ -237,13 +241,20 @@ def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
         raise ConfigError("metrics", str(err)) from None
 
 
-def _measure(
-    model: Any, probe_set: Any, mcfg: MetricsConfig, batch_size: int, cfg: AnalyzeConfig
-) -> tuple[pd.DataFrame, Any]:
-    """The one probe-set measurement of both targets, where and as `cfg` says."""
-    return measure_probe_set(
-        model, probe_set, mcfg, batch_size=batch_size, device=cfg.device, measure_on=cfg.measure_on
-    )
+def run_evaluations(
+    run_dir: Path, probe_cfg: dict[str, Any], cfg: AnalyzeConfig
+) -> list[Evaluation]:
+    """The run's evaluations to repeat (as its callback's `probe_evaluations`, on the saved
+    inputs and schedules), with the `stream.*` and `quant.*` overrides."""
+    out = []
+    stream = _run_stream(run_dir, probe_cfg, cfg)
+    stream_due = _stream_schedule(run_dir, probe_cfg, cfg)
+    if stream is not None:
+        out.append(stream_evaluation(*stream, stream_due))
+    quant = _run_quant(run_dir, probe_cfg, cfg)
+    if quant is not None:
+        out.append(quant_evaluation(*quant, key="quant"))
+    return out
 
 
 def _config_hash(run_dir: Path) -> str:
@@ -276,9 +287,7 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
     mcfg = metrics_config(dict(probe_cfg.get("metrics") or {}), cfg)
     batch_size = cfg.batch_size or int(probe_cfg.get("batch_size") or 25)
     probe_set = load_probe_set(run_dir)
-    stream = _run_stream(run_dir, probe_cfg, cfg)
-    stream_due = _stream_schedule(run_dir, probe_cfg, cfg)
-    quant = _run_quant(run_dir, probe_cfg, cfg)
+    evaluations = run_evaluations(run_dir, probe_cfg, cfg)
     run_id, config_hash = run_dir.name, _config_hash(run_dir)
     out = table_path(run_dir, cfg, n_runs)
     report = Report(run_id, out)
@@ -316,27 +325,27 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
         if cfg.force and ckpt.step < 0:
             tables.drop_checkpoints(out, run_id, {name})
         model.to(cfg.device)
-        rows, _ = _measure(model, probe_set, mcfg, batch_size, cfg)
-        if stream is not None and stream_due(info.step):  # after the probe rows, as logged
-            scfg, ids = stream
-            rows = pd.concat([rows, stream_eval(model, ids, scfg)], ignore_index=True)
-        if quant is not None and quant[2](info.step):  # after the stream rows, as logged
-            check_causal(model, "quant.enabled")
-            qcfg, qids = quant[0], quant[1]
-            qrows = qcfg.evaluate(model, qids.eval_ids, qids.calib, qids.bos_id, key="quant")
-            rows = pd.concat([rows, qrows], ignore_index=True)
-        rows = tag_rows(
-            rows,
-            run_id=run_id,
+        result = run_probe_pass(
+            model,
+            probe_set,
+            mcfg,
+            evaluations,
             step=info.step,
-            tokens_seen=info.tokens_seen,
-            config_hash=config_hash,
-            checkpoint=name,
+            batch_size=batch_size,
+            device=cfg.device,
+            measure_on=cfg.measure_on,
+            tags={
+                "run_id": run_id,
+                "step": info.step,
+                "tokens_seen": info.tokens_seen,
+                "config_hash": config_hash,
+                "checkpoint": name,
+            },
         )
-        tables.append_rows(out, rows)
+        tables.append_rows(out, result.rows)
         done.add(name)
         report.measured.append(info.step)
-        del model, rows, info
+        del model, result, info
         gc.collect()
     if out.exists():
         tables.write_csv(out)
@@ -353,19 +362,13 @@ def analyze_pretrained(
     streaming evaluation on (`stream.*`), its rows come from the first T tokens of the same
     corpus (saved as probe/stream_ids.npy beside the table), tagged with its own checkpoint
     string so that changing the stream settings measures again. With `quant.enabled=true`
-    the W8A8 evaluation runs likewise (the callback's `ProbeQuantConfig.evaluate`) on
-    windows and calibration batches of the corpus (`build_quant_ids`, saved as
-    probe/quant_ids.npz), tagged with its settings.
+    the W8A8 evaluation runs likewise on windows and calibration batches of the corpus
+    (`build_quant_ids`, saved as probe/quant_ids.npz), tagged with its settings. All in one
+    probe pass (`run_probe_pass`), as the callback's.
     `map_layers`: also keep those layers' head-averaged attention maps (from the same capture,
     so a report needs no second load and forward of the model).
     """
-    from sinklab.reanalysis.corpus_probe import (
-        build_probe_set,
-        build_quant_ids,
-        build_stream,
-        corpus_documents,
-        load_pretrained,
-    )
+    from sinklab.reanalysis.corpus_probe import build_probe_set, corpus_documents, load_pretrained
 
     folder = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.output_dir) / "analysis" / target.name
     out = folder / REANALYSIS_TABLE
@@ -392,37 +395,61 @@ def analyze_pretrained(
         room = None if limit is None else limit - (getattr(mcfg, "n_sink_tokens", 0) or 0)
         check_quant_inputs(qcfg, cfg.seq_len, room, getattr(tokenizer, "bos_token_id", None))
     model.to(cfg.device)
-    parts = []
+    probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
     if probe_tag in todo:
-        probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
         save_probe_set(probe_set, folder)
-        mcfg = metrics_config({}, cfg)
-        batch_size = cfg.batch_size or 25
-        rows, probe = _measure(model, probe_set, mcfg, batch_size, cfg)
-        kept = [i for i in map_layers if i < probe.n_layers]
-        maps = plots.head_averaged_patterns(probe, kept)
+    stream = (scfg, stream_tag) if scfg is not None and stream_tag in todo else None
+    quant = (qcfg, quant_tag) if qcfg is not None and quant_tag in todo else None
+    result = run_probe_pass(
+        model,
+        probe_set,
+        metrics_config({}, cfg),
+        pretrained_evaluations(tokenizer, docs, folder, cfg, stream, quant),
+        step=-1,
+        batch_size=cfg.batch_size or 25,
+        device=cfg.device,
+        measure_on=cfg.measure_on,
+        measure=probe_tag in todo,
+        measure_tags={"checkpoint": probe_tag},
+        tags={"run_id": target.name, "step": -1, "tokens_seen": -1, "config_hash": ""},
+    )
+    if result.probe is not None:
+        kept = [i for i in map_layers if i < result.probe.n_layers]
+        maps = head_averaged_patterns(result.probe, kept)
         report.attention_maps = dict(zip(kept, maps, strict=True))
-        del probe
-        parts.append(tag_rows(rows, checkpoint=probe_tag))
-    if scfg is not None and stream_tag in todo:
-        assert scfg.stream_len is not None
-        ids = build_stream(tokenizer, docs, scfg.stream_len, cfg.bos)
-        save_stream_ids(ids, folder)
-        parts.append(tag_rows(stream_eval(model, ids, scfg), checkpoint=stream_tag))
-    if qcfg is not None and quant_tag in todo:
-        calib_shape = (qcfg.calibration_batches, qcfg.batch_size)
-        qids = build_quant_ids(
-            tokenizer, docs, qcfg.eval_windows, calib_shape, cfg.seq_len, cfg.bos
-        )
-        save_quant_ids(qids, folder)
-        qrows = qcfg.evaluate(model, qids.eval_ids, qids.calib, qids.bos_id, key="quant")
-        parts.append(tag_rows(qrows, checkpoint=quant_tag))
-    rows = pd.concat(parts, ignore_index=True)
-    rows = tag_rows(rows, run_id=target.name, step=-1, tokens_seen=-1, config_hash="")
-    tables.append_rows(out, rows)
+    tables.append_rows(out, result.rows)
     tables.write_csv(out)
     report.measured.append(-1)
     return report
+
+
+def pretrained_evaluations(
+    tokenizer: Any,
+    docs: list[str],
+    folder: Path,
+    cfg: AnalyzeConfig,
+    stream: tuple[StreamConfig, str] | None,
+    quant: tuple[ProbeQuantConfig, str] | None,
+) -> list[Evaluation]:
+    """A pretrained model's evaluations (each None: not to run), on inputs cut from the corpus
+    with its tokenizer and saved in `folder`; each tags its rows with its own checkpoint
+    string (its settings), so that changing them measures again."""
+    from sinklab.reanalysis.corpus_probe import build_quant_ids, build_stream
+
+    out = []
+    if stream is not None:
+        scfg, tag = stream
+        assert scfg.stream_len is not None
+        ids = build_stream(tokenizer, docs, scfg.stream_len, cfg.bos)
+        save_stream_ids(ids, folder)
+        out.append(stream_evaluation(scfg, ids, tags={"checkpoint": tag}))
+    if quant is not None:
+        qcfg, tag = quant
+        shape = (qcfg.quantizer.calibration_batches, qcfg.quantizer.batch_size)
+        qids = build_quant_ids(tokenizer, docs, qcfg.eval_windows, shape, cfg.seq_len, cfg.bos)
+        save_quant_ids(qids, folder)
+        out.append(quant_evaluation(qcfg, qids, key="quant", tags={"checkpoint": tag}))
+    return out
 
 
 def stream_tag_of(cfg: StreamConfig | None) -> str:
@@ -440,15 +467,16 @@ def quant_tag_of(cfg: ProbeQuantConfig | None, seq_len: int) -> str:
     """The settings that change a W8A8 measurement of a pretrained model, short and readable."""
     if cfg is None:
         return ""
+    q, p = cfg.quantizer, cfg.prefix
     tag = (
-        f"{cfg.eval_windows}x{seq_len} calib {cfg.calibration_batches}x{cfg.batch_size} "
-        f"W{cfg.bits}A{cfg.bits} {cfg.weight_granularity} [{','.join(cfg.modes)}]"
+        f"{cfg.eval_windows}x{seq_len} calib {q.calibration_batches}x{q.batch_size} "
+        f"W{q.bits}A{q.bits} {q.weight_granularity} [{','.join(q.modes)}]"
     )
-    if cfg.prefixes:
+    if p.prefixes:
         tag += (
-            f" prefixes [{','.join(cfg.prefixes)}] max_len={cfg.max_len} eta={cfg.eta:g} "
-            f"candidates={cfg.n_candidates} min_gain={cfg.min_gain:g} "
-            f"search={cfg.search_batches}"
+            f" prefixes [{','.join(p.prefixes)}] max_len={p.max_len} eta={p.eta:g} "
+            f"candidates={p.n_candidates} min_gain={p.min_gain:g} "
+            f"search={p.search_batches}"
         )
     return tag
 

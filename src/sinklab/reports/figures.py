@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from sinklab.analysis import names
 from sinklab.analysis.capture import capture
+from sinklab.analysis.pipeline import head_averaged_patterns
 from sinklab.analysis.records import read_rows
 from sinklab.data.probe_set import load_probe_set
 from sinklab.errors import ConfigError
@@ -62,7 +63,7 @@ def attention_maps_at_steps(
             batch_size=batch_size,
             names=lambda n: n.endswith("attn.pattern"),
         )
-        maps[ckpt.step] = plots.head_averaged_patterns(probe)
+        maps[ckpt.step] = head_averaged_patterns(probe)
         del model, probe
         gc.collect()
     return maps

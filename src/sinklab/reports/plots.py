@@ -34,17 +34,6 @@ MASSIVE_CURVES = (
 )
 
 
-def head_averaged_patterns(probe: Any, layers: Sequence[int] | None = None) -> list[np.ndarray]:
-    """Per layer (all, or `layers`), the attention pattern averaged over windows and heads
-    ([T, E + T]); layers the probe did not capture are skipped."""
-    maps = []
-    for layer in range(probe.n_layers) if layers is None else layers:
-        name = f"blocks.{layer}.attn.pattern"
-        if name in probe:
-            maps.append(probe[name].float().mean(dim=(0, 1)).cpu().numpy())
-    return maps
-
-
 def attention_maps_figure(
     maps: Sequence[np.ndarray],
     title: str = "",

@@ -3,20 +3,14 @@ config. Lightning-free, so a bad config is refused before Lightning is imported.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from sinklab.analysis.config import MetricsConfig
-from sinklab.analysis.prefix import PrefixConfig, prefix_eval
-from sinklab.analysis.quant import QuantConfig, w8a8_eval
-from sinklab.analysis.streaming import StreamConfig
-from sinklab.configs import check_choices, from_mapping
-from sinklab.errors import ConfigError, check
-from sinklab.runs.schedule import is_scheduled
-
-if TYPE_CHECKING:
-    import pandas as pd
+from sinklab.analysis.quant_eval import ProbeQuantConfig
+from sinklab.analysis.streaming import ProbeStreamConfig
+from sinklab.configs import check_choices
+from sinklab.errors import check
 
 Optimizer = Literal["adamw", "sgd"]
 Schedule = Literal["cosine", "constant", "linear"]
@@ -145,157 +139,6 @@ class CheckpointConfig(ScheduleConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.full_every >= 1, "full_every", f"must be >= 1, got {self.full_every}")
-
-
-STREAM_KEY = "callbacks.probe.stream"
-
-
-@dataclass(frozen=True)
-class ProbeStreamConfig(StreamConfig):
-    """`callbacks.probe.stream`: the streaming evaluation (StreamConfig's keys) plus `enabled`.
-
-    The defaults keep the default run's probe share within 3 % with the evaluation at every
-    probe step: R_win and R_4 only (window_shift, sinks4_shift and the oracle; no dense pass)
-    and a sparse oracle (every 64th query position, 31 on the default 2048-token stream; the
-    ratios pair positions, so their noise is that of the per-position NLL differences).
-    `every_n_probes: n` thins it to every n-th probe step (the last always included).
-    """
-
-    enabled: bool = True
-    every_n_probes: int = 1
-    conditions: tuple[str, ...] = ("window", "sinks", "recompute")
-    sink_counts: tuple[int, ...] = (4,)
-    shift_modes: tuple[str, ...] = ("shift",)
-    recompute_stride: int = 64
-
-    def core(self) -> StreamConfig:
-        """The plain StreamConfig (without `enabled`), what `stream_eval` takes."""
-        values = self.to_dict()
-        values.pop("enabled")
-        return StreamConfig(**values)
-
-    def resolved(
-        self, window: int, pos: str | None = None, max_seq_len: int | None = None
-    ) -> StreamConfig:
-        """The StreamConfig of a run with training window `window` (T, C and buckets filled),
-        checked against the model's positions; a bad combination is a one-line ConfigError
-        keyed `callbacks.probe.stream.<key>`, raised before training starts."""
-        try:
-            cfg = self.core().resolve(window)
-            if pos == "learned" and max_seq_len is not None:
-                check(
-                    cfg.cache_len <= max_seq_len,
-                    "stream.cache_len",
-                    f"{cfg.cache_len} is past the learned position table "
-                    f"(model.max_seq_len={max_seq_len})",
-                )
-        except ConfigError as err:
-            key = f"{STREAM_KEY}.{err.key.rsplit('.', 1)[-1]}"
-            raise ConfigError(key, str(err).removeprefix(f"{err.key}: ")) from None
-        return cfg
-
-
-QUANT_KEY = "callbacks.probe.quant"
-
-
-@dataclass(frozen=True)
-class ProbeQuantConfig:
-    """`callbacks.probe.quant`: the fake-quantised W8A8 evaluation (`analysis.quant`) and, with
-    `prefixes` non-empty, the prefixed-sink evaluation (`analysis.prefix`) at the first and
-    last steps and at the probe steps from `from_step` on that are powers of two.
-
-    On for causal models in `conf/callbacks/default.yaml` (the dataclass default stays off, for
-    code that builds one by hand): one evaluation of the default run's model (64 windows x 128
-    tokens, 4 calibration batches, 3 modes) takes about 1 s on one CPU thread (0.65 s on two),
-    and the default run has three (steps 0, 256 and 1200). Its time is reported apart from the
-    probes' (`quant_share_pct` beside `probe_share_pct` in the run summary), since it runs on
-    its own, sparser schedule. Calibration batches are training batches
-    `RunData.batch_at(CALIB_INDEX + k)`, indices no run reaches; the evaluation windows are the
-    first `eval_windows` validation windows. Both are saved to `probe/quant_ids.npz`.
-    """
-
-    enabled: bool = False
-    from_step: int = 256
-    eval_windows: int = 64
-    bits: int = 8
-    weight_granularity: str = "per_channel"
-    modes: tuple[str, ...] = ("per_tensor_static", "per_tensor_dynamic", "per_token_dynamic")
-    calibration_batches: int = 4
-    batch_size: int = 32
-    prefixes: tuple[str, ...] = ()  # bos, prefixquant, cushioncache: ~25 s each evaluation
-    max_len: int = 4
-    eta: float = 64.0
-    n_candidates: int = 32
-    min_gain: float = 0.05
-    search_batches: int = 2
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "modes", tuple(self.modes))
-        object.__setattr__(self, "prefixes", tuple(self.prefixes))
-        check(self.from_step >= 0, f"{QUANT_KEY}.from_step", f"must be >= 0, got {self.from_step}")
-        check(
-            self.eval_windows >= 1,
-            f"{QUANT_KEY}.eval_windows",
-            f"must be >= 1, got {self.eval_windows}",
-        )
-        try:
-            self.quant()
-            self.prefix()
-        except ConfigError as err:
-            key = f"{QUANT_KEY}.{err.key.rsplit('.', 1)[-1]}"
-            raise ConfigError(key, str(err).removeprefix(f"{err.key}: ")) from None
-
-    def quant(self) -> QuantConfig:
-        """The `QuantConfig` part (what `w8a8_eval` and `prefix_eval` take)."""
-        keys = ("bits", "weight_granularity", "modes", "calibration_batches", "batch_size")
-        return QuantConfig(**{k: getattr(self, k) for k in keys})
-
-    def prefix(self, bos_id: int | None = None) -> PrefixConfig:
-        """The `PrefixConfig` part, with the tokenizer's BOS filled in by the caller."""
-        keys = ("prefixes", "max_len", "eta", "n_candidates", "min_gain", "search_batches")
-        return PrefixConfig(bos_id=bos_id, **{k: getattr(self, k) for k in keys})
-
-    @classmethod
-    def from_dict(cls, values: Any) -> ProbeQuantConfig:
-        return from_mapping(cls, values, QUANT_KEY)
-
-    def due(self, step: int, max_steps: int, log_spaced_until: int, every: int) -> bool:
-        """Whether the probe at `step` also runs this evaluation: the first and last steps, and
-        the probe steps from `from_step` on that are powers of two (all checkpoints by default)."""
-        if step in (0, max_steps):
-            return True
-        power = step >= self.from_step and step & (step - 1) == 0
-        return power and is_scheduled(step, max_steps, log_spaced_until, every)
-
-    def check_fits(self, window: int, room: int | None, key: str = QUANT_KEY) -> None:
-        """A prefix plus a window must fit the model (`room`: model.max_seq_len minus its sink
-        tokens; None: no limit): checked before any work, naming `{key}.max_len`."""
-        if self.prefixes and room is not None and self.max_len + window > room:
-            raise ConfigError(
-                f"{key}.max_len",
-                f"a {self.max_len}-token prefix plus {window}-token windows needs "
-                f"{self.max_len + window} positions; the model has {room}",
-            )
-
-    def evaluate(
-        self,
-        model: Any,
-        eval_ids: Any,
-        calib: Sequence[Any],
-        bos_id: int | None,
-        key: str = QUANT_KEY,
-    ) -> pd.DataFrame:
-        """The rows: `w8a8_eval`, or `prefix_eval` (the same rows plus `quant/prefix/*`) when
-        `prefixes` are asked for. The one path the callback and sinklab-analyze share; a bad
-        input is a ConfigError naming `{key}.<field>` (sinklab-analyze passes `quant`)."""
-        try:
-            if not self.prefixes:
-                return w8a8_eval(model, eval_ids, list(calib), self.quant())
-            return prefix_eval(model, eval_ids, list(calib), self.quant(), self.prefix(bos_id))
-        except ConfigError as err:
-            leaf = err.key.rsplit(".", 1)[-1]
-            leaf = "prefixes" if leaf == "bos_id" else leaf  # bos_id comes from the tokenizer
-            raise ConfigError(f"{key}.{leaf}", str(err).removeprefix(f"{err.key}: ")) from None
 
 
 @dataclass

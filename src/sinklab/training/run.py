@@ -31,7 +31,7 @@ from sinklab.runs.checkpoints import (
 from sinklab.runs.layout import RunLayout
 from sinklab.runs.schedule import log_spaced_steps
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
-from sinklab.training.callbacks.probes import quant_input, stream_input
+from sinklab.training.callbacks.probes import probe_evaluations
 from sinklab.training.config import TrainerConfig
 from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.full_params import rank0_model
@@ -206,8 +206,9 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
                 run_id=run_dir.name,
                 config_hash=run.config_hash,
                 checkpoint_steps=checkpoint_steps,
-                stream=stream_input(datamodule, run.probe, run.data.seq_len),
-                quant=quant_input(datamodule, run.probe),
+                evaluations=probe_evaluations(
+                    datamodule, run.probe, run.data.seq_len, run.trainer.max_steps
+                ),
             )
         )
     if run.checkpoint.enabled:
