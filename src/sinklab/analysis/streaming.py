@@ -39,6 +39,7 @@ from sinklab.analysis.capture import eval_mode, model_device
 from sinklab.analysis.measure import COLUMNS
 from sinklab.configs import from_mapping
 from sinklab.errors import ConfigError, check, check_choice
+from sinklab.model.position import position_class
 from sinklab.model.streaming import StreamPlan
 from sinklab.runs.schedule import log_spaced_steps
 
