@@ -4,12 +4,13 @@ the dataclass annotations; every error is one `ConfigError` naming `section.key`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from omegaconf import OmegaConf
 
-from sinklab.configs import check_choices, coerce, from_mapping
+from sinklab.configs import CONF_DIR, check_choices, coerce, conf_dir, from_mapping
 from sinklab.errors import ConfigError, check
 
 Colour = Literal["red", "green"]
@@ -153,3 +154,27 @@ def test_coerce_alone() -> None:
     assert coerce(int | None, None, "seed") is None
     with pytest.raises(ConfigError, match="^seed: must be an integer, got 'x'"):
         coerce(int, "x", "seed")
+
+
+def _tree(root: Path, *files: str) -> None:
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+
+
+def test_conf_dir_prefers_the_checkout_then_the_packaged_copy(tmp_path: Path) -> None:
+    checkout = tmp_path / "repo"  # an editable install: src/sinklab beside conf/
+    _tree(checkout, "conf/train.yaml", "src/sinklab/configs.py", "src/sinklab/conf/train.yaml")
+    assert conf_dir(checkout / "src" / "sinklab") == checkout / "conf"
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"  # a wheel
+    _tree(site, "sinklab/configs.py", "sinklab/conf/train.yaml")
+    assert conf_dir(site / "sinklab") == site / "sinklab" / "conf"
+    bare = tmp_path / "bare"  # a folder named conf without the root config does not count
+    _tree(bare, "conf/model/tiny.yaml", "src/sinklab/configs.py")
+    with pytest.raises(FileNotFoundError, match="train.yaml"):
+        conf_dir(bare / "src" / "sinklab")
+
+
+def test_this_checkout_reads_its_own_conf() -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert conf_dir() == root / "conf" and CONF_DIR == str(root / "conf")

@@ -39,13 +39,14 @@ from sinklab.errors import ConfigError, check_choice
 T = TypeVar("T")
 
 
-def conf_dir() -> Path:
+def conf_dir(package: Path | None = None) -> Path:
     """The Hydra config tree, for the entry points, the bench and the tests.
 
     A source checkout (an editable install) reads the repository's top-level conf/, so edits
     there are live; a wheel carries the same tree as `sinklab/conf` (setup.py copies it in at
-    build time), since an installed package has no repository beside it."""
-    here = Path(__file__).resolve().parent
+    build time), since an installed package has no repository beside it. `package` (this
+    package's folder by default) is there for the tests."""
+    here = package or Path(__file__).resolve().parent
     for candidate in (here.parents[1] / "conf", here / "conf"):  # checkout first, then packaged
         if (candidate / "train.yaml").is_file():
             return candidate
