@@ -44,13 +44,14 @@ def test_debug_tiny_runs_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_debug_overfit_drives_the_training_loss_to_about_zero(tmp_path: Path) -> None:
-    """The preset's task has no irreducible loss: from about ln(65) (a uniform guess over the
-    64 tokens and BOS) the loss must fall below 0.05 (0.005 measured) in its 150 steps."""
+    """The preset's task has no irreducible loss: from 3.58 at step 0 (under ln 65 = 4.17, as
+    tied embeddings already favour repeating the input token) the loss must fall below 0.05
+    in its 150 steps (0.0047 measured; 0.25 at step 50, 0.007 at step 100)."""
     run = validate_config(compose_train(["debug=overfit", *_paths(tmp_path)]))
     assert (run.data.synthetic.kind, run.data.min_context) == ("repeat", 1)
     result = train(run, tmp_path / "run")
     losses = pd.read_csv(tmp_path / "run" / "csv" / "metrics.csv")["train/loss"].dropna()
-    assert losses.iloc[0] > 3.5
+    assert losses.iloc[0] > 3.0
     assert result.final_train_loss is not None and result.final_train_loss < 0.05
 
 
