@@ -1,4 +1,5 @@
-"""Regenerate one study's section of docs/results.md from its sweep folder.
+"""Regenerate a study's sections of docs/results.md from its sweep folder: the report views
+that its declaration lists (`sinklab.reports.study_catalog`; attention_sweep writes three).
 
 python scripts/study_report.py outputs/studies/pos_sweep --docs docs
 """

@@ -150,6 +150,9 @@ def test_an_unknown_study_is_refused_in_one_line(capsys: pytest.CaptureFixture) 
         "error: study: 'nope' is not allowed; choose one of:"
     )
     assert "attention_sweep" in err[0] and "quant_sweep" in err[0]
+    assert run_study.main(["--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list(STUDIES)
 
 
 def test_run_sets_earlier_runs_aside_sweeps_post_steps_every_job_and_reports(

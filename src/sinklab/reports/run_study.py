@@ -4,6 +4,7 @@ aside, run its sweep, its post-step, then write its report sections.
     python -m sinklab.reports.run_study pos_sweep                   # what make study-pos_sweep runs
     python -m sinklab.reports.run_study attention_sweep --dry-run   # the commands, run nothing
     python -m sinklab.reports.run_study pos_sweep trainer.max_steps=10   # overrides for the sweep
+    python -m sinklab.reports.run_study --list                      # every study
 
 Everything it does is read from the study's declaration (`study_catalog.STUDIES`). A report
 view's name runs the study that feeds it (`streaming_sweep` runs attention_sweep). Earlier
@@ -124,16 +125,34 @@ def run(study: Study, studies_dir: Path, docs: Path, overrides: list[str]) -> in
     return 0
 
 
+def catalogue_text() -> str:
+    """Every study: its name, whether `make reproduce` runs it, its report sections and what
+    it asks."""
+    lines = []
+    for study in study_catalog.STUDIES.values():
+        runs = "reproduce" if study.reproduce else "on demand"
+        views = ", ".join(view.name for view in study.views if view.name != study.name)
+        extra = f" (also writes {views})" if views else ""
+        lines.append(f"{study.name:<24} {runs:<10} {study.summary}{extra}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("name", help="a study of sinklab.reports.study_catalog, or a view of one")
+    ap.add_argument(
+        "name", nargs="?", help="a study of sinklab.reports.study_catalog, or a view of one"
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for the sweep")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--studies-dir", type=Path, default=Path("outputs/studies"))
     ap.add_argument("--docs", type=Path, default=Path("docs"))
+    ap.add_argument("--list", action="store_true", help="list the catalogue's studies")
     args = ap.parse_intermixed_args(argv)
+    if args.list or args.name is None:
+        print(catalogue_text())
+        return 0 if args.list else 2
     try:
         study = study_catalog.study(args.name)
     except ConfigError as err:

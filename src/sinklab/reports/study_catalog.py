@@ -94,7 +94,7 @@ class Study:
     views: tuple[View, ...] = ()
     post_step: PostStep | None = None
     reproduce: bool = True  # run by `make reproduce`
-    summary: str = field(default="", compare=False)  # one line for `make help`-style lists
+    summary: str = field(default="", compare=False)  # what it asks, for `run_study --list`
 
     def __post_init__(self) -> None:
         if not self.views:
