@@ -1,13 +1,14 @@
 """RoPE variants against transformers' own implementations (configs built here, nothing
-downloaded): partial rotary (`model.rotary_pct`) against GPT-NeoX's rotary embedding, within
-1e-6."""
+downloaded), within 1e-6: partial rotary (`model.rotary_pct`) against GPT-NeoX's rotary
+embedding, scaled RoPE (`model.rope_scaling`, linear and dynamic) against Llama's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GPTNeoXConfig
+from transformers import GPTNeoXConfig, LlamaConfig
 from transformers.models.gpt_neox import modeling_gpt_neox as neox
+from transformers.models.llama import modeling_llama as llama
 
 from sinklab.errors import ConfigError
 from sinklab.model import ModelConfig, build_model
@@ -102,3 +103,112 @@ def test_rotary_pct_is_validated(overrides: dict, message: str) -> None:
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="model.rotary_pct: must be a number"):
         ModelConfig.from_dict({"rotary_pct": "quarter"})
+
+
+# -- scaled RoPE (model.rope_scaling) against transformers' Llama rotary ----------------------
+
+MAX = 32  # max_seq_len / max_position_embeddings of the scaling tests
+
+
+def _llama(scaling: dict) -> llama.LlamaRotaryEmbedding:
+    """A fresh rotary module (transformers' dynamic scaling keeps state between calls)."""
+    cfg = LlamaConfig(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_hidden_layers=1,
+        intermediate_size=8,
+        vocab_size=16,
+        max_position_embeddings=MAX,
+        rope_theta=10000.0,
+        rope_scaling=dict(scaling),
+    )
+    assert cfg.rope_parameters["rope_type"] == scaling["type"]
+    return llama.LlamaRotaryEmbedding(cfg)
+
+
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        {"type": "linear", "factor": 2.0},
+        {"type": "linear", "factor": 4.0},
+        {"type": "dynamic", "factor": 2.0},
+        {"type": "dynamic", "factor": 4.0},
+    ],
+)
+@pytest.mark.parametrize("length", [16, MAX, 48, 100])
+def test_rope_scaling_matches_llama(scaling: dict, length: int) -> None:
+    """cos/sin and the rotated q and k of transformers' LlamaRotaryEmbedding with the same
+    rope_scaling, for forwards inside and past max_seq_len (where dynamic starts to act)."""
+    H, hd = 4, 16
+    q, k = torch.randn(2, H, length, hd), torch.randn(2, H, length, hd)
+    cos, sin = _llama(scaling)(q, torch.arange(length)[None])
+    q_theirs, k_theirs = llama.apply_rotary_pos_emb(q, k, cos, sin)
+
+    cfg = ModelConfig(
+        vocab_size=16, d_model=64, n_heads=H, n_layers=1, max_seq_len=MAX, rope_scaling=scaling
+    )
+    shared = cfg.position.positions(length, torch.device("cpu"))
+    assert shared.rope is not None
+    torch.testing.assert_close(shared.rope[0], cos[0], rtol=0, atol=ATOL)
+    torch.testing.assert_close(shared.rope[1], sin[0], rtol=0, atol=ATOL)
+    q_ours = shared.rotate(q.transpose(1, 2)).transpose(1, 2)
+    k_ours = shared.rotate(k.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(q_ours, q_theirs, rtol=0, atol=ATOL)
+    torch.testing.assert_close(k_ours, k_theirs, rtol=0, atol=ATOL)
+
+
+def test_scaling_acts_as_documented() -> None:
+    """linear F: position p turns like p / F; dynamic: plain RoPE up to max_seq_len positions,
+    a larger base past it."""
+
+    def tables(**scaling) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = tiny(max_seq_len=8, rope_scaling=scaling or None)
+        return cfg.position.positions(20, torch.device("cpu")).rope
+
+    plain, linear = tables(), tables(type="linear", factor=4.0)
+    torch.testing.assert_close(linear[0][8], plain[0][2])  # position 8 / 4 = 2
+    dynamic = torch.cat([tables(type="dynamic", factor=2.0)[0]])
+    cfg = tiny(max_seq_len=8, rope_scaling={"type": "dynamic", "factor": 2.0})
+    inside = cfg.position.positions(8, torch.device("cpu")).rope
+    assert torch.equal(inside[0], plain[0][:8])  # 8 positions: not scaled
+    assert not torch.allclose(dynamic[:8], plain[0][:8])  # 20 positions: the base grew
+
+
+@pytest.mark.parametrize(
+    "scaling,message",
+    [
+        (
+            {"type": "yarn", "factor": 2.0},
+            "model.rope_scaling.type: 'yarn' is not allowed; choose one of: linear, dynamic",
+        ),
+        ({"type": "linear", "factor": 0.5}, "model.rope_scaling.factor: must be >= 1"),
+        ({"type": "linear"}, "model.rope_scaling.factor: required; it has no default"),
+        (
+            {"type": "linear", "factor": 2.0, "rope_type": "linear"},
+            "model.rope_scaling.rope_type: unknown key; known keys: factor, type",
+        ),
+        (
+            {"type": "linear", "factor": "two"},
+            "model.rope_scaling.factor: must be a number, got 'two'",
+        ),
+    ],
+)
+def test_rope_scaling_is_validated(scaling: dict, message: str) -> None:
+    for build in (
+        lambda: ModelConfig.from_dict({"rope_scaling": scaling}),
+        lambda: tiny(rope_scaling=scaling),
+    ):
+        with pytest.raises(ConfigError) as err:
+            build()
+        assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_rope_scaling_is_rope_only_and_round_trips() -> None:
+    with pytest.raises(ConfigError, match="model.rope_scaling: only pos=rope rotates"):
+        tiny(pos="learned", rope_scaling={"type": "linear", "factor": 2.0})
+    with pytest.raises(ConfigError, match="model.rope_scaling: dynamic scaling .* d > 2"):
+        tiny(n_heads=8, n_kv_heads=8, rope_scaling={"type": "dynamic", "factor": 2.0})  # hd 2
+    cfg = tiny(rope_scaling={"type": "dynamic", "factor": 3})
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["rope_scaling"] == {"type": "dynamic", "factor": 3.0}

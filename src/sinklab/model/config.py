@@ -8,12 +8,19 @@ before any weights exist.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from sinklab.configs import check_choices, from_mapping
 from sinklab.errors import check
-from sinklab.model.position import Position, PositionEncoding, position_class, position_encoding
+from sinklab.model.position import (
+    Position,
+    PositionEncoding,
+    RopeScaling,
+    position_class,
+    position_encoding,
+)
 
 # The choices live in these types; the tuples are for code that loops over them (tests, bench).
 # `Position` (the kinds of `model.pos`) lives with their classes in `position.py`.
@@ -62,6 +69,11 @@ class ModelConfig:
     # Not in conf/model/base.yaml, so the default run's config hash stays; set it with
     # +model.rotary_pct=0.25.
     rotary_pct: float = 1.0
+    # pos=rope only: {type: linear | dynamic, factor: F >= 1}, Llama's / Qwen's rope_scaling
+    # (position interpolation, or NTK-aware past max_seq_len; see position.RopeScaling). Not
+    # in conf/model/base.yaml, so the default run's config hash stays; set it with
+    # '+model.rope_scaling={type: linear, factor: 2}'.
+    rope_scaling: RopeScaling | None = None
     norm: Norm = "rmsnorm"
     norm_eps: float = 1e-5
     norm_position: NormPosition = "pre"
@@ -83,6 +95,8 @@ class ModelConfig:
     causal: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.rope_scaling, Mapping):  # built directly, not through from_dict
+            self.rope_scaling = from_mapping(RopeScaling, self.rope_scaling, "model.rope_scaling")
         check_choices(self, "model")
         for key in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len"):
             check(

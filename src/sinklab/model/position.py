@@ -34,11 +34,57 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
+from sinklab.configs import check_choices
 from sinklab.errors import check
 
 Position = Literal["rope", "alibi", "learned", "sinusoidal", "none"]
 Entry = Literal["embedding", "rotation", "bias", "nothing"]
 OnShift = Literal["keys_move", "fixed_at_entry", "no_positions"]
+ScalingType = Literal["linear", "dynamic"]
+
+
+@dataclass
+class RopeScaling:
+    """`model.rope_scaling`, as Llama and Qwen configs carry it: `{type: linear, factor: F}`
+    or `{type: dynamic, factor: F}` (transformers' names; factor >= 1, as they require).
+
+    - linear (position interpolation): every frequency divided by F, i.e. position p turns
+      like p / F.
+    - dynamic (NTK-aware): while a forward covers at most max_seq_len positions, plain RoPE;
+      over L > max_seq_len positions the base grows to theta x (F L / max_seq_len - (F - 1))
+      ^ (d / (d - 2)), d the rotary dim, so the slowest frequencies stretch to fit. L is the
+      forward's length (sink-token prefix included), which is transformers' rule for one
+      forward from position 0; a stream plan builds one table for the whole stream, so
+      there L is the stream's length.
+    """
+
+    type: ScalingType
+    factor: float
+
+    def __post_init__(self) -> None:
+        check_choices(self, "model.rope_scaling")
+        check(
+            self.factor >= 1.0,
+            "model.rope_scaling.factor",
+            f"must be >= 1 (transformers' rule), got {self.factor}",
+        )
+
+    def theta(self, theta: float, length: int, max_seq_len: int, dim: int) -> float | torch.Tensor:
+        """The RoPE base for a forward over `length` positions, in transformers' arithmetic
+        (so converted checkpoints reproduce their logits): Python floats up to max_seq_len
+        (their tables from init), float32 from a tensor length past it (their recompute)."""
+        if self.type != "dynamic":
+            return theta
+        exponent = dim / (dim - 2)
+        if length <= max_seq_len:
+            return theta * (self.factor * max_seq_len / max_seq_len - (self.factor - 1)) ** exponent
+        n = torch.tensor(length)  # int64: the scalar ops below run in float32
+        return theta * ((self.factor * n / max_seq_len) - (self.factor - 1)) ** exponent
+
+    @property
+    def divide(self) -> float:
+        """What every frequency is divided by."""
+        return self.factor if self.type == "linear" else 1.0
 
 
 # -- what every layer of one forward shares ---------------------------------------------------
@@ -103,6 +149,7 @@ class PositionSettings(Protocol):
     causal: bool
     rope_theta: float
     rotary_pct: float
+    rope_scaling: RopeScaling | None
 
 
 class PositionEncoding:
@@ -124,6 +171,11 @@ class PositionEncoding:
                 cfg.rotary_pct == 1.0,
                 "model.rotary_pct",
                 f"only pos=rope rotates; got {cfg.rotary_pct} with pos={cfg.pos}",
+            )
+            check(
+                cfg.rope_scaling is None,
+                "model.rope_scaling",
+                f"only pos=rope rotates; got {cfg.rope_scaling} with pos={cfg.pos}",
             )
 
     @staticmethod
@@ -185,6 +237,12 @@ class Rope(PositionEncoding):
         super().check(cfg)
         pct = cfg.rotary_pct
         check(0.0 < pct <= 1.0, "model.rotary_pct", f"must be in (0, 1], got {pct}")
+        if cfg.rope_scaling is not None and cfg.rope_scaling.type == "dynamic":
+            check(
+                cfg.head_dim is not None and rotary_dim(cfg) > 2,
+                "model.rope_scaling",
+                "dynamic scaling raises the base to d / (d - 2): it needs a rotary dim d > 2",
+            )
         if pct == 1.0:
             check(
                 cfg.head_dim is not None and cfg.head_dim % 2 == 0,
@@ -205,7 +263,12 @@ class Rope(PositionEncoding):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin [length, rotary dim] of positions 0..length-1 (the rotary dim is head_dim,
         or its `rotary_pct` share: `apply_rope` then turns only those leading dims)."""
-        return rope_cos_sin(length, rotary_dim(self.cfg), self.cfg.rope_theta, device)
+        cfg, dim = self.cfg, rotary_dim(self.cfg)
+        scaling = cfg.rope_scaling
+        if scaling is None:
+            return rope_cos_sin(length, dim, cfg.rope_theta, device)
+        theta = scaling.theta(cfg.rope_theta, length, cfg.max_seq_len, dim)
+        return rope_cos_sin(length, dim, theta, device, divide=scaling.divide)
 
     def positions(self, length: int, device: torch.device) -> Positions:
         pos = super().positions(length, device)
@@ -303,15 +366,22 @@ def position_encoding(cfg: PositionSettings) -> PositionEncoding:
 
 # -- the primitives ---------------------------------------------------------------------------
 def rope_cos_sin(
-    length: int, head_dim: int, theta: float, device: torch.device | None = None
+    length: int,
+    head_dim: int,
+    theta: float | torch.Tensor,
+    device: torch.device | None = None,
+    divide: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables [length, head_dim] in Llama's rotate-half layout (frequencies repeated twice).
 
     The frequencies are computed exactly as transformers' default Llama rotary embedding does,
-    so converted Hugging Face checkpoints reproduce their logits.
+    so converted Hugging Face checkpoints reproduce their logits; `divide` (linear scaling)
+    divides them, as transformers' linear RoPE does.
     """
     exponent = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim
     inv_freq = 1.0 / (theta**exponent)
+    if divide != 1.0:
+        inv_freq = inv_freq / divide
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
     angles = torch.cat((angles, angles), dim=-1)
     return angles.cos(), angles.sin()
