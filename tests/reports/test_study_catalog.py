@@ -61,6 +61,17 @@ def test_the_declarations_drive_the_same_sections_columns_figures_and_verdicts_a
         assert [v.name for v in study.views] == expected
 
 
+def test_view_names_are_unique_and_siblings_are_post_step_folders() -> None:
+    """Two views of one name would write one results.md section twice; a sibling folder that
+    no post-step writes would be read empty."""
+    names = [v.name for s in STUDIES.values() for v in s.views]
+    assert len(names) == len(set(names))
+    for study in STUDIES.values():
+        for view in study.views:
+            for sibling in view.siblings:
+                assert study.post_step is not None and sibling.folder == study.post_step.out
+
+
 def test_every_sweep_experiment_is_a_study_and_every_study_has_an_experiment() -> None:
     """Every `*_sweep` experiment (each one `make reproduce` runs) has a declaration, and every
     declared study names an experiment file (tests/training/test_compose_all.py composes each)."""

@@ -14,7 +14,6 @@ To add a study: write its experiment config, add one `Study` here, and put a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,11 +373,8 @@ def study(name: str) -> Study:
     return found[name][0]
 
 
-def view(section: str, studies: Sequence[Study] | None = None) -> View:
+def view(section: str) -> View:
     """The report view `section`; a view without extras for a section nobody declared (a
     sweep folder of an experiment that is not a study)."""
-    for s in studies if studies is not None else STUDIES.values():
-        for v in s.views:
-            if v.name == section:
-                return v
-    return View(section)
+    found = views().get(section)
+    return found[1] if found else View(section)
