@@ -18,7 +18,9 @@ from .helpers import tiny
 ATOL = 1e-6
 
 
-def _neox_config(pct: float, head_dim: int = 16, heads: int = 2) -> GPTNeoXConfig:
+def _neox_config(
+    pct: float, head_dim: int = 16, heads: int = 2, scaling: dict | None = None
+) -> GPTNeoXConfig:
     return GPTNeoXConfig(
         hidden_size=head_dim * heads,
         num_attention_heads=heads,
@@ -28,6 +30,7 @@ def _neox_config(pct: float, head_dim: int = 16, heads: int = 2) -> GPTNeoXConfi
         max_position_embeddings=64,
         rotary_pct=pct,
         rotary_emb_base=10000,
+        rope_scaling=dict(scaling) if scaling else None,
     )
 
 
@@ -212,3 +215,28 @@ def test_rope_scaling_is_rope_only_and_round_trips() -> None:
     cfg = tiny(rope_scaling={"type": "dynamic", "factor": 3})
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.to_dict()["rope_scaling"] == {"type": "dynamic", "factor": 3.0}
+
+
+@pytest.mark.parametrize("kind", ["linear", "dynamic"])
+def test_partial_and_scaled_rotary_together_match_gpt_neox(kind: str) -> None:
+    """Both options at once (a Pythia-shaped head with scaling): GPT-NeoX's rotary scales the
+    frequencies of its rotary dims only, and so do we."""
+    scaling = {"type": kind, "factor": 2.0}
+    theirs = _neox_config(0.25, scaling=scaling)
+    assert theirs.rope_parameters["rope_type"] == kind
+    assert theirs.rope_parameters["partial_rotary_factor"] == 0.25
+    ours = ModelConfig(
+        vocab_size=16,
+        d_model=32,
+        n_heads=2,
+        n_layers=1,
+        max_seq_len=64,
+        rotary_pct=0.25,
+        rope_scaling=scaling,
+    )
+    for length in (40, 100):  # inside and past max_position_embeddings 64
+        cos, sin = neox.GPTNeoXRotaryEmbedding(theirs)(torch.zeros(1), torch.arange(length)[None])
+        shared = ours.position.positions(length, torch.device("cpu"))
+        assert shared.rope is not None and shared.rope[0].shape == (length, 4)
+        torch.testing.assert_close(shared.rope[0], cos[0], rtol=0, atol=ATOL)
+        torch.testing.assert_close(shared.rope[1], sin[0], rtol=0, atol=ATOL)
