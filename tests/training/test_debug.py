@@ -64,16 +64,18 @@ def test_debug_profile_thins_probes_and_turns_the_profiler_on(tmp_path: Path) ->
     assert run.model["n_layers"] == 2  # the default recipe's model, not a debug one
 
 
-def test_the_profiler_report_is_printed_when_fit_ends(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_the_profiler_report_is_logged_once_when_fit_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    """Through the root logger (Hydra prints it), not also through the console handler that
+    the `lightning` package installs on import (it printed the report a second time)."""
     run = validate_config(compose_train(tiny_overrides(tmp_path) + ["+trainer.profiler=simple"]))
     with caplog.at_level(logging.INFO, logger="lightning.pytorch.profilers"):
         train(run, tmp_path / "run")
-    report = "\n".join(
-        r.getMessage() for r in caplog.records if "Profiler Report" in r.getMessage()
-    )
-    assert "run_training_batch" in report and "optimizer_step" in report
+    reports = [r.getMessage() for r in caplog.records if "Profiler Report" in r.getMessage()]
+    assert len(reports) == 1
+    assert "run_training_batch" in reports[0] and "optimizer_step" in reports[0]
+    assert "Profiler Report" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["pytorch", "true"])

@@ -145,8 +145,9 @@ def prepare_data(run: RunConfig, run_dir: Path) -> tuple[SinkDataModule, ProbeSe
 
 def quiet_lightning_logs() -> None:
     """Route Lightning's messages through the root logger once (Hydra already prints and files
-    them), and drop its advertising and hardware banner."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    them), and drop its advertising and hardware banner. `lightning` itself has a console
+    handler of its own: left there, an INFO such as the profiler's report printed twice."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
