@@ -16,6 +16,7 @@ import torch
 from sinklab.data import sampling
 from sinklab.data.config import DataConfig
 from sinklab.data.probe_set import ProbeSet
+from sinklab.data.shards import ShardSet
 from sinklab.data.synthetic import SyntheticTask
 from sinklab.data.tokenizer import Tokenizer
 from sinklab.data.windows import (
@@ -117,6 +118,12 @@ class TextBatches:
         self.mask = mask_spec(cfg, tokenizer.vocab_size, mask_id, specials)
         self.files = stream_files  # train/val (BOS variant under document_start), plus val_plain
         self._arrays: dict[str, np.ndarray] = {}
+        self._setup_train()
+        self._check_val()
+
+    def _setup_train(self) -> None:
+        """The training stream's window sampler (shards: ShardBatches overrides it)."""
+        cfg = self.cfg
         train_len = len(self._stream("train"))
         if train_len < self.spec.window_tokens:
             raise ConfigError(
@@ -124,16 +131,28 @@ class TextBatches:
                 f"{cfg.seq_len} needs {self.spec.window_tokens} tokens per "
                 f"window but the training split has only {train_len}",
             )
-        val_len = len(self._stream("val"))
-        if val_len < self.spec.window_tokens:
-            raise ConfigError(
-                "data.val_fraction",
-                f"the validation split has {val_len} tokens, fewer than one "
-                f"window ({self.spec.window_tokens}); raise val_fraction or lower seq_len",
-            )
         self.sampler = sampling.WindowSampler(
             train_len, self.spec.window_tokens, cfg.seq_len, cfg.seed
         )
+
+    @property
+    def train_tokens(self) -> int:
+        """Tokens of the training split (one epoch), for the token budget."""
+        return len(self._stream("train"))
+
+    def _check_val(self) -> None:
+        val_len = len(self._stream("val"))
+        if val_len < self.spec.window_tokens:
+            key, fix = (
+                ("data.shards.val_documents", "raise it")
+                if self.cfg.storage == "shards"
+                else ("data.val_fraction", "raise val_fraction")
+            )
+            raise ConfigError(
+                key,
+                f"the validation split has {val_len} tokens, fewer than one "
+                f"window ({self.spec.window_tokens}); {fix} or lower seq_len",
+            )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -217,6 +236,43 @@ class TextBatches:
             )
         ids = np.asarray(stream[:body], dtype=np.int64)
         return ids if bos is None else np.concatenate([np.array([bos], dtype=np.int64), ids])
+
+
+class ShardBatches(TextBatches):
+    """Training windows from token shards (storage=shards): block `k` of the shard set is
+    window `k`; validation, probe and stream read the small val.npy as TextBatches does."""
+
+    def __init__(
+        self, cfg: DataConfig, tokenizer: Tokenizer, shards: ShardSet, val_files: dict[str, Path]
+    ) -> None:
+        self.shards = shards
+        super().__init__(cfg, tokenizer, val_files)
+
+    def _setup_train(self) -> None:
+        if self.shards.n_blocks < 1:
+            raise ConfigError(
+                "data.seq_len",
+                f"{self.cfg.seq_len} needs {self.spec.window_tokens} tokens per window but the "
+                f"training shards hold only {self.shards.n_tokens:,} tokens (in "
+                f"{len(self.shards.files)} shards)",
+            )
+        self.sampler = sampling.BlockSampler(self.shards.n_blocks, self.cfg.seed)
+
+    @property
+    def train_tokens(self) -> int:
+        """Tokens one epoch reads: every full window of every shard."""
+        return self.shards.n_blocks * self.shards.block
+
+    def batch(self, index: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        g = sampling.global_batch(index, rank, world_size)
+        b, w = self.cfg.batch_size, self.spec.window_tokens
+        rows = self.shards.blocks(self.sampler.blocks(g * b, b))
+        # the windows end to end are a stream whose windows start at 0, w, 2w ...: the same
+        # cutting, first-token and masking code as the in-memory path
+        starts = np.arange(b, dtype=np.int64) * w
+        gen = sampling.rng(self.cfg.seed, sampling.TAG_FIRST_TOKEN, g)
+        batch = make_batch(rows.reshape(-1), starts, self.spec, gen, self.tokenizer.pad_id)
+        return mask_batch(batch, self.mask, sampling.rng(self.cfg.seed, _MLM_TRAIN, g))
 
 
 class SyntheticBatches:

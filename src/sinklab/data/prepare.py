@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from sinklab.configs import compose_section
+from sinklab.data import shards
 from sinklab.data.config import DataConfig
 from sinklab.data.run_data import RunData
 from sinklab.errors import ConfigError
@@ -43,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir", type=Path, help="cache folder (default: $SINKLAB_CACHE or ~/.cache/sinklab)"
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="storage=shards: check every shard's CRC-32 (a pass over the data); a damaged "
+        "shard is prepared again",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value settings")
     args = parser.parse_args(argv)
     try:
@@ -59,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         dm = RunData(cfg)
         dm.build()
+        if args.verify and cfg.storage == "shards":
+            damaged = shards.verify(dm.batches.shards.folder)
+            for path in damaged:
+                print(f"damaged     {path} (prepared again now)")
+            if damaged:
+                dm = RunData(cfg)
+                dm.build()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -69,7 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.source != "synthetic":
         batches = dm.batches
         print(f"tokenizer   {cfg.tokenizer.kind}")
-        print(f"train       {len(batches._stream('train')):,} tokens   {batches.files['train']}")
+        if cfg.storage == "shards":
+            sset = batches.shards
+            where = f"{len(sset.files)} shards in {sset.folder}"
+            print(f"train       {sset.n_tokens:,} tokens   {where}")
+        else:
+            print(
+                f"train       {len(batches._stream('train')):,} tokens   {batches.files['train']}"
+            )
         print(f"validation  {len(batches._stream('val')):,} tokens   {batches.files['val']}")
         print(f"cache hit   {dm.cache_hit}")
     else:

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 
 from sinklab.atomic import atomic_write
-from sinklab.data.batches import SyntheticBatches, TextBatches
+from sinklab.data import shards
+from sinklab.data.batches import ShardBatches, SyntheticBatches, TextBatches
+from sinklab.data.budget import Budget, check_budget
 from sinklab.data.config import DataConfig
 from sinklab.data.probe_set import ProbeSet, load_probe_set, save_probe_set
 from sinklab.data.sources import load_documents, split_documents
 from sinklab.data.synthetic import make_task
 from sinklab.data.token_cache import TokenCache
-from sinklab.data.tokenizer import build_tokenizer
+from sinklab.data.tokenizer import build_tokenizer, shard_tokenizer
 from sinklab.errors import ConfigError
 from sinklab.runs.layout import RunLayout
 
@@ -49,6 +51,7 @@ class RunData:
         self.pad_id: int | None = None
         self.cache_hit: bool | None = None  # True when the token cache was reused
         self.setup_seconds: float | None = None
+        self.progress = True  # storage=shards: a progress bar while preparing
 
     def build(self) -> None:
         """Build once: corpus, tokenizer and token cache, or the synthetic task."""
@@ -67,6 +70,8 @@ class RunData:
             )
             self._check_first_token()
             self._batches = SyntheticBatches(cfg, task)
+        elif cfg.storage == "shards":
+            self._build_shards()
         else:
             docs = load_documents(cfg)
             train, val = split_documents(docs, cfg.val_fraction, cfg.split_seed)
@@ -94,6 +99,46 @@ class RunData:
             self._batches = TextBatches(cfg, tok, files)
         self.setup_seconds = time.perf_counter() - started
         log.info("data ready in %.2fs (vocab %d)", self.setup_seconds, self.vocab_size)
+
+    def _build_shards(self) -> None:
+        """storage=shards: tokenizer and token shards, prepared (or resumed) once, then reused
+        after a check of names and sizes only."""
+        cfg = self.cfg
+        tok = shard_tokenizer(cfg)
+        self._set_tokenizer(tok)
+        report = shards.prepare(cfg, tok, progress=self.progress)
+        self.cache_hit = report.hit
+        # WindowSpec.window_tokens: one block is one window
+        block = cfg.seq_len if cfg.bos == "every_window" else cfg.seq_len + 1
+        shard_set = shards.ShardSet(report.folder, block)
+        val = report.folder / "val.npy"
+        self._batches = ShardBatches(cfg, tok, shard_set, {"val": val, "val_plain": val})
+
+    def _set_tokenizer(self, tok: Any) -> None:
+        self.tokenizer = tok
+        self.vocab_size, self.bos_id, self.eos_id, self.pad_id = (
+            tok.vocab_size,
+            tok.bos_id,
+            tok.eos_id,
+            tok.pad_id,
+        )
+        if self.cfg.bos != "none" and tok.bos_id is None:
+            raise ConfigError(
+                "data.bos", f"{self.cfg.bos!r} needs a BOS token, which this tokenizer lacks"
+            )
+        self._check_first_token()
+
+    def budget(self, steps: int, tokens_per_step: int, model_vocab: int | None = None) -> Budget:
+        """The run's token budget against the training split, printed by the trainer; refused
+        in one line above data.max_epochs, or when the model's vocabulary is too small."""
+        if model_vocab is not None and model_vocab < self.vocab_size:
+            raise ConfigError(
+                "model.vocab_size",
+                f"{model_vocab} is smaller than the tokenizer's vocabulary ({self.vocab_size}); "
+                "raise it or leave it null (the tokenizer's size)",
+            )
+        corpus = getattr(self.batches, "train_tokens", None)
+        return check_budget(steps, tokens_per_step, corpus, self.cfg.max_epochs)
 
     def _check_first_token(self) -> None:
         fid = self.cfg.first_token_id

@@ -74,6 +74,30 @@ def _epoch_order(seed: int, epoch: int, n_windows: int, max_shift: int) -> tuple
     return perm, shift
 
 
+class BlockSampler:
+    """Which of `n_blocks` fixed blocks (storage=shards) each sample reads: sample g lies in
+    epoch g // n_blocks, and each epoch visits every block once in a seeded order. So no
+    block is read twice before all are read, and ranks (disjoint g) never share a block
+    within an epoch."""
+
+    def __init__(self, n_blocks: int, seed: int) -> None:
+        if n_blocks < 1:
+            raise ValueError("no block to sample from")
+        self.n_blocks = n_blocks
+        self.seed = seed
+
+    def blocks(self, first_sample: int, count: int) -> np.ndarray:
+        """Block ids of samples first_sample .. first_sample + count - 1."""
+        g = np.arange(first_sample, first_sample + count, dtype=np.int64)
+        epochs, pos = np.divmod(g, self.n_blocks)
+        out = np.empty(count, dtype=np.int64)
+        for e in np.unique(epochs):
+            perm, _ = _epoch_order(self.seed, int(e), self.n_blocks, 0)
+            sel = epochs == e
+            out[sel] = perm[pos[sel]]
+        return out
+
+
 def evenly_spaced(n_tokens: int, window_tokens: int, count: int) -> np.ndarray:
     """Fixed, seed-free starts for validation and probe windows, spread over the whole split."""
     slack = n_tokens - window_tokens

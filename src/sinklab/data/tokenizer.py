@@ -188,16 +188,48 @@ def _build(cfg: DataConfig, train_docs: Sequence[str], all_docs: Sequence[str]) 
     if kind == "char":
         return CharTokenizer(set().union(*map(set, all_docs)), specials_for(cfg))
     if kind == "file":
-        from tokenizers import Tokenizer as RawTokenizer
-
-        path = Path(str(cfg.tokenizer.path)).expanduser()
-        try:
-            return HFTokenizer(RawTokenizer.from_file(str(path)), source=str(path))
-        except ConfigError:
-            raise
-        except Exception as err:  # tokenizers raises a bare Exception on bad JSON
-            raise ConfigError("data.tokenizer.path", f"cannot load {path}: {err}") from err
+        return _from_file(Path(str(cfg.tokenizer.path)).expanduser(), "data.tokenizer.path")
+    if kind == "pretrained":
+        return load_pretrained(cfg)
+    if cfg.tokenizer.train_documents is not None:
+        train_docs = train_docs[: cfg.tokenizer.train_documents]
     return _cached_bpe(cfg, train_docs)
+
+
+def _from_file(path: Path, key: str) -> HFTokenizer:
+    from tokenizers import Tokenizer as RawTokenizer
+
+    try:
+        return HFTokenizer(RawTokenizer.from_file(str(path)), source=str(path))
+    except ConfigError:
+        raise
+    except Exception as err:  # tokenizers raises a bare Exception on bad JSON
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(key, f"cannot load {path}: {first}") from err
+
+
+def load_pretrained(cfg: DataConfig) -> HFTokenizer:
+    """A published tokenizer, with its own special tokens: `tokenizer.name` is a local
+    tokenizer.json, a folder holding one, or a hub id (Llama-2's, GPT-NeoX's, GPT-2's ...)
+    fetched by `tokenizers` at `tokenizer.revision`."""
+    from tokenizers import Tokenizer as RawTokenizer
+
+    name = str(cfg.tokenizer.name)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        local = local / "tokenizer.json"
+    if local.is_file():
+        return _from_file(local, "data.tokenizer.name")
+    try:
+        raw = RawTokenizer.from_pretrained(name, revision=cfg.tokenizer.revision or "main")
+    except Exception as err:  # tokenizers raises a bare Exception when the hub is unreachable
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            "data.tokenizer.name",
+            f"cannot load {name!r} (neither a local tokenizer.json nor reachable on the hub): "
+            f"{first}",
+        ) from err
+    return HFTokenizer(raw, source=name)
 
 
 def bpe_cache_path(cfg: DataConfig, train_docs: Sequence[str]) -> Path:
@@ -211,6 +243,38 @@ def bpe_cache_path(cfg: DataConfig, train_docs: Sequence[str]) -> Path:
     )
     key = hashlib.sha256((corpus_fingerprint(train_docs) + settings).encode()).hexdigest()[:20]
     return cfg.cache_root() / "tokenizers" / key / "tokenizer.json"
+
+
+def shard_tokenizer(cfg: DataConfig) -> Tokenizer:
+    """The tokenizer of a storage=shards run, built without reading the corpus whole: a BPE
+    is trained on the first `tokenizer.train_documents` training documents (after the
+    validation documents) and cached under the source's identity (documents.py)."""
+    kind = cfg.tokenizer.kind
+    if kind != "bpe":
+        return _build(cfg, [], [])
+    from tokenizers import Tokenizer as RawTokenizer
+
+    from sinklab.data import documents
+
+    settings = {
+        "kind": "bpe-bytelevel-sample-v1",
+        "vocab_size": cfg.tokenizer.vocab_size,
+        "specials": specials_for(cfg),
+        "identity": documents.source_identity(cfg),
+        "train_documents": cfg.tokenizer.train_documents,
+        "val_documents": cfg.shards.val_documents,
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+    path = cfg.cache_root() / "tokenizers" / key / "tokenizer.json"
+    if path.is_file():
+        return HFTokenizer(RawTokenizer.from_file(str(path)), source=str(path))
+    sample = documents.sample(
+        cfg, skip=cfg.shards.val_documents, count=cfg.tokenizer.train_documents
+    )
+    tok = train_bpe(sample, cfg.tokenizer.vocab_size, specials_for(cfg))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, tok.to_str())
+    return HFTokenizer(tok, source=str(path))
 
 
 def _cached_bpe(cfg: DataConfig, train_docs: Sequence[str]) -> HFTokenizer:
