@@ -52,6 +52,7 @@ class SinkLabModule(L.LightningModule):
         self.model = Transformer(self.model_cfg)
         self.max_steps = max_steps
         self.tokens_per_step = tokens_per_step
+        self.corpus_tokens: int | None = None  # the training split's tokens (None: synthetic)
         self.on_nonfinite = on_nonfinite
         self.skipped_batches = 0
         self.overhead_seconds = 0.0  # time spent in probes and checkpoints, kept out of tokens/s
@@ -106,6 +107,8 @@ class SinkLabModule(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/tokens_seen", float(self.tokens_seen))
+            if self.corpus_tokens:
+                self.log("train/epochs_seen", self.tokens_seen / self.corpus_tokens)
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from sinklab.data import ProbeSet, load_probe_set, save_probe_set
+from sinklab.data.budget import epochs_seen
 from sinklab.errors import ConfigError
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
@@ -108,6 +109,7 @@ class RunResult:
     tokens_per_s: float | None
     probe_history: dict[int, dict[str, float]]
     quant_seconds: float = 0.0  # the W8A8 evaluations, on their own (sparser) schedule
+    epochs_seen: float | None = None  # passes over the training split (None: synthetic data)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,7 @@ class RunResult:
             "final_val_loss": self.final_val_loss,
             "tokens_seen": self.tokens_seen,
             "tokens_per_s": self.tokens_per_s,
+            "epochs_seen": self.epochs_seen,
             "fit_seconds": round(self.fit_seconds, 2),
             "probe_seconds": round(self.probe_seconds, 2),
             "probe_share_pct": round(100 * self.probe_seconds / self.fit_seconds, 2)
@@ -172,6 +175,10 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     tokens_per_step = (
         run.data.batch_size * run.data.seq_len * run.trainer.accumulate_grad_batches * world
     )
+    # issue 30: the budget against the corpus, stated, and refused above data.max_epochs
+    budget = datamodule.budget(run.trainer.max_steps, tokens_per_step, run.model.get("vocab_size"))
+    if rank_zero_only.rank == 0:
+        logging.getLogger(__name__).info(budget.line())
     module = SinkLabModule(
         model=model_dict,
         optim=_plain(run.optim),
@@ -180,6 +187,7 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
         on_nonfinite=run.trainer.on_nonfinite,
         compile=run.trainer.compile,
     )
+    module.corpus_tokens = budget.corpus_tokens
     layout = RunLayout(run_dir)
     if rank_zero_only.rank == 0:  # DDP: the other ranks re-run this script into the same folder
         layout.model_config.write_text(json.dumps(model_dict, indent=2))
@@ -272,6 +280,7 @@ def _finish(
         checkpoint_seconds=ckpt.seconds if ckpt else 0.0,
         tokens_seen=module.tokens_seen,
         tokens_per_s=throughput.last_tokens_per_s,
+        epochs_seen=epochs_seen(module.tokens_seen, module.corpus_tokens),
         probe_history=probe.history if probe else {},
     )
     if trainer.is_global_zero:
