@@ -6,7 +6,8 @@ Sections, in the order they run:
 3. sinklab's Lightning path against the plain loop, interleaved a-b, b-a, ... per repeat;
 4. one probe pass, the probes' projected share of a default run, reanalysis cost and memory;
 5. MFU per position encoding and attention variant (the `tiny` model preset, plain loop);
-6. which SDPA kernel each softmax variant runs (flash or not).
+6. which SDPA kernel each softmax variant runs (flash or not);
+7. data at scale (issue 30; `--data-mb`): shard preparation, memory, loader and start.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from sinklab.bench import report, sections
+from sinklab.bench import data_prep, report, sections
 from sinklab.bench.peak import best_peak, matmul_peak
 from sinklab.bench.sections import Options, log
 
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-runs", action="store_true", help="keep the benchmark's run folders")
     p.add_argument(
+        "--data-mb",
+        default=None,
+        help="corpus sizes (MB, comma-separated) of the data section; 0 skips it "
+        "(default 100,1000; quick: 0)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -160,6 +167,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
     return opts
 
 
+def data_sizes(argv: list[str] | None) -> list[float]:
+    """The data section's corpus sizes in MB (empty: skip it)."""
+    a = build_parser().parse_args(argv)
+    raw = a.data_mb if a.data_mb is not None else ("0" if a.quick else "100,1000")
+    sizes = [float(x) for x in raw.split(",") if float(x) > 0]
+    return sorted(sizes)
+
+
 def command_line(argv: list[str] | None) -> str:
     """The `make bench` call that reproduces this run."""
     args = sys.argv[1:] if argv is None else argv
@@ -207,8 +222,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": command_line(argv),
     }
     measure(opts, runs_dir, rec)
+    sizes = data_sizes(argv)
+    if sizes:
+        rec["data"] = data_prep.data_section(sizes, (opts.out / "scratch" / "data").resolve())
     rec["seconds"] = time.perf_counter() - started
     markdown = report.render(rec)
+    if rec.get("data"):  # the data section renders itself (bench/data_prep.py)
+        markdown += "\n\n" + "\n".join(data_prep.render(rec["data"]))
     md, js = report.write_outputs(opts.out, f"bench-{stamp}", markdown, rec)
     print(markdown)
     print(f"\n(wrote {md} and {js})")
