@@ -297,12 +297,13 @@ class Learned(PositionEncoding):
     on_shift = "fixed_at_entry"
 
     @staticmethod
-    def max_tokens(max_seq_len: int) -> int | None:
+    def max_tokens(max_seq_len: int) -> int:
         return max_seq_len
 
     def table(self) -> nn.Module:
+        """One row per token position it encodes, plus one per sink-token prefix slot."""
         cfg = self.cfg
-        return nn.Embedding(cfg.max_seq_len + cfg.n_sink_tokens, cfg.d_model)
+        return nn.Embedding(self.max_tokens(cfg.max_seq_len) + cfg.n_sink_tokens, cfg.d_model)
 
     def add(
         self, x: torch.Tensor, position_ids: torch.Tensor, end: int, table: nn.Module | None
