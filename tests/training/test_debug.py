@@ -69,7 +69,7 @@ def test_the_profiler_report_is_logged_once_when_fit_ends(
 ) -> None:
     """Through the root logger (Hydra prints it), not also through the console handler that
     the `lightning` package installs on import (it printed the report a second time)."""
-    run = validate_config(compose_train(tiny_overrides(tmp_path) + ["+trainer.profiler=simple"]))
+    run = validate_config(compose_train(tiny_overrides(tmp_path) + ["trainer.profiler=simple"]))
     with caplog.at_level(logging.INFO, logger="lightning.pytorch.profilers"):
         train(run, tmp_path / "run")
     reports = [r.getMessage() for r in caplog.records if "Profiler Report" in r.getMessage()]
@@ -81,7 +81,7 @@ def test_the_profiler_report_is_logged_once_when_fit_ends(
 @pytest.mark.parametrize("value", ["pytorch", "true"])
 def test_an_unknown_profiler_is_one_line_naming_the_choices(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError) as err:
-        validate_config(compose_train(tiny_overrides(tmp_path) + [f"+trainer.profiler={value}"]))
+        validate_config(compose_train(tiny_overrides(tmp_path) + [f"trainer.profiler={value}"]))
     message = str(err.value)
     assert message.startswith("trainer.profiler") and "simple" in message and "advanced" in message
     assert "\n" not in message

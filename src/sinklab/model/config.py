@@ -66,13 +66,9 @@ class ModelConfig:
     rope_theta: float = 10000.0
     # pos=rope only: the share of each head's dims RoPE turns (GPT-NeoX / Pythia 0.25: the
     # first int(head_dim x rotary_pct) dims, which must be even; the rest pass unrotated).
-    # Not in conf/model/base.yaml, so the default run's config hash stays; set it with
-    # +model.rotary_pct=0.25.
     rotary_pct: float = 1.0
     # pos=rope only: {type: linear | dynamic, factor: F >= 1}, Llama's / Qwen's rope_scaling
-    # (position interpolation, or NTK-aware past max_seq_len; see position.RopeScaling). Not
-    # in conf/model/base.yaml, so the default run's config hash stays; set it with
-    # '+model.rope_scaling={type: linear, factor: 2}'.
+    # (position interpolation, or NTK-aware past max_seq_len; see position.RopeScaling).
     rope_scaling: RopeScaling | None = None
     norm: Norm = "rmsnorm"
     norm_eps: float = 1e-5

@@ -94,9 +94,8 @@ class TrainerConfig:
     threads: int | None = None  # torch CPU threads; null keeps torch's default
     on_nonfinite: OnNonfinite = "stop"  # stop the run, or skip the batch and count it
     progress_bar: bool = True
-    # null | simple | advanced: Lightning's profiler; its report is printed when fit ends. Set
-    # by debug=profile, else with +trainer.profiler=simple (the `+`: the key stays out of
-    # conf/, so that the default run's config hash stays as it was).
+    # null | simple | advanced: Lightning's profiler; its report is printed when fit ends
+    # (debug=profile sets it).
     profiler: Profiler | None = None
 
     def __post_init__(self) -> None:
