@@ -287,3 +287,55 @@ def test_every_intervention_metric_is_registered_and_emitted() -> None:
     emitted = {template_of(m) for m in df.metric}
     assert None not in emitted
     assert emitted == {t for t in METRICS if t.startswith("intervention/")}
+
+
+# -- the wiring ----------------------------------------------------------------------------------------
+
+
+def test_the_probe_pass_runs_the_interventions_after_the_measure_rows() -> None:
+    from sinklab.analysis.config import MetricsConfig
+    from sinklab.analysis.probe_pass import (
+        intervention_evaluation,
+        on_schedule,
+        pass_scalars,
+        run_probe_pass,
+    )
+
+    model = _model()
+    ids = _ids()
+    mcfg = MetricsConfig()
+    icfg = InterventionConfig(enabled=True, kinds=("no_sink",))
+    ev = intervention_evaluation(icfg, mcfg, on_schedule(icfg, 1200, 512, 500))
+    result = run_probe_pass(model, _probe_set(ids), mcfg, [ev], step=0, batch_size=2)
+    family = result.rows.metric.str.startswith("intervention/")
+    first = int(family.to_numpy().argmax())
+    assert family.any() and family[first:].all()  # the measure rows come first
+    assert set(result.seconds) == {"intervention"}
+    direct = intervention_rows(model, _probe_set(ids), result.probe, icfg, batch_size=2)
+    pd_rows = result.rows[family].reset_index(drop=True)[["layer", "head", "metric", "value"]]
+    assert pd_rows.to_numpy().tolist() == direct.to_numpy().tolist()
+    scalars = pass_scalars(result.rows, [ev])
+    assert (
+        "intervention/no_sink/ppl_ratio/layer_1" in scalars and "intervention/none/ppl" in scalars
+    )
+    skipped = run_probe_pass(model, _probe_set(ids), mcfg, [ev], step=100, batch_size=2)
+    assert skipped.seconds == {}  # not due: 100 is no power of two
+
+
+def test_analyze_runs_them_when_asked_or_as_the_run_did() -> None:
+    from sinklab.reanalysis import from_mapping
+    from sinklab.reanalysis.runner import intervention_config
+
+    def cfg(**values):  # noqa: ANN202
+        return from_mapping({"target": "x", "progress": False, **values})
+
+    ran = {"enabled": True, "from_step": 64, "kinds": ["no_sink"]}
+    assert intervention_config(ran, cfg()) == InterventionConfig(True, 64, ("no_sink",))
+    assert intervention_config({**ran, "enabled": False}, cfg()) is None
+    assert intervention_config(None, cfg()) is None  # a pretrained model: only when asked
+    assert intervention_config(None, cfg(groups=["interventions"])) == InterventionConfig(True)
+    assert intervention_config(ran, cfg(groups=["sinks"])) is None
+    asked = cfg(interventions={"enabled": True, "kinds": ["massive_zero"]})
+    assert intervention_config(None, asked).kinds == ("massive_zero",)
+    with pytest.raises(ConfigError, match=re.escape("interventions.kinds")):
+        cfg(interventions={"kinds": ["zero_everything"]})

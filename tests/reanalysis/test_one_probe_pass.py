@@ -51,8 +51,9 @@ def test_three_callers_one_probe_pass(tmp_path: Path, monkeypatch: pytest.Monkey
     pretrained |= {"seq_len": 16, "out_dir": str(tmp_path / "pre"), "progress": False}
     runner.analyze(from_mapping(pretrained))
 
-    # the quant evaluation at its own steps (0, 2 and the last), in every caller alike
-    per_step = {0: ("quant",), 1: (), 2: ("quant",), 4: ("quant",)}
+    # the quant evaluation at its own steps (0, 2 and the last), the interventions at theirs
+    # (0 and the last: from_step 256), in every caller alike
+    per_step = {0: ("intervention", "quant"), 1: (), 2: ("quant",), 4: ("intervention", "quant")}
     assert calls == [
         *[("callback", s, q) for s, q in per_step.items()],
         *[("reanalysis", s, q) for s, q in per_step.items()],

@@ -22,6 +22,7 @@ import torch
 
 from sinklab.analysis.capture import capture
 from sinklab.analysis.config import MetricsConfig
+from sinklab.analysis.interventions import InterventionConfig, intervention_rows
 from sinklab.analysis.pipeline import measure_probe_set
 from sinklab.analysis.quant import check_causal
 from sinklab.analysis.quant_eval import QUANT_KEY, ProbeQuantConfig
@@ -199,3 +200,27 @@ def quant_evaluation(
         return cfg.evaluate(ctx.model, ids.eval_ids, ids.calib, ids.bos_id, key=key)
 
     return Evaluation("quant", run, due, quant_scalars, tags or {})
+
+
+def intervention_evaluation(
+    cfg: InterventionConfig,
+    metrics_cfg: MetricsConfig,
+    due: Callable[[int], bool] = always,
+    tags: Mapping[str, object] | None = None,
+) -> Evaluation:
+    """The interventions of `cfg` (`intervention_rows`) on the probe set, from the pass's own
+    capture (its logits are the unedited perplexity; massive activations by `metrics_cfg`'s
+    rule). Its rows are the `intervention` family; all go to the logger (head = -1 only)."""
+
+    def run(ctx: PassContext) -> pd.DataFrame:
+        return intervention_rows(
+            ctx.model,
+            ctx.probe_set,
+            ctx.probe,
+            cfg,
+            batch_size=ctx.batch_size,
+            device=ctx.device,
+            metrics=metrics_cfg,
+        )
+
+    return Evaluation("intervention", run, due, logger_scalars, tags or {})

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from sinklab import configs
 from sinklab.analysis.config import MetricGroup
+from sinklab.analysis.interventions import InterventionConfig
 from sinklab.analysis.quant_eval import ProbeQuantConfig, nest_quant
 from sinklab.analysis.streaming import ProbeStreamConfig
 from sinklab.errors import ConfigError, check
@@ -60,6 +61,17 @@ def quant_overrides(values: Any) -> dict[str, Any]:
     nested, validated like `stream_overrides` (errors name `quant.<section>.<key>`)."""
     given = nest_quant(_set_keys(values))
     ProbeQuantConfig.from_dict(given, section="quant")
+    return given
+
+
+def intervention_overrides(values: Any) -> dict[str, Any]:
+    """The `interventions` section: `InterventionConfig`'s keys, each null to keep the run's
+    own `callbacks.probe.interventions` setting. `enabled` null: at the steps where the run's
+    callback ran them, and with `groups=` at every selected checkpoint exactly when the groups
+    name `interventions` (a pretrained model: only then); true: at every selected checkpoint.
+    Returns the keys set, validated like `stream_overrides` (errors name `interventions.<key>`)."""
+    given = _set_keys(values)
+    InterventionConfig.from_dict(given, section="interventions")
     return given
 
 
@@ -111,12 +123,15 @@ class AnalyzeConfig:
     progress: bool = True
     stream: dict[str, Any] = field(default_factory=dict)  # see stream_overrides
     quant: dict[str, Any] = field(default_factory=dict)  # see quant_overrides
+    interventions: dict[str, Any] = field(default_factory=dict)  # see intervention_overrides
     paths: AnalyzePaths = field(default_factory=AnalyzePaths)
 
     def __post_init__(self) -> None:
         configs.check_choices(self, "")
         object.__setattr__(self, "stream", _section("stream", stream_overrides, self.stream))
         object.__setattr__(self, "quant", _section("quant", quant_overrides, self.quant))
+        interventions = _section("interventions", intervention_overrides, self.interventions)
+        object.__setattr__(self, "interventions", interventions)
         check(self.target.strip() != "", "target", _TARGET_HELP)
         object.__setattr__(self, "target", self.target.strip())
         if not isinstance(self.steps, str):

@@ -25,9 +25,13 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from sinklab.analysis.config import GROUPS, MetricsConfig
+from sinklab.analysis.interventions import InterventionConfig
 from sinklab.analysis.pipeline import head_averaged_patterns
 from sinklab.analysis.probe_pass import (
     Evaluation,
+    always,
+    intervention_evaluation,
+    on_schedule,
     quant_evaluation,
     run_probe_pass,
     stream_evaluation,
@@ -228,6 +232,37 @@ def refuse_encoder_quant(run_dir: Path) -> None:
         )
 
 
+def intervention_config(
+    run_section: dict[str, Any] | None, cfg: AnalyzeConfig
+) -> InterventionConfig | None:
+    """The interventions to run: the run's `callbacks.probe.interventions` (a pretrained
+    model: InterventionConfig's defaults) with the `interventions.*` overrides on top; None when
+    they are off (see `config.intervention_overrides`)."""
+    values = dict(run_section or {})
+    enabled = cfg.interventions.get("enabled")
+    if enabled is None and cfg.groups is not None:
+        enabled = "interventions" in cfg.groups
+    elif enabled is None:
+        enabled = bool(values.get("enabled", False))
+    if not enabled:
+        return None
+    merged = {**values, **cfg.interventions, "enabled": True}
+    return InterventionConfig.from_dict(merged, "interventions")
+
+
+def _intervention_schedule(
+    run_dir: Path, probe_cfg: dict[str, Any], icfg: InterventionConfig, cfg: AnalyzeConfig
+) -> Callable[[int], bool]:
+    """step -> whether the interventions run there: the callback's schedule when the run's
+    own setting decides, every selected checkpoint when they are asked for."""
+    max_steps = _saved_section(run_dir, "trainer.max_steps")
+    until, every = probe_cfg.get("log_spaced_until"), probe_cfg.get("every")
+    known = all(isinstance(v, int) for v in (max_steps, until, every))
+    if cfg.interventions.get("enabled") or cfg.groups is not None or not known:
+        return always
+    return on_schedule(icfg, max_steps, until, every)
+
+
 def metrics_config(base: dict[str, Any], cfg: AnalyzeConfig) -> MetricsConfig:
     """The run's thresholds (`base`), then `metrics=` overrides, then the `groups=` switch."""
     values = {**base, **cfg.metrics}
@@ -254,6 +289,11 @@ def run_evaluations(
     quant = _run_quant(run_dir, probe_cfg, cfg)
     if quant is not None:
         out.append(quant_evaluation(*quant, key="quant"))
+    icfg = intervention_config(probe_cfg.get("interventions"), cfg)
+    if icfg is not None:
+        mcfg = metrics_config(dict(probe_cfg.get("metrics") or {}), cfg)
+        due = _intervention_schedule(run_dir, probe_cfg, icfg, cfg)
+        out.append(intervention_evaluation(icfg, mcfg, due))
     return out
 
 
@@ -379,7 +419,16 @@ def analyze_pretrained(
     stream_tag = f"{source}|{cfg.corpus}|stream {stream_tag_of(scfg)}|bos={cfg.bos}" if scfg else ""
     qcfg = quant_config(None, cfg)
     quant_tag = f"{source}|{cfg.corpus}|quant {quant_tag_of(qcfg, cfg.seq_len)}|bos={cfg.bos}"
-    tags = {probe_tag} | ({stream_tag} if scfg else set()) | ({quant_tag} if qcfg else set())
+    icfg = intervention_config(None, cfg)
+    kinds = ",".join(icfg.kinds) if icfg else ""
+    edit_tag = f"{source}|{cfg.corpus}|{cfg.n_windows}x{cfg.seq_len}|interventions [{kinds}]"
+    edit_tag += f"|bos={cfg.bos}"
+    mcfg = metrics_config({}, cfg)
+    # groups=[interventions] alone measures nothing else: no probe rows to tag as measured
+    measuring = bool(set(mcfg.groups()) - {"interventions"})
+    tags = {probe_tag} if measuring else set()
+    tags |= ({stream_tag} if scfg else set()) | ({quant_tag} if qcfg else set())
+    tags |= {edit_tag} if icfg else set()
     if cfg.force:
         tables.drop_checkpoints(out, target.name, tags)
     todo = tags - tables.measured_checkpoints(out, target.name)
@@ -400,11 +449,14 @@ def analyze_pretrained(
         save_probe_set(probe_set, folder)
     stream = (scfg, stream_tag) if scfg is not None and stream_tag in todo else None
     quant = (qcfg, quant_tag) if qcfg is not None and quant_tag in todo else None
+    evaluations = pretrained_evaluations(tokenizer, docs, folder, cfg, stream, quant)
+    if icfg is not None and edit_tag in todo:
+        evaluations.append(intervention_evaluation(icfg, mcfg, tags={"checkpoint": edit_tag}))
     result = run_probe_pass(
         model,
         probe_set,
-        metrics_config({}, cfg),
-        pretrained_evaluations(tokenizer, docs, folder, cfg, stream, quant),
+        mcfg,
+        evaluations,
         step=-1,
         batch_size=cfg.batch_size or 25,
         device=cfg.device,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from sinklab.analysis.config import MetricsConfig
+from sinklab.analysis.interventions import InterventionConfig
 from sinklab.analysis.quant_eval import ProbeQuantConfig
 from sinklab.analysis.streaming import ProbeStreamConfig
 from sinklab.configs import check_choices
@@ -153,6 +154,7 @@ class ProbeScheduleConfig(ScheduleConfig):
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     stream: ProbeStreamConfig = field(default_factory=ProbeStreamConfig)
     quant: ProbeQuantConfig = field(default_factory=ProbeQuantConfig)
+    interventions: InterventionConfig = field(default_factory=InterventionConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()

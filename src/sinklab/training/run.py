@@ -109,6 +109,7 @@ class RunResult:
     tokens_per_s: float | None
     probe_history: dict[int, dict[str, float]]
     quant_seconds: float = 0.0  # the W8A8 evaluations, on their own (sparser) schedule
+    intervention_seconds: float = 0.0  # the interventions, on the same sparse schedule
     epochs_seen: float | None = None  # passes over the training split (None: synthetic data)
 
     def summary(self) -> dict[str, Any]:
@@ -126,6 +127,10 @@ class RunResult:
             else None,
             "quant_seconds": round(self.quant_seconds, 2),
             "quant_share_pct": round(100 * self.quant_seconds / self.fit_seconds, 2)
+            if self.fit_seconds
+            else None,
+            "intervention_seconds": round(self.intervention_seconds, 2),
+            "intervention_share_pct": round(100 * self.intervention_seconds / self.fit_seconds, 2)
             if self.fit_seconds
             else None,
             "checkpoint_seconds": round(self.checkpoint_seconds, 2),
@@ -275,8 +280,11 @@ def _finish(
         final_val_loss=_float(metrics.get("val/loss")),
         checkpoints=list(ckpt.saved) if ckpt else [],
         fit_seconds=throughput.fit_seconds,
-        probe_seconds=probe.seconds - probe.quant_seconds if probe else 0.0,
+        probe_seconds=probe.seconds - probe.quant_seconds - probe.intervention_seconds
+        if probe
+        else 0.0,
         quant_seconds=probe.quant_seconds if probe else 0.0,
+        intervention_seconds=probe.intervention_seconds if probe else 0.0,
         checkpoint_seconds=ckpt.seconds if ckpt else 0.0,
         tokens_seen=module.tokens_seen,
         tokens_per_s=throughput.last_tokens_per_s,

@@ -25,6 +25,7 @@ from sinklab.analysis import MetricsConfig
 from sinklab.analysis.pipeline import head_averaged_patterns
 from sinklab.analysis.probe_pass import (
     Evaluation,
+    intervention_evaluation,
     on_schedule,
     pass_scalars,
     quant_evaluation,
@@ -67,6 +68,9 @@ def probe_evaluations(
         if qcfg.prefix.prefixes:
             qcfg.check_bos(qids.bos_id)
         out.append(quant_evaluation(qcfg, qids, on_schedule(qcfg, **due)))
+    if probe.interventions.enabled and probe.metrics.interventions:
+        icfg = probe.interventions
+        out.append(intervention_evaluation(icfg, probe.metrics, on_schedule(icfg, **due)))
     return out
 
 
@@ -136,6 +140,11 @@ class ProbeCallback(L.Callback):
     def quant_seconds(self) -> float:
         """The W8A8 evaluations' time, reported apart (their schedule is sparser)."""
         return self.eval_seconds["quant"]
+
+    @property
+    def intervention_seconds(self) -> float:
+        """The interventions' time, reported apart like the W8A8 evaluations'."""
+        return self.eval_seconds["intervention"]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Import the picture code now if the run will log pictures: a one-time cost of the
