@@ -78,6 +78,8 @@ def test_round_trip_is_exact(n_kv_heads: int, tied: bool) -> None:
         (dict(attention="sink_logit"), "model.attention"),
         (dict(n_sink_tokens=1), "model.n_sink_tokens"),
         (dict(kv_bias=True), "model.kv_bias"),
+        (dict(rotary_pct=0.5), "model.rotary_pct"),
+        (dict(rope_scaling={"type": "linear", "factor": 2.0}), "model.rope_scaling"),
     ],
 )
 def test_to_hf_llama_refuses_what_llama_cannot_express(overrides: dict, key: str) -> None:

@@ -107,6 +107,8 @@ def from_hf_llama(hf_model: LlamaForCausalLM) -> Transformer:
 def _check_llama_compatible(cfg: ModelConfig) -> None:
     required = {
         "pos": "rope",
+        "rotary_pct": 1.0,  # Llama rotates every dim of a head
+        "rope_scaling": None,  # exported as plain RoPE, so a scaled model would change silently
         "norm": "rmsnorm",
         "norm_position": "pre",
         "qk_norm": False,
