@@ -410,3 +410,23 @@ def test_gu60m_composes_to_5b_tokens_and_refuses_a_corpus_it_would_repeat(
     local = _build(_cfg(tmp_path, max_epochs=data["max_epochs"]))
     with pytest.raises(ConfigError, match=r"^data.max_epochs: the run reads 5.00B tokens"):
         local.budget(trainer["max_steps"], per_step)
+
+
+@pytest.mark.parametrize("max_documents", [None, 70])
+def test_a_local_hf_dataset_streams_shard_by_shard(
+    tmp_path: Path, corpus: list[list[str]], max_documents: int | None
+) -> None:
+    """`datasets`' json builder through hf_dataset: one unit per file (its shards), or one
+    ordered stream capped at max_documents (the validation documents count towards it)."""
+    files = sorted(str(p) for p in (tmp_path / "corpus").glob("*.jsonl"))
+    cfg = _cfg(
+        tmp_path,
+        source="hf_dataset",
+        hf_dataset={"name": "json", "data_files": files, "max_documents": max_documents},
+        shards={"workers": 2},
+    )
+    data = _build(cfg)
+    flat = [d for f in corpus for d in f]
+    expected = flat[5:] if max_documents is None else flat[5:max_documents]
+    assert _train_tokens(data) == _packed(expected)
+    assert len(data.batches.shards.files) == (3 if max_documents is None else 1)
