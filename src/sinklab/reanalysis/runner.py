@@ -439,9 +439,9 @@ def analyze_pretrained(
     model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
     if qcfg is not None:  # before any measuring or writing
         check_causal(model, "quant.enabled")
-        mcfg = getattr(model, "cfg", None)
-        limit = getattr(mcfg, "max_seq_len", None)
-        room = None if limit is None else limit - (getattr(mcfg, "n_sink_tokens", 0) or 0)
+        arch = getattr(model, "cfg", None)  # not `mcfg`: the metric thresholds keep that name
+        limit = getattr(arch, "max_seq_len", None)
+        room = None if limit is None else limit - (getattr(arch, "n_sink_tokens", 0) or 0)
         check_quant_inputs(qcfg, cfg.seq_len, room, getattr(tokenizer, "bos_token_id", None))
     model.to(cfg.device)
     probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
