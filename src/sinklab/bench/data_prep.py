@@ -23,6 +23,7 @@ from typing import Any
 
 from sinklab.bench.sections import log
 
+VAL_DOCUMENTS = 200  # the held-out documents of every bench corpus (the key includes it)
 TARGETS = {"throughput_ratio": 0.8, "rss_gb": 1.5, "rss_growth": 1.2, "loader": 12e6, "start": 5.0}
 
 
@@ -84,6 +85,7 @@ def _prepare_cmd(corpus: Path, cache: Path, tokenizer: Path, extra: list[str]) -
         f"text_files.paths=[{corpus}/*.jsonl]",
         "tokenizer.kind=file",
         f"tokenizer.path={tokenizer}",
+        f"shards.val_documents={VAL_DOCUMENTS}",
         *extra,
     ]
 
@@ -134,6 +136,7 @@ def loader_rate(
             "seq_len": 2048,
             "batch_size": 16,
             "num_workers": workers,
+            "shards": {"val_documents": VAL_DOCUMENTS},
         }
     )
     dm = SinkDataModule(cfg)
@@ -174,7 +177,7 @@ def data_section(
         corpus = scratch / f"corpus-{mb:g}mb"
         if not (corpus / ".done").is_file():
             log(f"data: generating {mb:g} MB of text")
-            write_corpus(corpus, plays, mb, file_mb=min(64.0, max(mb / 16, 1.0)))
+            write_corpus(corpus, plays, mb, file_mb=min(64.0, max(mb / 16, 0.1)))
             (corpus / ".done").touch()
         cache = scratch / f"cache-{mb:g}mb"
         subprocess.run(["rm", "-rf", str(cache)], check=True)
@@ -197,12 +200,11 @@ def data_section(
         )
     smallest, largest = rows[0], rows[-1]
     raw = raw_encode_rate(scratch / f"corpus-{smallest['mb']:g}mb", tokenizer, smallest["mb"])
-    loader = loader_rate(
-        scratch / f"cache-{largest['mb']:g}mb",
-        scratch / f"corpus-{largest['mb']:g}mb",
-        tokenizer,
-        workers,
-    )
+    where = (scratch / f"cache-{largest['mb']:g}mb", scratch / f"corpus-{largest['mb']:g}mb")
+    # in the training process (num_workers 0) and with one worker per core: each batch a
+    # worker makes crosses to the trainer through shared memory, which costs more than making it
+    loaders = {n: loader_rate(*where, tokenizer, n) for n in (0, workers)}
+    loader = max(loaders.values())
     return {
         "workers": workers,
         "rows": rows,
@@ -210,6 +212,7 @@ def data_section(
         "throughput_ratio": smallest["tokens_per_s"] / raw,
         "rss_growth": largest["peak_rss"] / max(smallest["peak_rss"], 1),
         "loader_tokens_per_s": loader,
+        "loader_by_workers": loaders,
         "targets": TARGETS,
     }
 
@@ -251,8 +254,12 @@ def render(rec: dict[str, Any]) -> list[str]:
             ),
         ],
         [
-            f"loader ({rec['workers']} workers)",
-            f"{rec['loader_tokens_per_s'] / 1e6:.1f}M tokens/s",
+            "loader (best of 0 and one worker per core)",
+            f"{rec['loader_tokens_per_s'] / 1e6:.1f}M tokens/s ("
+            + ", ".join(
+                f"{n} workers {v / 1e6:.1f}M" for n, v in rec.get("loader_by_workers", {}).items()
+            )
+            + ")",
             f">= {t['loader'] / 1e6:.0f}M",
             verdict(rec["loader_tokens_per_s"] >= t["loader"]),
         ],

@@ -19,7 +19,6 @@ import yaml
 from sinklab.configs import compose_section
 from sinklab.data import shards
 from sinklab.data.config import DataConfig
-from sinklab.data.run_data import RunData
 from sinklab.errors import ConfigError
 
 
@@ -52,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("overrides", nargs="*", help="key=value settings")
     args = parser.parse_args(argv)
+    # here, not at the top: storage=shards workers import this module again (spawn) and
+    # must not import torch with it
+    from sinklab.data.run_data import RunData
+
     try:
         raw: dict[str, Any] = {}
         if args.data:

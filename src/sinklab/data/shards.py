@@ -178,10 +178,10 @@ def _prepare_unit(job: tuple[documents.Unit, int]) -> int:
                 crc = zlib.crc32(data, crc)
                 n_tokens += len(packed)
                 n_docs += len(docs)
-                if counters is not None:
-                    with counters[0].get_lock():
-                        counters[0].value += len(docs)
-                        counters[1].value += len(packed)
+                if counters is not None:  # this worker's own two slots: no lock needed
+                    slot = 2 * (_worker_number() % (len(counters) // 2))
+                    counters[slot] += len(docs)
+                    counters[slot + 1] += len(packed)
         commit(tmp, shard)
     except OSError as err:
         tmp.unlink(missing_ok=True)
@@ -198,6 +198,12 @@ def _prepare_unit(job: tuple[documents.Unit, int]) -> int:
     meta = {"n_tokens": n_tokens, "n_docs": n_docs, "crc32": crc, "dtype": dtype.name}
     _write_text(shard.with_suffix(".json"), json.dumps(meta))
     return n_tokens
+
+
+def _worker_number() -> int:
+    """1, 2, ... in pool workers; 0 in the main process."""
+    identity = mp.current_process()._identity
+    return identity[0] if identity else 0
 
 
 def _pool_unit(job: tuple[documents.Unit, int]) -> tuple[Any, ...]:
@@ -223,7 +229,8 @@ def _run_jobs(
     # spawn, not fork: a fork inherits locks that the parent's threads (fsspec's event loop,
     # tokenizers' pool, torch's) may hold, and the child then waits on them forever
     ctx = mp.get_context("spawn")
-    counters = (ctx.Value("q", 0), ctx.Value("q", 0))
+    # (documents, tokens) per worker, summed by the progress bar; a raw array has no lock
+    counters = ctx.RawArray("q", 2 * (n_proc + 1))
     stop = threading.Event()
     bar = threading.Thread(target=_progress, args=(counters, stop, len(jobs)), daemon=True)
     if progress:
@@ -234,7 +241,17 @@ def _run_jobs(
             for job in jobs:
                 _prepare_unit(job)
         else:
-            with ctx.Pool(n_proc, _init_worker, (cfg, tokenizer, folder, counters)) as pool:
+            # a worker reads with datasets, which imports torch when it can: 300 MB a worker
+            saved = os.environ.get("USE_TORCH")
+            os.environ["USE_TORCH"] = "0"
+            try:
+                pool = ctx.Pool(n_proc, _init_worker, (cfg, tokenizer, folder, counters))
+            finally:
+                if saved is None:
+                    os.environ.pop("USE_TORCH", None)
+                else:
+                    os.environ["USE_TORCH"] = saved
+            with pool:
                 for outcome in pool.imap_unordered(_pool_unit, jobs):
                     if outcome[0] == "error":  # a ConfigError, carried across the pipe
                         raise ConfigError(outcome[1], outcome[2])
@@ -250,11 +267,11 @@ def _progress(counters: Any, stop: threading.Event, n_units: int) -> None:
     start = time.perf_counter()
     with tqdm(desc="Preparing shards", unit=" docs", dynamic_ncols=True) as bar:
         while not stop.wait(0.5):
-            docs, tokens = counters[0].value, counters[1].value
+            docs, tokens = sum(counters[0::2]), sum(counters[1::2])
             rate = tokens / max(time.perf_counter() - start, 1e-9)
             bar.n = docs
             bar.set_postfix_str(f"{tokens:,} tokens, {rate:,.0f} tokens/s, {n_units} units")
-        bar.n = counters[0].value
+        bar.n = sum(counters[0::2])
         bar.refresh()
 
 
