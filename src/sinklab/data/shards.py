@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from sinklab.atomic import atomic_write, commit, temp_name
+from sinklab.atomic import atomic_write, commit
 from sinklab.data import documents
 from sinklab.data.config import DataConfig
 from sinklab.data.tokenizer import Tokenizer
@@ -166,7 +166,9 @@ def _prepare_unit(job: tuple[documents.Unit, int]) -> int:
     counters = _STATE["counters"]
     dtype = dtype_for(tokenizer.vocab_size)
     shard = folder / f"train-{unit.index:05d}.bin"
-    tmp = temp_name(shard)
+    tmp = shard.with_name(
+        f".{shard.name}.{os.getpid()}.tmp"
+    )  # ranks preparing at once never share one
     n_tokens = n_docs = 0
     crc = 0
     try:
