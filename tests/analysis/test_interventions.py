@@ -339,3 +339,26 @@ def test_analyze_runs_them_when_asked_or_as_the_run_did() -> None:
     assert intervention_config(None, asked).kinds == ("massive_zero",)
     with pytest.raises(ConfigError, match=re.escape("interventions.kinds")):
         cfg(interventions={"kinds": ["zero_everything"]})
+
+
+def test_analyze_a_pretrained_model_with_groups_interventions(tmp_path) -> None:
+    """`sinklab-analyze target=hf:<folder> 'groups=[interventions]'`: the intervention rows
+    alone, tagged with their own checkpoint string, the probe set saved beside them, and a
+    second call finds them measured."""
+    from sinklab.analysis.records import read_rows
+    from sinklab.reanalysis import from_mapping, runner
+    from tests.reanalysis.test_hf_target import TEXT, _tiny_llama_folder
+
+    folder, corpus = tmp_path / "tiny-llama", tmp_path / "corpus.txt"
+    _tiny_llama_folder(folder)
+    corpus.write_text(TEXT)
+    cfg = {"target": f"hf:{folder}", "corpus": str(corpus), "n_windows": 3, "seq_len": 16}
+    cfg |= {"out_dir": str(tmp_path / "out"), "progress": False, "groups": ["interventions"]}
+    (report,) = runner.analyze(from_mapping(cfg))
+    rows = read_rows(report.table)
+    assert rows.metric.str.startswith("intervention/").all()
+    assert {"intervention/none/ppl", "intervention/no_sink/ppl_ratio"} <= set(rows.metric)
+    assert rows.checkpoint.nunique() == 1 and "interventions [" in rows.checkpoint.iloc[0]
+    assert (tmp_path / "out" / "probe" / "probe_set.npz").is_file()
+    (again,) = runner.analyze(from_mapping(cfg))
+    assert again.skipped == [-1] and again.measured == []

@@ -445,7 +445,7 @@ def analyze_pretrained(
         check_quant_inputs(qcfg, cfg.seq_len, room, getattr(tokenizer, "bos_token_id", None))
     model.to(cfg.device)
     probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
-    if probe_tag in todo:
+    if probe_tag in todo or edit_tag in todo:  # the windows the rows were measured on
         save_probe_set(probe_set, folder)
     stream = (scfg, stream_tag) if scfg is not None and stream_tag in todo else None
     quant = (qcfg, quant_tag) if qcfg is not None and quant_tag in todo else None
