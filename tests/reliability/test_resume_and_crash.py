@@ -155,10 +155,12 @@ def test_sigkill_during_a_metrics_write_keeps_every_earlier_row(tmp_path: Path) 
     metrics = run_dir / "metrics"
     assert list(metrics.glob(".probes.parquet.*")), "the kill should have hit a write in progress"
     rows = read_rows(metrics / "probes.parquet")
-    # W8A8 runs on its own schedule (the first step here): compare the other rows per step
-    quant = rows["metric"].str.startswith("quant/")
-    assert set(rows.loc[quant, "step"]) == {0}
-    per_step = rows[~quant].groupby("step").size()
+    # W8A8 and the interventions run on their own schedule (the first step here): compare the
+    # other rows per step
+    scheduled = rows["metric"].str.startswith(("quant/", "intervention/"))
+    assert set(rows.loc[scheduled, "step"]) == {0}
+    assert rows.loc[scheduled, "metric"].str.startswith("intervention/").any()
+    per_step = rows[~scheduled].groupby("step").size()
     assert list(per_step.index) == [0, 1]
     assert per_step[0] == per_step[1] > 0, "a step's rows are written all together or not at all"
     streamed = rows[rows["metric"].str.startswith("stream/")]
