@@ -145,7 +145,7 @@ def test_make_study_runs_the_catalogue_and_prints_the_python_post_step() -> None
     assert post.startswith("(cd outputs/studies/attention_sweep && OMP_NUM_THREADS=1 ")
     assert post.endswith(
         "-m sinklab.analyze 'target=./<job>' steps=last 'groups=[sinks]' quant.enabled=true "
-        "quant.bits=4 'quant.prefixes=[bos,prefixquant,cushioncache]' "
+        "quant.quantizer.bits=4 'quant.prefix.prefixes=[bos,prefixquant,cushioncache]' "
         "'out_dir=../attention_sweep_w4/<job>')"
     )
     assert "2 at a time" in out

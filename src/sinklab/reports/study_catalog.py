@@ -162,8 +162,8 @@ _W4 = PostStep(
         "steps=last",
         "groups=[sinks]",
         "quant.enabled=true",
-        "quant.bits=4",
-        "quant.prefixes=[bos,prefixquant,cushioncache]",
+        "quant.quantizer.bits=4",
+        "quant.prefix.prefixes=[bos,prefixquant,cushioncache]",
     ),
     parallel=2,
     # two 1-thread processes: 17 s for a pair on a loaded VM
