@@ -108,7 +108,9 @@ def _probe_rows(rng: np.random.Generator, setting: dict[str, str]) -> pd.DataFra
             for rank in range(2):
                 position = float(rng.choice([0, 1, 30, 62, 63]))
                 records.append(
-                    dict(base, layer=layer, metric=f"frames/ref_position/rank_{rank}", value=position)
+                    dict(
+                        base, layer=layer, metric=f"frames/ref_position/rank_{rank}", value=position
+                    )
                 )
                 records.append(
                     dict(
