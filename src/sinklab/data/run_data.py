@@ -76,18 +76,7 @@ class RunData:
             docs = load_documents(cfg)
             train, val = split_documents(docs, cfg.val_fraction, cfg.split_seed)
             tok = build_tokenizer(cfg, train, docs)
-            self.tokenizer = tok
-            self.vocab_size, self.bos_id, self.eos_id, self.pad_id = (
-                tok.vocab_size,
-                tok.bos_id,
-                tok.eos_id,
-                tok.pad_id,
-            )
-            if cfg.bos != "none" and tok.bos_id is None:
-                raise ConfigError(
-                    "data.bos", f"{cfg.bos!r} needs a BOS token, which this tokenizer lacks"
-                )
-            self._check_first_token()
+            self._set_tokenizer(tok)
             cache = TokenCache(cfg.cache_root(), tok, {"train": train, "val": val})
             self.cache_hit = cache.hit
             with_bos = cfg.bos == "document_start"
