@@ -23,13 +23,27 @@ OFF_BASE: set[str] = set()
     [
         (dict(n_heads=8, n_kv_heads=3), "model.n_kv_heads"),
         (dict(d_model=12, n_heads=4, pos="rope"), "model.head_dim"),  # head_dim 3 is odd
-        (dict(d_model=30, n_heads=4, head_dim=8), "model.head_dim"),  # 4 * 8 != 30
+        (dict(d_model=32, n_heads=4, head_dim=0), "model.head_dim"),
         (dict(d_model=30, n_heads=4), "model.n_heads"),  # 4 does not divide 30
         (dict(pos="xpos"), "model.pos"),
         (dict(attention="linear"), "model.attention"),
         (dict(gate="per_token"), "model.gate"),
         (dict(mlp="moe"), "model.mlp"),
-        (dict(norm_position="sandwich"), "model.norm_position"),
+        (dict(norm_position="peri"), "model.norm_position"),
+        (dict(norm_position="post", parallel_block=True), "model.parallel_block"),
+        (dict(norm="layernorm", norm_offset=1.0), "model.norm_offset"),
+        (dict(qk_norm_scope="layer"), "model.qk_norm_scope"),
+        (dict(gelu_approx="sigmoid"), "model.gelu_approx"),
+        (dict(attn_softcap=0.0), "model.attn_softcap"),
+        (dict(attn_softcap=30.0, attention="sigmoid"), "model.attn_softcap"),
+        (dict(logit_softcap=-1.0), "model.logit_softcap"),
+        (dict(attn_scale=0.0), "model.attn_scale"),
+        (dict(sliding_window=0), "model.sliding_window"),
+        (dict(sliding_window=4, causal=False), "model.sliding_window"),
+        (dict(n_layers=2, layer_types=["full"]), "model.layer_types"),
+        (dict(n_layers=2, layer_types=["full", "local"]), "model.layer_types"),
+        (dict(n_layers=2, layer_types=["full", "sliding"]), "model.layer_types"),  # no window
+        (dict(pos="alibi", rope_local_theta=1e4), "model.rope_local_theta"),
         (dict(n_sink_tokens=-1), "model.n_sink_tokens"),
         (dict(dropout=1.0), "model.dropout"),
     ],

@@ -20,6 +20,8 @@ median (eta = 64). Medians are lower medians (torch.median).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -110,7 +112,8 @@ def site_tensors(
 
     `o_in`, `down_in` and `resid_post` are in the cache. The q/k/v and gate/up inputs are a
     norm's output, which the probe does not keep: they are recomputed here by the model's own
-    norm modules from the captured norm inputs (pre-norm), or read as the block input
+    norm modules from the captured norm inputs (`Block.attn_input` / `mlp_input`; the
+    reordered placement has no input norm, so there it is the stream itself), or read as the block input
     (post-norm, where attention sees the raw residual stream). No model: those sites are skipped.
     """
     cache = probe.cache
@@ -121,10 +124,10 @@ def site_tensors(
         with torch.no_grad():
             if getattr(block, "pre_norm", True):
                 if attn_in is not None:
-                    out["qkv_in"] = _apply(block.norm_attn, attn_in)
+                    out["qkv_in"] = _apply(block.attn_input, attn_in)
                 mlp_in = cache.get(f"blocks.{layer}.norm_mlp.input")
-                if mlp_in is not None and hasattr(block, "norm_mlp"):
-                    out["gate_up_in"] = _apply(block.norm_mlp, mlp_in)
+                if mlp_in is not None and getattr(block, "has_mlp", False):
+                    out["gate_up_in"] = _apply(block.mlp_input, mlp_in)
             else:
                 before = cache.get("embed" if layer == 0 else f"blocks.{layer - 1}.resid_post")
                 if before is not None:
@@ -149,10 +152,12 @@ def _block(model: nn.Module | None, layer: int) -> nn.Module | None:
     return blocks[layer]
 
 
-def _apply(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run a norm on a captured tensor where the norm lives, and bring the result back to the
-    capture's device (the CPU copy, or the accelerator when the probe is measured there)."""
-    device = next(norm.parameters(), torch.empty(0)).device
+def _apply(norm: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Run a block's input norm (a bound `Block.attn_input` / `mlp_input`) on a captured tensor
+    where the block lives, and bring the result back to the capture's device (the CPU copy, or
+    the accelerator when the probe is measured there)."""
+    owner = getattr(norm, "__self__", norm)
+    device = next(owner.parameters(), torch.empty(0)).device
     return norm(x.to(device)).float().to(x.device)
 
 

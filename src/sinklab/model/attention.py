@@ -71,18 +71,22 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = H, Hkv, hd
         self.variant = cfg.attention
         self.causal = cfg.causal
-        self.scale = 1.0 / math.sqrt(hd)
+        self.scale = cfg.attn_scale if cfg.attn_scale is not None else 1.0 / math.sqrt(hd)
+        self.softcap = cfg.attn_softcap  # Gemma 2: scores -> cap * tanh(scores / cap)
         # clipped_softmax: stretch to [gamma, zeta], then clip to [0, 1]; T = max_seq_len
         self.clip_zeta = cfg.clip_zeta
         self.clip_gamma = -cfg.clip_alpha / cfg.max_seq_len
         self.dropout = cfg.dropout
-        self.wq = nn.Linear(d, H * hd, bias=cfg.bias)
-        self.wk = nn.Linear(d, Hkv * hd, bias=cfg.bias)
-        self.wv = nn.Linear(d, Hkv * hd, bias=cfg.bias)
+        qkv_bias = cfg.bias or cfg.qkv_bias
+        self.wq = nn.Linear(d, H * hd, bias=qkv_bias)
+        self.wk = nn.Linear(d, Hkv * hd, bias=qkv_bias)
+        self.wv = nn.Linear(d, Hkv * hd, bias=qkv_bias)
         self.wo = nn.Linear(H * hd, d, bias=cfg.bias)
-        if cfg.qk_norm:
-            self.q_norm = RMSNorm(hd, cfg.norm_eps)
-            self.k_norm = RMSNorm(hd, cfg.norm_eps)
+        self.qk_norm_whole = cfg.qk_norm_scope == "projection"
+        if cfg.qk_norm:  # over each head's dims, or (OLMo 2) over the whole projection
+            q_dim, k_dim = (H * hd, Hkv * hd) if self.qk_norm_whole else (hd, hd)
+            self.q_norm = RMSNorm(q_dim, cfg.norm_eps, cfg.norm_offset)
+            self.k_norm = RMSNorm(k_dim, cfg.norm_eps, cfg.norm_offset)
         if cfg.attention == "gated":
             self.gate_per_head = cfg.gate == "per_head"
             self.gate = nn.Linear(d, H if self.gate_per_head else H * hd, bias=cfg.bias)
@@ -114,7 +118,8 @@ class Attention(nn.Module):
             v = rec.hook("v", v, pos_dim=2)
 
             k, v = self._prepend_slots(k, v)
-            if self.variant in SOFTMAX_FAMILY and not rec.touches("pattern"):
+            fusable = self.variant in SOFTMAX_FAMILY and self.softcap is None
+            if fusable and not rec.touches("pattern"):
                 z = self._fused(q, k, v, pos)
             else:
                 z, _ = self._explicit(q, k, v, pos, rec)
@@ -134,10 +139,12 @@ class Attention(nn.Module):
         """
         N, L, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        q = self.wq(x).view(N, L, H, hd)
-        k = self.wk(x).view(N, L, Hkv, hd)
+        q, k = self.wq(x), self.wk(x)
+        if hasattr(self, "q_norm") and self.qk_norm_whole:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.view(N, L, H, hd), k.view(N, L, Hkv, hd)
         v = self.wv(x).view(N, L, Hkv, hd).transpose(1, 2)
-        if hasattr(self, "q_norm"):
+        if hasattr(self, "q_norm") and not self.qk_norm_whole:
             q, k = self.q_norm(q), self.k_norm(k)
         return q, k, v
 
@@ -179,7 +186,7 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         p = self.dropout if self.training else 0.0
         gqa = self.n_kv_heads != self.n_heads
-        if not self.n_slots and pos.slopes is None:
+        if not self.n_slots and pos.slopes is None and pos.window is None:
             return F.scaled_dot_product_attention(
                 q, k, v, is_causal=pos.causal, dropout_p=p, scale=self.scale, enable_gqa=gqa
             )
@@ -203,10 +210,17 @@ class Attention(nn.Module):
         rep = self.n_heads // self.n_kv_heads
         if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1, as in HF's repeat_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        scores = (q @ k.transpose(-2, -1)).float() * self.scale + self._bias(pos)
+        scores = self.cap((q @ k.transpose(-2, -1)).float() * self.scale) + self._bias(pos)
         weights = rec.hook("pattern", self.weights(scores).to(q.dtype), pos_dim=2)
         used = F.dropout(weights, self.dropout) if self.training and self.dropout else weights
         return used @ v, weights
+
+    def cap(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scaled scores soft-capped at `attn_softcap` (before any mask or bias); unchanged
+        without a cap. A streaming plan calls it too."""
+        if self.softcap is None:
+            return scores
+        return torch.tanh(scores / self.softcap) * self.softcap
 
     def weights(self, scores: torch.Tensor) -> torch.Tensor:
         """Attention weights from fp32 scores whose hidden columns hold -inf (the last axis is

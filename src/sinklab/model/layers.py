@@ -13,24 +13,37 @@ from sinklab.model.recorder import Recorder
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm with a learned gain, computed in fp32 like Llama's."""
+    """Root-mean-square norm with a learned gain, computed in fp32 like Llama's.
 
-    def __init__(self, dim: int, eps: float) -> None:
+    The gain is applied as (offset + w): Gemma stores its gains zero-centred and multiplies by
+    (1 + w); with offset 0 this is Llama's norm. It starts at an effective gain of one either way.
+    """
+
+    def __init__(self, dim: int, eps: float, offset: float = 0.0) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.offset = offset
+        self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.offset:
+            return ((self.weight.float() + self.offset) * x).to(dtype)
         return self.weight * x.to(dtype)
 
 
-def make_norm(cfg: ModelConfig) -> nn.Module:
+def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
+    """The configured norm over `dim` features (d_model unless given)."""
+    dim = cfg.d_model if dim is None else dim
     if cfg.norm == "rmsnorm":
-        return RMSNorm(cfg.d_model, cfg.norm_eps)
-    return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
+        return RMSNorm(dim, cfg.norm_eps, cfg.norm_offset)
+    return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.bias)
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
 
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -41,13 +54,20 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def activation(cfg: ModelConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The MLP's nonlinearity; GELU in its tanh form when `gelu_approx=tanh` (GPT-2, Gemma)."""
+    if cfg.mlp in ("gelu", "geglu") and cfg.gelu_approx == "tanh":
+        return _gelu_tanh
+    return _ACTIVATIONS[cfg.mlp]
+
+
 class MLP(nn.Module):
     """Gated (swiglu/geglu: act(x W_gate) * x W_up) or plain (gelu/relu: act(x W_up)) MLP."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.gated = cfg.mlp in ("swiglu", "geglu")
-        self.act = _ACTIVATIONS[cfg.mlp]
+        self.act = activation(cfg)
         if self.gated:
             self.w_gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.w_up = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)

@@ -114,13 +114,18 @@ class Positions:
     # which positions. None on the training and probe paths.
     stream: StreamAttention | None = None
     causal: bool = True  # False: bidirectional (an encoder), no key is masked
+    # A sliding layer's window (`model.sliding_window`): key k is seen from query t only when
+    # t - k < window. None on full layers.
+    window: int | None = None
     _bias: torch.Tensor | None = field(default=None, repr=False)
 
     def seq_bias(self) -> torch.Tensor:
-        """Causal mask (+ ALiBi) additive bias [H or 1, L, L], built once per forward and only
-        if needed; without the mask for an encoder."""
+        """Causal mask (+ sliding window, + ALiBi) additive bias [H or 1, L, L], built once per
+        forward and only if needed; without the mask for an encoder."""
         if self._bias is None:
-            self._bias = causal_bias(self.length, self.slopes, self.device, self.causal)
+            self._bias = causal_bias(
+                self.length, self.slopes, self.device, self.causal, window=self.window
+            )
         return self._bias
 
     def rotate(self, x: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
@@ -150,6 +155,8 @@ class PositionSettings(Protocol):
     rope_theta: float
     rotary_pct: float
     rope_scaling: RopeScaling | None
+    sliding_window: int | None
+    rope_local_theta: float | None
 
 
 class PositionEncoding:
@@ -216,11 +223,16 @@ class PositionEncoding:
         `end` is a host int, so the training path never reads the device."""
         return x
 
-    def positions(self, length: int, device: torch.device) -> Positions:
-        """What every layer of one forward over `length` positions shares."""
+    def positions(self, length: int, device: torch.device, sliding: bool = False) -> Positions:
+        """What every layer of one forward over `length` positions shares; with `sliding`,
+        what the sliding-window layers share (the window, and for RoPE their own base)."""
         cfg = self.cfg
         return Positions(
-            length=length, n_prefix=cfg.n_sink_tokens, device=device, causal=cfg.causal
+            length=length,
+            n_prefix=cfg.n_sink_tokens,
+            device=device,
+            causal=cfg.causal,
+            window=cfg.sliding_window if sliding else None,
         )
 
 
@@ -259,20 +271,23 @@ class Rope(PositionEncoding):
         )
 
     def tables(
-        self, length: int, device: torch.device | None = None
+        self, length: int, device: torch.device | None = None, base: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin [length, rotary dim] of positions 0..length-1 (the rotary dim is head_dim,
-        or its `rotary_pct` share: `apply_rope` then turns only those leading dims)."""
+        or its `rotary_pct` share: `apply_rope` then turns only those leading dims), at RoPE
+        base `base` (default model.rope_theta)."""
         cfg, dim = self.cfg, rotary_dim(self.cfg)
+        base = cfg.rope_theta if base is None else base
         scaling = cfg.rope_scaling
         if scaling is None:
-            return rope_cos_sin(length, dim, cfg.rope_theta, device)
-        theta = scaling.theta(cfg.rope_theta, length, cfg.max_seq_len, dim)
+            return rope_cos_sin(length, dim, base, device)
+        theta = scaling.theta(base, length, cfg.max_seq_len, dim)
         return rope_cos_sin(length, dim, theta, device, divide=scaling.divide)
 
-    def positions(self, length: int, device: torch.device) -> Positions:
-        pos = super().positions(length, device)
-        pos.rope = self.tables(length, device)
+    def positions(self, length: int, device: torch.device, sliding: bool = False) -> Positions:
+        pos = super().positions(length, device, sliding)
+        local = self.cfg.rope_local_theta if sliding else None
+        pos.rope = self.tables(length, device, local)
         return pos
 
 
@@ -283,8 +298,8 @@ class Alibi(PositionEncoding):
     enters = "bias"
     on_shift = "keys_move"
 
-    def positions(self, length: int, device: torch.device) -> Positions:
-        pos = super().positions(length, device)
+    def positions(self, length: int, device: torch.device, sliding: bool = False) -> Positions:
+        pos = super().positions(length, device, sliding)
         pos.slopes = alibi_slopes(self.cfg.n_heads).to(device)
         return pos
 
@@ -437,9 +452,11 @@ def causal_bias(
     slopes: torch.Tensor | None = None,
     device: torch.device | None = None,
     causal: bool = True,
+    window: int | None = None,
 ) -> torch.Tensor:
-    """Additive attention bias [H or 1, length, length]: -inf above the diagonal, and with ALiBi
-    slopes, -slope * (query - key) on and below it.
+    """Additive attention bias [H or 1, length, length]: -inf above the diagonal (and, with a
+    sliding `window`, at distances >= window), and with ALiBi slopes, -slope * (query - key) on
+    and below it.
 
     `causal=False` (an encoder) masks nothing; ALiBi then penalises the symmetric distance
     -slope * |query - key|, the usual bidirectional extension (as in MosaicBERT), so a key's
@@ -450,6 +467,8 @@ def causal_bias(
     bias = torch.zeros(length, length, device=device)
     if causal:
         bias = bias.masked_fill(distance < 0, float("-inf"))
+    if window is not None:
+        bias = bias.masked_fill(distance >= window, float("-inf"))
     if slopes is None:
         return bias[None]
     penalty = distance.clamp(min=0) if causal else distance.abs()

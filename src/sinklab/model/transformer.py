@@ -23,18 +23,48 @@ from sinklab.model.streaming import StreamPlan, require_causal
 
 
 class Block(nn.Module):
-    """Attention then MLP, each with a residual; the norm before (pre) or after (post) the sum."""
+    """Attention then MLP, each with a residual, its norms placed by `model.norm_position`:
 
-    def __init__(self, cfg: ModelConfig) -> None:
+        pre        x + f(norm(x))            (Llama)
+        post       norm(x + f(x))            (the 2017 Transformer)
+        sandwich   x + norm_out(f(norm(x)))  (Gemma 2/3)
+        reordered  x + norm_out(f(x))        (OLMo 2)
+
+    or, with `parallel_block`, x + attn(norm_attn(x)) + mlp(norm_mlp(x)) (GPT-NeoX, GPT-J).
+    The hooks `norm_attn.input` / `norm_mlp.input` always hold the residual stream entering
+    the sublayer (for post: the sum entering the norm).
+    """
+
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
-        self.pre_norm = cfg.norm_position == "pre"
-        self.norm_attn = make_norm(cfg)
-        self.attn = Attention(cfg)
+        self.norm_position = cfg.norm_position
+        self.pre_norm = cfg.norm_position != "post"
+        self.parallel = cfg.parallel_block
+        self.sliding = cfg.is_sliding(layer)  # attends through the sliding window
         self.has_mlp = cfg.mlp != "none"
+        norms_in = cfg.norm_position != "reordered"
+        norms_out = cfg.norm_position in ("sandwich", "reordered")
+        if norms_in:
+            self.norm_attn = make_norm(cfg)
+        if norms_out:
+            self.norm_attn_out = make_norm(cfg)
+        self.attn = Attention(cfg)
         if self.has_mlp:
-            self.norm_mlp = make_norm(cfg)
+            if norms_in:
+                self.norm_mlp = make_norm(cfg)
+            if norms_out:
+                self.norm_mlp_out = make_norm(cfg)
             self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
+
+    def attn_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the attention projections read, given the residual stream `x` entering the
+        sublayer (not for post-norm, whose attention reads the stream itself)."""
+        return self.norm_attn(x) if hasattr(self, "norm_attn") else x
+
+    def mlp_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the MLP reads, given the residual stream `x` entering it (not for post-norm)."""
+        return self.norm_mlp(x) if hasattr(self, "norm_mlp") else x
 
     def forward(
         self,
@@ -43,13 +73,7 @@ class Block(nn.Module):
         rec: Recorder = NULL_RECORDER,
     ) -> torch.Tensor:
         attn_rec, mlp_rec = rec.child("attn"), rec.child("mlp")
-        if self.pre_norm:
-            x = rec.hook("norm_attn.input", x, pos_dim=1)
-            x = x + self.drop(self.attn(self.norm_attn(x), pos, attn_rec))
-            if self.has_mlp:
-                x = rec.hook("norm_mlp.input", x, pos_dim=1)
-                x = x + self.drop(self.mlp(self.norm_mlp(x), mlp_rec))
-        else:
+        if not self.pre_norm:
             x = x + self.drop(self.attn(x, pos, attn_rec))
             x = rec.hook("norm_attn.input", x, pos_dim=1)
             x = self.norm_attn(x)
@@ -57,6 +81,23 @@ class Block(nn.Module):
                 x = x + self.drop(self.mlp(x, mlp_rec))
                 x = rec.hook("norm_mlp.input", x, pos_dim=1)
                 x = self.norm_mlp(x)
+        elif self.parallel:  # both sublayers read the block's input; the residual adds both
+            x = rec.hook("norm_attn.input", x, pos_dim=1)
+            for_mlp = rec.hook("norm_mlp.input", x, pos_dim=1)
+            attn = self.attn(self.attn_input(x), pos, attn_rec)
+            x = x + self.drop(attn) + self.drop(self.mlp(self.mlp_input(for_mlp), mlp_rec))
+        else:
+            x = rec.hook("norm_attn.input", x, pos_dim=1)
+            out = self.attn(self.attn_input(x), pos, attn_rec)
+            if hasattr(self, "norm_attn_out"):
+                out = self.norm_attn_out(out)
+            x = x + self.drop(out)
+            if self.has_mlp:
+                x = rec.hook("norm_mlp.input", x, pos_dim=1)
+                out = self.mlp(self.mlp_input(x), mlp_rec)
+                if hasattr(self, "norm_mlp_out"):
+                    out = self.norm_mlp_out(out)
+                x = x + self.drop(out)
         return rec.hook("resid_post", x, pos_dim=1)
 
 
@@ -75,7 +116,8 @@ class Transformer(nn.Module):
         if S:
             self.sink_tokens = nn.Parameter(torch.zeros(S, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.has_sliding = any(block.sliding for block in self.blocks)
         self.norm_final = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -103,8 +145,8 @@ class Transformer(nn.Module):
             leaf = name.rsplit(".", 1)[-1]
             if leaf == "bias" or leaf == "sink_logit":
                 nn.init.zeros_(p)
-            elif "norm" in name:
-                nn.init.ones_(p)
+            elif "norm" in name:  # an effective gain of one, whatever the offset
+                nn.init.constant_(p, 1.0 - self.cfg.norm_offset)
             elif name.endswith(("attn.wo.weight", "mlp.w_down.weight")):
                 nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.n_layers))
             else:
@@ -148,15 +190,30 @@ class Transformer(nn.Module):
         cfg = self.cfg
         S, T = cfg.n_sink_tokens, input_ids.shape[1]
         self.position.check_window(T)
-        pos = self.position.positions(S + T, input_ids.device)
+        full, sliding = self.layer_positions(S + T, input_ids.device)
         x = self._embed(input_ids, torch.arange(S + T, device=input_ids.device), S + T)
         x = rec.hook("embed", x, pos_dim=1)
 
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, rec.child(f"blocks.{i}"))
+            x = block(x, sliding if block.sliding else full, rec.child(f"blocks.{i}"))
 
         x = rec.hook("norm_final.input", x, pos_dim=1)[:, S:]
-        return self.lm_head(self.norm_final(x))
+        return self.head(self.norm_final(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from final-normed states: the LM head, soft-capped when
+        `logit_softcap` is set (every caller that forms logits itself goes through here)."""
+        logits = self.lm_head(x)
+        cap = self.cfg.logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap
+
+    def layer_positions(self, length: int, device: torch.device) -> tuple[Positions, Positions]:
+        """(full layers', sliding layers') position information for one forward; the same
+        object twice when no layer slides."""
+        full = self.position.positions(length, device)
+        if not self.has_sliding:
+            return full, full
+        return full, self.position.positions(length, device, sliding=True)
 
     def forward_stream(
         self, input_ids: torch.Tensor, plan: StreamPlan | None = None, *, hidden: bool = False
@@ -172,17 +229,17 @@ class Transformer(nn.Module):
         """
         require_causal(self.cfg)
         S, T = self.cfg.n_sink_tokens, input_ids.shape[1]
-        pos = self.position.positions(S + T, input_ids.device)
-        pos.stream = plan
+        full, sliding = self.layer_positions(S + T, input_ids.device)
+        full.stream = sliding.stream = plan
         if plan is not None:
             position_ids, end = plan.position_ids(input_ids.device), plan.positions_end
         else:
             position_ids, end = torch.arange(S + T, device=input_ids.device), S + T
         x = self._embed(input_ids, position_ids, end)
         for block in self.blocks:
-            x = block(x, pos)
+            x = block(x, sliding if block.sliding else full)
         x = self.norm_final(x[:, S:])
-        return x if hidden else self.lm_head(x)
+        return x if hidden else self.head(x)
 
     def _embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor, end: int) -> torch.Tensor:
         """The one embedding step of `forward` and `forward_stream`: token embeddings after the
@@ -190,6 +247,8 @@ class Transformer(nn.Module):
         [S + T] (prefix included; all below `end`, a host int), then dropout."""
         N = input_ids.shape[0]
         x = self.tok_emb(input_ids)
+        if self.cfg.scale_embeddings:  # Gemma: sqrt(d_model), cast to the embedding dtype
+            x = x * torch.tensor(self.cfg.d_model**0.5, dtype=x.dtype)
         if self.cfg.n_sink_tokens:
             x = torch.cat([self.sink_tokens[None].expand(N, -1, -1).to(x.dtype), x], dim=1)
         x = self.position.add(x, position_ids, end, getattr(self, "pos_emb", None))

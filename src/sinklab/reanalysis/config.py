@@ -26,7 +26,7 @@ MeasureOn = Literal["host", "device"]
 STEP_MODES: tuple[str, ...] = get_args(StepMode)
 BOS_CHOICES: tuple[str, ...] = get_args(ProbeBos)
 _TARGET_HELP = (
-    "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2"
+    "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file>, smollm2 or gemma3"
 )
 
 

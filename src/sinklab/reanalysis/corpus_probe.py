@@ -137,13 +137,14 @@ def load_pretrained(
         from sinklab.model.pretrained import load_smollm2
 
         return load_smollm2(cache_dir)
+    if kind == "gemma3":
+        from sinklab.model.pretrained import load_gemma3
+
+        return load_gemma3(cache_dir)
     if kind == "gguf":
         from sinklab.model.pretrained import load_gguf
 
         return load_gguf(path)
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from sinklab.model.convert import load_hf
 
-    from sinklab.model.hf import from_hf_llama
-
-    hf = LlamaForCausalLM.from_pretrained(str(path), torch_dtype=torch.float32)
-    return from_hf_llama(hf).eval(), AutoTokenizer.from_pretrained(str(path))
+    return load_hf(path)

@@ -1,7 +1,7 @@
 """Turn the `target=` string into something to measure.
 
 A run folder, a multirun folder (its numbered job folders), a single checkpoint inside a
-run, or a pretrained model (`hf:<folder>`, `gguf:<file>`, `smollm2`). Anything else is a
+run, or a pretrained model (`hf:<folder>`, `gguf:<file>`, `smollm2`, `gemma3`). Anything else is a
 one-line `ConfigError` on `target`, raised before a model is loaded.
 """
 
@@ -23,9 +23,13 @@ class RunTarget:
     only: tuple[Path, ...] | None = None
 
 
+# The real models fetched from PyPI by name (`sinklab.model.pretrained`) -> their folder names.
+PRETRAINED_NAMES = {"smollm2": "smollm2-135m", "gemma3": "gemma3-270m"}
+
+
 @dataclass(frozen=True)
 class PretrainedTarget:
-    """An imported model: kind is hf, gguf or smollm2; path is None for smollm2."""
+    """An imported model: kind is hf, gguf, smollm2 or gemma3; path is None for the named ones."""
 
     kind: str
     path: Path | None
@@ -33,8 +37,8 @@ class PretrainedTarget:
     @property
     def name(self) -> str:
         """A short name for folders and the run_id column."""
-        if self.kind == "smollm2":
-            return "smollm2-135m"
+        if self.kind in PRETRAINED_NAMES:
+            return PRETRAINED_NAMES[self.kind]
         assert self.path is not None
         return self.path.stem if self.path.is_file() else self.path.name
 
@@ -66,8 +70,8 @@ def select_steps(
 
 def resolve(target: str) -> list[Target]:
     """The runs (one per job for a multirun) or the pretrained model that `target` names."""
-    if target == "smollm2":
-        return [PretrainedTarget("smollm2", None)]
+    if target in PRETRAINED_NAMES:
+        return [PretrainedTarget(target, None)]
     for prefix in ("hf:", "gguf:"):
         if target.startswith(prefix):
             path = Path(target[len(prefix) :]).expanduser()
@@ -83,7 +87,7 @@ def resolve(target: str) -> list[Target]:
     if not path.exists():
         raise ConfigError(
             "target",
-            f"{target!r} does not exist; give a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2",
+            f"{target!r} does not exist; give a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file>, smollm2 or gemma3",
         )
     path = path.resolve()
     if path.is_file():
