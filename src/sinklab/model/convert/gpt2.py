@@ -10,8 +10,9 @@ What differs from our layout, and how it maps:
 - `gelu_new` is 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): `gelu_approx=tanh`.
 - `reorder_and_upcast_attn` only changes the fp16 order of operations (scale folded into
   baddbmm, scores in fp32); our scores are fp32 already, so it converts as the same model.
-Refused: per-layer score scaling (`scale_attn_by_inverse_layer_idx`), unscaled scores
-(`scale_attn_weights=False`), cross-attention blocks, activations we do not have.
+- `scale_attn_weights=False` (raw q.k scores) is our `attn_scale=1`.
+Refused: per-layer score scaling (`scale_attn_by_inverse_layer_idx`), cross-attention
+blocks, activations we do not have.
 Dropout is training-only and placed differently per family: converted models carry
 `dropout=0` (set model.dropout to fine-tune).
 """
@@ -57,11 +58,6 @@ def config_from_gpt2(hf: Any) -> ModelConfig:
             "scale_attn_by_inverse_layer_idx",
             "True divides layer i's scores by i + 1; sinklab scales every layer alike",
         )
-    if not read(hf, "scale_attn_weights"):
-        raise ConversionError(
-            "scale_attn_weights",
-            "False leaves scores unscaled; sinklab scales them by 1/sqrt(head_dim)",
-        )
     if read(hf, "add_cross_attention"):
         raise ConversionError(
             "add_cross_attention",
@@ -85,6 +81,8 @@ def config_from_gpt2(hf: Any) -> ModelConfig:
         dropout=0.0,
         init_std=float(read(hf, "initializer_range")),
         attention="softmax",
+        # scale_attn_weights=False: raw q.k scores, our attn_scale=1; True: 1/sqrt(head_dim)
+        attn_scale=None if read(hf, "scale_attn_weights") else 1.0,
         **mlp_of_activation("activation_function", read(hf, "activation_function")),
     )
 
