@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sinklab.analysis import streaming
 from sinklab.analysis.registry import METRICS, describe, template_of
 from sinklab.analysis.streaming import (
     StreamConfig,
@@ -238,3 +239,64 @@ def test_no_ratio_rows_without_the_oracle() -> None:
     df = stream_eval(_model(), _ids(), _cfg(conditions=("window",), shift_modes=("shift",)))
     assert not df.metric.str.startswith("stream/ratio/").any()
     assert "stream/ppl/window_shift" in set(df.metric)
+
+
+# -- the two paths --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(pos="rope", attention="sink_logit", n_sink_tokens=1),
+        dict(pos="alibi", kv_bias=True),
+        dict(pos="learned", attention="relu", max_seq_len=16),
+    ],
+)
+def test_masked_and_rolling_paths_give_the_same_rows(kw: dict) -> None:
+    model = _model(**kw)
+    cfg = _cfg(bucket_len=5, recompute_stride=2)
+    masked = stream_eval(model, _ids(), cfg, path="masked")
+    rolling = stream_eval(model, _ids(), cfg, path="rolling")
+    assert list(masked.metric) == list(rolling.metric)
+    assert masked.attrs["stream_skipped"] == rolling.attrs["stream_skipped"]
+    nll = masked.metric.str.startswith("stream/nll/")
+    torch.testing.assert_close(
+        torch.tensor(rolling.value[nll].to_numpy()),
+        torch.tensor(masked.value[nll].to_numpy()),
+        rtol=0,
+        atol=1e-5,
+    )
+    torch.testing.assert_close(
+        torch.tensor(rolling.value[~nll].to_numpy()),
+        torch.tensor(masked.value[~nll].to_numpy()),
+        rtol=1e-5,
+        atol=0,
+    )
+
+
+def test_auto_takes_the_rolling_path_for_long_streams_or_over_the_budget(monkeypatch) -> None:
+    calls: list[tuple[int, int]] = []
+    real = streaming.stream_token_nll
+
+    def spy(model, ids, cache_len, n_sinks, shift, chunk):
+        calls.append((cache_len, n_sinks))
+        return real(model, ids, cache_len, n_sinks, shift, chunk)
+
+    monkeypatch.setattr(streaming, "stream_token_nll", spy)
+    model = _model()
+    cfg = _cfg(conditions=("dense", "sinks"), sink_counts=(2,), shift_modes=("shift",))
+    stream_nll(model, _ids(), cfg)  # T = 24 <= 4 C and a few kB: all masked
+    assert calls == []
+    long = _ids(n=4 * C + 1)
+    auto = stream_nll(model, long, cfg)  # T = 4 C + 1: the cache condition rolls
+    assert calls == [(C, 2)]  # dense stays masked: its cache is the whole stream
+    masked = stream_nll(model, long, cfg, path="masked")
+    torch.testing.assert_close(
+        auto.nll["sinks2_shift"], masked.nll["sinks2_shift"], atol=1e-5, rtol=0
+    )
+    calls.clear()
+    monkeypatch.setattr(streaming, "MASKED_BUDGET_BYTES", 0)
+    stream_nll(model, _ids(), cfg)
+    assert calls == [(T, 0), (C, 2)]  # dense = a cache as long as the stream
+    with pytest.raises(ConfigError, match="path"):
+        stream_nll(model, _ids(), cfg, path="fast")

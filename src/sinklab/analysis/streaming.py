@@ -13,8 +13,13 @@ Extra slots of the model (sink logit, kv bias, sink tokens) are always kept on t
 All positions t < C see every earlier token, so the conditions differ only from t = C on
 (the first query after an eviction); the headline perplexities are over t >= C.
 
-The cache conditions run in one masked pass each (`sinklab.model.streaming`, exact against a
-token-by-token rolling decode); the oracle runs the model on all T - C + 1 windows, batched.
+The cache conditions (and dense) run on one of two paths that give the same NLL (within
+1e-5 in fp32): one masked pass (`sinklab.model.streaming`, exact against a token-by-token
+rolling decode), fastest for short streams such as the probe callback's, or a rolling KV cache
+fed in chunks (`sinklab.model.rolling_cache`), whose memory does not grow with T; `_path`
+picks the rolling one for long streams (T > 4 C) or when the masked pass would hold more
+than `MASKED_BUDGET_BYTES`. Dense on the rolling path is a cache as long as the stream. The
+oracle runs the model on all T - C + 1 windows, batched.
 The 2 x 2 of sinks x shift separates the missing sink from RoPE extrapolation of the query
 position: `window` collapses from both, `window_shift` only from the missing sink.
 
@@ -40,11 +45,17 @@ from sinklab.analysis.measure import COLUMNS
 from sinklab.configs import from_mapping
 from sinklab.errors import ConfigError, check, check_choice
 from sinklab.model.position import position_class
+from sinklab.model.rolling_cache import stream_token_nll
 from sinklab.model.streaming import StreamPlan
 from sinklab.runs.schedule import log_spaced_steps
 
 FAMILIES = ("dense", "window", "sinks", "recompute")
 SHIFT_MODES = ("noshift", "shift")
+PATHS = ("auto", "masked", "rolling")
+# The masked pass is picked only for streams up to ROLLING_FROM x C tokens whose estimated
+# peak (`masked_pass_bytes`) stays under this budget; past either, the rolling cache.
+ROLLING_FROM = 4
+MASKED_BUDGET_BYTES = 1 << 30
 _NAME = re.compile(r"^(?:(dense|recompute)|(window)|sinks([1-9]\d*))(_shift)?$")
 
 
@@ -233,8 +244,12 @@ class StreamNLL:
     cache_len: int
 
 
-def stream_nll(model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig) -> StreamNLL:
-    """Run every condition of `cfg` (resolved: C set) on `stream_ids` [T]."""
+def stream_nll(
+    model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig, path: str = "auto"
+) -> StreamNLL:
+    """Run every condition of `cfg` (resolved: C set) on `stream_ids` [T]. `path` auto picks
+    the masked pass or the rolling cache per condition (`_path`); masked / rolling force one."""
+    check_choice("path", path, PATHS)
     T, C = _check_inputs(model, stream_ids, cfg)
     ids = stream_ids.to(model_device(model))
     out, skipped = {}, {}
@@ -247,16 +262,19 @@ def stream_nll(model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConf
                 out[cond.name] = recompute_nll(
                     model, ids, C, cfg.recompute_batch_size, cfg.recompute_stride
                 )
+            elif _path(model, T, C, cond, path) == "rolling":
+                out[cond.name] = _rolling_nll(model, ids, C, cond)
             else:
                 out[cond.name] = _pass_nll(model, ids, C, cond)
     return StreamNLL(out, skipped, T, C)
 
 
 def stream_eval(
-    model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig
+    model: torch.nn.Module, stream_ids: torch.Tensor, cfg: StreamConfig, path: str = "auto"
 ) -> pd.DataFrame:
-    """Tidy rows (layer, head, metric, value) of every condition; skipped ones have none."""
-    result = stream_nll(model, stream_ids, cfg)
+    """Tidy rows (layer, head, metric, value) of every condition; skipped ones have none.
+    The rows do not depend on `path` (see `stream_nll`)."""
+    result = stream_nll(model, stream_ids, cfg, path)
     df = stream_rows(result, cfg.bucket_len or max(1, result.cache_len // 4))
     df.attrs["stream_skipped"] = dict(result.skipped)
     return df
@@ -340,6 +358,42 @@ def _undefined(model: torch.nn.Module, cond: Condition, T: int) -> str | None:
             f"{T}-token stream needs positions up to {T - 1}"
         )
     return None
+
+
+def masked_pass_bytes(model: torch.nn.Module, T: int, C: int) -> int:
+    """A rough fp32 peak of one masked pass over T tokens with a cache of C: a layer's scores,
+    bias and weights over the key band (H x T x (C + B) each, B <= C), the hidden states and
+    projections (a few T x d), and the T x V logits of the NLL."""
+    mcfg = model.cfg
+    band = mcfg.n_heads * T * 2 * C
+    return 4 * (3 * band + 8 * T * mcfg.d_model + T * mcfg.vocab_size)
+
+
+def _path(model: torch.nn.Module, T: int, C: int, cond: Condition, path: str) -> str:
+    """masked | rolling for a dense or cache condition (dense: a cache of the whole stream)."""
+    if path != "auto":
+        return path
+    if cond.kind == "dense":  # O(T^2) on the masked path: the band is the whole stream
+        C = T
+    long = T > ROLLING_FROM * C
+    return "rolling" if long or masked_pass_bytes(model, T, C) > MASKED_BUDGET_BYTES else "masked"
+
+
+def _rolling_nll(
+    model: torch.nn.Module, ids: torch.Tensor, C: int, cond: Condition
+) -> torch.Tensor:
+    """NLL of one condition through the rolling cache, chunk by chunk (never T x V logits);
+    dense is a window as long as the stream, so nothing is evicted."""
+    T = len(ids)
+    if cond.kind == "dense":
+        return stream_token_nll(model, ids, T, 0, False, chunk=_chunk(min(T, 512)))
+    return stream_token_nll(model, ids, C, cond.n_sinks, cond.shift, chunk=_chunk(C))
+
+
+def _chunk(C: int) -> int:
+    """Query chunk of the rolling path: about C / 2, within 32 .. 256 (small chunks spend
+    their time in Python, large ones in score columns no query sees)."""
+    return min(256, max(32, C // 2))
 
 
 def _pass_nll(model: torch.nn.Module, ids: torch.Tensor, C: int, cond: Condition) -> torch.Tensor:
