@@ -144,3 +144,36 @@ def test_a_missing_tensor_is_refused_by_name() -> None:
     with pytest.raises(ConversionError) as caught:
         MISTRAL.weights(MISTRAL.config(hf.config), TheirWeights(state, "tampered"))
     assert str(caught.value) == "weights: tampered has no tensor 'model.norm.weight'"
+
+
+@pytest.mark.parametrize(
+    "version,extra,window,theta",
+    [
+        ("v0.1", {"sliding_window": 4096, "rope_theta": 10000.0, "vocab_size": 32000}, 4096, 1e4),
+        ("v0.3", {"sliding_window": None, "rope_theta": 1000000.0, "vocab_size": 32768}, None, 1e6),
+    ],
+)
+def test_a_hub_style_config_reads_as_expected(
+    version: str, extra: dict, window: int | None, theta: float
+) -> None:
+    """config.json files shaped like Mistral-7B v0.1 (4096-token window) and v0.3 (none)."""
+    hub = {
+        "model_type": "mistral",
+        "hidden_act": "silu",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "max_position_embeddings": 32768,
+        "num_attention_heads": 32,
+        "num_hidden_layers": 32,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-05,
+        "tie_word_embeddings": False,
+        **extra,
+    }
+    cfg = MISTRAL.config(transformers.AutoConfig.for_model(**hub))
+    expected = dict(
+        d_model=4096, n_heads=32, n_kv_heads=8, head_dim=128, n_layers=32, d_ff=14336,
+        sliding_window=window, layer_types=None, rope_theta=theta, vocab_size=extra["vocab_size"],
+        tie_embeddings=False, bias=False, qkv_bias=False,
+    )  # fmt: skip
+    assert {key: getattr(cfg, key) for key in expected} == expected, version

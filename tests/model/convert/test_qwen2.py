@@ -192,3 +192,38 @@ def test_a_missing_tensor_is_refused_by_name() -> None:
     assert str(caught.value) == (
         "weights: tampered has no tensor 'model.layers.1.self_attn.k_proj.bias'"
     )
+
+
+def test_a_hub_style_config_reads_as_expected() -> None:
+    """A config.json in the hub's (pre-v5) form, shaped like Qwen2.5-0.5B: top-level
+    rope_theta, use_sliding_window false beside a stale sliding_window, tied head."""
+    hub = {
+        "model_type": "qwen2",
+        "hidden_act": "silu",
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "max_position_embeddings": 32768,
+        "max_window_layers": 21,
+        "num_attention_heads": 14,
+        "num_hidden_layers": 24,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0,
+        "sliding_window": 32768,
+        "tie_word_embeddings": True,
+        "use_sliding_window": False,
+        "vocab_size": 151936,
+    }
+    cfg = QWEN2.config(transformers.AutoConfig.for_model(**hub))
+    expected = dict(
+        vocab_size=151936, d_model=896, n_layers=24, n_heads=14, n_kv_heads=2, head_dim=64,
+        d_ff=4864, max_seq_len=32768, rope_theta=1e6, rope_scaling=None, norm_eps=1e-6,
+        qkv_bias=True, bias=False, sliding_window=None, layer_types=None, tie_embeddings=True,
+    )  # fmt: skip
+    assert {key: getattr(cfg, key) for key in expected} == expected
+
+    windowed = QWEN2.config(
+        transformers.AutoConfig.for_model(**{**hub, "use_sliding_window": True})
+    )
+    assert windowed.sliding_window == 32768
+    assert windowed.layer_types == ["full"] * 21 + ["sliding"] * 3

@@ -146,3 +146,34 @@ def test_a_missing_tensor_is_refused_by_name() -> None:
     assert str(caught.value) == (
         "weights: tampered has no tensor 'model.layers.2.self_attn.k_norm.weight'"
     )
+
+
+def test_a_hub_style_config_reads_as_expected() -> None:
+    """A config.json shaped like Qwen3-0.6B's: 16 heads of 128 over hidden_size 1024."""
+    hub = {
+        "model_type": "qwen3",
+        "attention_bias": False,
+        "head_dim": 128,
+        "hidden_act": "silu",
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "max_position_embeddings": 40960,
+        "max_window_layers": 28,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 28,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-06,
+        "rope_scaling": None,
+        "rope_theta": 1000000,
+        "sliding_window": None,
+        "tie_word_embeddings": True,
+        "use_sliding_window": False,
+        "vocab_size": 151936,
+    }
+    cfg = QWEN3.config(transformers.AutoConfig.for_model(**hub))
+    expected = dict(
+        d_model=1024, n_heads=16, n_kv_heads=8, head_dim=128, n_layers=28, d_ff=3072,
+        max_seq_len=40960, rope_theta=1e6, qk_norm=True, qk_norm_scope="head", bias=False,
+        qkv_bias=False, sliding_window=None, layer_types=None, tie_embeddings=True,
+    )  # fmt: skip
+    assert {key: getattr(cfg, key) for key in expected} == expected
