@@ -15,7 +15,16 @@ from typing import Any
 
 import torch
 
-from sinklab.model.convert import llama  # noqa: F401  (registers the family)
+# Each family module registers itself on import.
+from sinklab.model.convert import (  # noqa: F401
+    gpt2,
+    gpt_neox,
+    llama,
+    mistral,
+    opt,
+    qwen2,
+    qwen3,
+)
 from sinklab.model.convert.exact import ConversionError, TheirWeights, load_exact
 from sinklab.model.convert.registry import Family, family_of, supported
 from sinklab.model.transformer import Transformer
