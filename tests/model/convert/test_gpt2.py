@@ -161,5 +161,6 @@ def test_a_fused_qkv_of_the_wrong_width_is_refused() -> None:
     with pytest.raises(ConversionError) as refused:
         GPT2.weights(GPT2.config(hf.config), TheirWeights(state, "tampered"))
     assert str(refused.value) == (
-        "weights: tampered: transformer.h.0.attn.c_attn.weight has shape (32, 128), expected (32, 96)"
+        "weights: tampered: transformer.h.0.attn.c_attn has shapes (32, 128) / (96,), "
+        "expected (32, 96) / (96,)"
     )

@@ -111,19 +111,17 @@ def weights_from_gpt2(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, torch
     }
     for i in range(cfg.n_layers):
         theirs_i, ours_i = f"transformer.h.{i}", f"blocks.{i}"
-        for buffer in (
-            "attn.bias",
-            "attn.masked_bias",
-        ):  # checkpoints saved before transformers 4.3x
+        # Saved by older transformers (the causal mask and its fill value); rebuilt per forward.
+        for buffer in ("attn.bias", "attn.masked_bias"):
             theirs.skip(f"{theirs_i}.{buffer}", "causal-mask buffer, not a weight")
         ours.update(_norm(theirs, f"{theirs_i}.ln_1", f"{ours_i}.norm_attn"))
         qkv_w = theirs.take(f"{theirs_i}.attn.c_attn.weight")  # [d, 3d]: columns q | k | v
         qkv_b = theirs.take(f"{theirs_i}.attn.c_attn.bias")
-        if tuple(qkv_w.shape) != (d, 3 * d):
+        if tuple(qkv_w.shape) != (d, 3 * d) or tuple(qkv_b.shape) != (3 * d,):
             raise ConversionError(
                 "weights",
-                f"{theirs.source}: {theirs_i}.attn.c_attn.weight has shape "
-                f"{tuple(qkv_w.shape)}, expected {(d, 3 * d)}",
+                f"{theirs.source}: {theirs_i}.attn.c_attn has shapes {tuple(qkv_w.shape)} / "
+                f"{tuple(qkv_b.shape)}, expected {(d, 3 * d)} / {(3 * d,)}",
             )
         for j, name in enumerate(("wq", "wk", "wv")):
             ours[f"{ours_i}.attn.{name}.weight"] = qkv_w[:, j * d : (j + 1) * d].t()
