@@ -163,3 +163,45 @@ def test_bad_arguments() -> None:
         stream_token_nll(model, _ids(model), 8, 8, True)
     with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
         stream_token_nll(model, _ids(model), 8, 1, True, chunk=0)
+
+
+GEMMA_LIKE = dict(
+    sliding_window=5,
+    layer_types=["sliding", "full"],
+    rope_local_theta=100.0,
+    attn_softcap=2.0,
+    logit_softcap=3.0,
+    scale_embeddings=True,
+    norm_position="sandwich",
+    norm_offset=1.0,
+    n_sink_tokens=1,
+)
+
+
+@pytest.mark.parametrize("pos", ["rope", "alibi", "learned"])
+def test_sliding_layers_softcaps_and_sandwich_norms(pos: str) -> None:
+    extra = GEMMA_LIKE if pos == "rope" else {**GEMMA_LIKE, "rope_local_theta": None}
+    model = _model(pos=pos, **extra)
+    ids = _ids(model, 40)
+    for n_sinks, shift in CONDITIONS:
+        _check(model, ids, n_sinks, shift, chunk=6)
+
+
+@pytest.mark.parametrize("layer_types", [None, ["sliding", "full"]])
+def test_sliding_window_inside_the_cache_is_the_plain_forward(layer_types) -> None:
+    """With every layer sliding (window 5 < C - k), eviction never hides a key the window
+    shows, so the window condition is the model's plain forward (the lead's sliding mask); with
+    a full layer it is not, unless the cache holds the whole stream."""
+    model = _model(pos="rope", sliding_window=5, layer_types=layer_types, rope_local_theta=100.0)
+    ids = _ids(model, 40)
+    logits = model(ids[None])[0, :-1].float()
+    plain = F.cross_entropy(logits, ids[1:], reduction="none")
+    whole = stream_token_nll(model, ids, 40, 0, False, chunk=7)
+    torch.testing.assert_close(whole, plain, rtol=0, atol=ATOL)
+    window = stream_token_nll(model, ids, C, 0, False, chunk=7)
+    if layer_types is None:
+        torch.testing.assert_close(window, plain, rtol=0, atol=ATOL)
+        masked = _masked_nll(model, ids, C, 0, False)
+        torch.testing.assert_close(masked, plain, rtol=0, atol=ATOL)
+    else:
+        assert (window[C:] - plain[C:]).abs().max() > 1e-3

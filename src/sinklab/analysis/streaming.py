@@ -437,7 +437,7 @@ def recompute_nll(
 
 
 def _nll(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = model.lm_head(hidden).float()
+    logits = model.head(hidden).float()  # soft-capped where the model caps its logits
     return F.cross_entropy(logits, targets, reduction="none").cpu()
 
 

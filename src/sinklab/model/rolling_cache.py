@@ -28,9 +28,10 @@ Positions, as in the decode (`streaming.py` explains why these are the decode's)
   are taken there).
 - learned / sinusoidal: token t enters at P(t) (shift) or S + t (no shift), once.
 
-Sliding-window layers (`ModelConfig.is_sliding`): a key is visible only while the true
-token distance (S + t) - p is below `model.sliding_window` (p the key's stream position,
-prefix included), on top of the cache rule.
+Sliding-window layers (`Positions.window` of the model's sliding layers): a key is visible
+only while the true token distance (S + t) - p is below `model.sliding_window` (p the key's
+stream position, prefix included), on top of the cache rule; their RoPE base is
+`model.rope_local_theta` when set, as in `Rope.positions`.
 
 Dynamic RoPE scaling takes its base from the whole stream's length S + T, as the masked
 pass does (one table for the stream), so both paths give the same numbers.
@@ -46,7 +47,13 @@ import torch
 import torch.nn.functional as F
 
 from sinklab.model.position import Positions, apply_rope, rotary_dim
-from sinklab.model.streaming import _distance_bias, _slots, _with_slot_bias, require_causal
+from sinklab.model.streaming import (
+    _distance_bias,
+    _slots,
+    _with_slot_bias,
+    in_window,
+    require_causal,
+)
 
 if TYPE_CHECKING:
     from sinklab.model.attention import Attention
@@ -130,10 +137,10 @@ class RollingCache:
         layer, cache = self._layers[id(attn)]
         k = k.transpose(1, 2)  # [N, Hkv, L, hd], as v
         if self.in_prefix:
-            z = self._prefix_rows(attn, layer, q.transpose(1, 2), k, v, pos.slopes)
+            z = self._prefix_rows(attn, layer, q.transpose(1, 2), k, v, pos)
             cache.prefix_k, cache.prefix_v = k, v
             return z
-        z = self._token_rows(attn, layer, cache, q.transpose(1, 2), k, v, pos.slopes)
+        z = self._token_rows(attn, layer, cache, q.transpose(1, 2), k, v, pos)
         self._keep(cache, k, v)
         return z
 
@@ -161,7 +168,7 @@ class RollingCache:
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        slopes: torch.Tensor | None,
+        pos: Positions,
     ) -> torch.Tensor:
         """The S sink-token positions: causal among themselves, at positions 0 .. S-1."""
         S = q.shape[2]
@@ -176,8 +183,8 @@ class RollingCache:
             scores.insert(0, q @ slots[0].transpose(-1, -2))
             values.insert(0, slots[1])
         distance = (idx[:, None] - idx[None, :]).float()
-        visible = (distance >= 0) & self._in_window(layer, distance)
-        bias = _distance_bias(distance, visible, slopes)
+        visible = (distance >= 0) & in_window(distance, pos.window)
+        bias = _distance_bias(distance, visible, pos.slopes)
         if slots is not None:
             bias = _with_slot_bias(slots[2][:, None], bias)
         return _combine(attn, scores, values, bias, q.dtype)
@@ -190,12 +197,12 @@ class RollingCache:
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        slopes: torch.Tensor | None,
+        pos: Positions,
     ) -> torch.Tensor:
         """Rows of the chunk's L tokens t0 .. t0+L-1 against [slots][prefix][sinks][band],
         the band being the recent keys before the chunk followed by the chunk's own."""
         S, ks, C, t0 = self.n_prefix, self.n_sinks, self.cache_len, self.t0
-        L, device = q.shape[2], q.device
+        L, device, slopes = q.shape[2], q.device, pos.slopes
         t = t0 + torch.arange(L, device=device)  # query stream indices
         # global columns: the prefix, then the sinks (those cached, plus any in this chunk)
         sink_k, sink_v = cache.sink_k, cache.sink_v
@@ -242,25 +249,16 @@ class RollingCache:
             ],
             dim=1,
         )
-        glob_visible = glob_seen & self._in_window(layer, glob_true)
+        glob_visible = glob_seen & in_window(glob_true, pos.window)
         glob_bias = _distance_bias((p_query[:, None] - p_glob[None]).float(), glob_visible, slopes)
         d = t[:, None] - j[None]
-        recent = (d >= 0) & (d < C - ks) & (j >= ks)[None] & self._in_window(layer, d)
+        recent = (d >= 0) & (d < C - ks) & (j >= ks)[None] & in_window(d, pos.window)
         bias = torch.cat([glob_bias, _distance_bias(d.float(), recent, slopes)], dim=-1)
         if slots is not None:
             bias = _with_slot_bias(slots[2][:, None], bias)
         return _combine(attn, scores, values, bias, q.dtype)
 
     # -- per layer -----------------------------------------------------------------------------
-
-    def _in_window(self, layer: int, distance: torch.Tensor) -> torch.Tensor:
-        """Whether a true query-key distance is inside the layer's sliding window (all True for
-        a full-attention layer)."""
-        cfg = self.model.cfg
-        sliding = getattr(cfg, "is_sliding", None)
-        if sliding is None or not sliding(layer):
-            return torch.ones_like(distance, dtype=torch.bool)
-        return distance < cfg.sliding_window
 
     def _rope(self, layer: int, device: torch.device) -> _Rope | None:
         """The layer's RoPE frequencies (None without RoPE): `Rope.tables`' arithmetic, with the
@@ -273,10 +271,8 @@ class RollingCache:
         if self.model.position.enters == "rotation":
             dim = rotary_dim(cfg)
             theta: float | torch.Tensor = cfg.rope_theta
-            local = getattr(cfg, "rope_local_theta", None)
-            sliding = getattr(cfg, "is_sliding", None)
-            if local is not None and sliding is not None and sliding(layer):
-                theta = local
+            if self.model.blocks[layer].sliding and cfg.rope_local_theta is not None:
+                theta = cfg.rope_local_theta
             divide = 1.0
             if cfg.rope_scaling is not None:
                 length = self.n_prefix + self.stream_len
@@ -313,9 +309,9 @@ def _combine(
     bias: torch.Tensor,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Scaled scores + bias (-inf where hidden) -> the variant's weights -> weighted values,
-    the masked pass's arithmetic (`StreamPlan._combine`)."""
-    s = torch.cat(scores, dim=-1).float() * attn.scale + bias
+    """Scaled (and soft-capped) scores + bias (-inf where hidden) -> the variant's weights ->
+    weighted values, the masked pass's arithmetic (`StreamPlan._combine`)."""
+    s = attn.cap(torch.cat(scores, dim=-1).float() * attn.scale) + bias
     w = attn.weights(s).to(dtype)
     return w @ torch.cat(values, dim=-2)
 
@@ -342,28 +338,29 @@ def stream_chunks(
     N, T = ids.shape
     state = RollingCache(model, cache_len, n_sinks, shift, stream_len=T)
     device, S = ids.device, model.cfg.n_sink_tokens
-    table = getattr(model, "pos_emb", None)
-    if S:
+    prefix = torch.arange(S, device=device)
+    if S:  # the model's embedding step on no tokens: the prefix alone
         state.in_prefix = True
-        x = model.sink_tokens[None].expand(N, -1, -1).to(model.tok_emb.weight.dtype)
-        x = model.position.add(x, torch.arange(S, device=device), S, table)
-        _blocks(model, model.drop(x), state)
+        _blocks(model, model._embed(ids[:, :0], prefix, S), state)
         state.in_prefix = False
     for t0 in range(0, T, chunk):
         state.t0 = t0
         part = ids[:, t0 : t0 + chunk]
         position_ids = state.query_positions(t0 + torch.arange(part.shape[1], device=device))
         end = S + (min(t0 + part.shape[1], cache_len) if shift else t0 + part.shape[1])
-        x = model.position.add(model.tok_emb(part), position_ids, end, table)
-        x = _blocks(model, model.drop(x), state)
-        yield t0, model.norm_final(x)
+        # the model's own embedding step (scaling, absolute positions), its prefix rows dropped
+        x = model._embed(part, torch.cat([prefix, position_ids]), end)[:, S:]
+        yield t0, model.norm_final(_blocks(model, x, state))
 
 
 def _blocks(model: Transformer, x: torch.Tensor, state: RollingCache) -> torch.Tensor:
-    pos = model.position.positions(x.shape[1], x.device)
-    pos.rope, pos.stream = None, state  # the cache rotates q/k itself
+    """The model's blocks over one chunk, each layer's attention through the cache; the
+    sliding layers get their window from the model's own `layer_positions`."""
+    full, sliding = model.layer_positions(x.shape[1], x.device)
+    for pos in (full, sliding):
+        pos.rope, pos.stream = None, state  # the cache rotates q and k itself
     for block in model.blocks:
-        x = block(x, pos)
+        x = block(x, sliding if block.sliding else full)
     return x
 
 
@@ -396,7 +393,7 @@ def stream_token_nll(
     for t0, hidden in stream_chunks(model, ids, cache_len, n_sinks, shift, chunk):
         h = hidden[0, : max(0, min(hidden.shape[1], T - 1 - t0))]
         if len(h):
-            logits = model.lm_head(h).float()
+            logits = model.head(h).float()
             targets = ids[t0 + 1 : t0 + 1 + len(h)]
             out[t0 : t0 + len(h)] = F.cross_entropy(logits, targets, reduction="none").cpu()
     return out

@@ -29,6 +29,9 @@ care:
   the stream cannot encode it (`max_position`): the embedding step refuses, and the analysis
   layer skips those conditions with a reason. Sinusoidal tables extrapolate and are used as
   they are.
+- Sliding-window layers (`Positions.window`, model.sliding_window W): a key is seen only
+  while its true stream distance (S + t) - p is below W, on top of the cache rule, as in a
+  decode whose sliding layers mask by distance.
 - ReLU attention divides each row by its number of visible keys (`attention.visible_keys`),
   counted from the row's -inf mask. Here a row's visible keys are exactly the decode's cache
   at that step (slots, prefix, kept sinks and recent tokens), so the pass stays exact with
@@ -128,9 +131,11 @@ class StreamPlan:
         if rep > 1:  # kv head j serves query heads j*rep .. (j+1)*rep - 1
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         slots = _slots(attn, q.shape[0], q.dtype)
-        z = self._token_rows(attn, q[:, :, S:], q_cache, k, v, slots, pos.slopes)
+        window = pos.window
+        z = self._token_rows(attn, q[:, :, S:], q_cache, k, v, slots, pos.slopes, window)
         if S:
-            z = torch.cat([self._prefix_rows(attn, q[:, :, :S], k, v, slots, pos.slopes), z], 2)
+            prefix = self._prefix_rows(attn, q[:, :, :S], k, v, slots, pos.slopes, window)
+            z = torch.cat([prefix, z], 2)
         return z
 
     def _token_rows(
@@ -142,6 +147,7 @@ class StreamPlan:
         v: torch.Tensor,
         slots: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
         slopes: torch.Tensor | None,
+        window: int | None = None,
     ) -> torch.Tensor:
         """Rows of the T stream tokens, computed in query blocks against their key band."""
         S, T, ks = self.n_prefix, self.length, self.n_sinks
@@ -166,7 +172,7 @@ class StreamPlan:
             slot_k, slot_v, _ = slots
             scores.insert(0, qcb @ slot_k[:, :, None].transpose(-1, -2))
             values.insert(0, slot_v[:, :, None].expand(-1, -1, nb, -1, -1))
-        bias = self._token_bias(slopes, slots, q.device)
+        bias = self._token_bias(slopes, slots, q.device, window)
         z = self._combine(attn, scores, values, bias, q.dtype)
         return z.reshape(N, H, nb * B, hd)[:, :, :T]
 
@@ -178,6 +184,7 @@ class StreamPlan:
         v: torch.Tensor,
         slots: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
         slopes: torch.Tensor | None,
+        window: int | None = None,
     ) -> torch.Tensor:
         """Rows of the S sink-token positions: causal among themselves, never evicted."""
         S = self.n_prefix
@@ -187,7 +194,7 @@ class StreamPlan:
             values.insert(0, slots[1])
         idx = torch.arange(S, device=q.device)
         distance = (idx[:, None] - idx[None, :]).float()
-        bias = _distance_bias(distance, distance >= 0, slopes)
+        bias = _distance_bias(distance, (distance >= 0) & in_window(distance, window), slopes)
         if slots is not None:
             bias = _with_slot_bias(slots[2][:, None], bias)
         return self._combine(attn, scores, values, bias, q.dtype)
@@ -200,8 +207,9 @@ class StreamPlan:
         bias: torch.Tensor,
         dtype: torch.dtype,
     ) -> torch.Tensor:
-        """Scaled scores + bias (-inf where hidden) -> the variant's weights -> weighted values."""
-        s = torch.cat(scores, dim=-1).float() * attn.scale + bias
+        """Scaled (and soft-capped) scores + bias (-inf where hidden) -> the variant's weights
+        -> weighted values."""
+        s = attn.cap(torch.cat(scores, dim=-1).float() * attn.scale) + bias
         w = attn.weights(s).to(dtype)
         return w @ torch.cat(values, dim=-2)
 
@@ -215,18 +223,22 @@ class StreamPlan:
         slopes: torch.Tensor | None,
         slots: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
         device: torch.device,
+        window: int | None = None,
     ) -> torch.Tensor:
         """Additive bias [H or 1, nb, B, E + G + W + B] of the token rows: -inf where a key is
-        not in the cache, -slope x distance under ALiBi, the slots' own bias in front."""
-        key = ("tokens", device, slopes is not None)
+        not in the cache (or past a sliding `window`), -slope x distance under ALiBi, the
+        slots' own bias in front."""
+        key = ("tokens", device, slopes is not None, window)
         if key not in self._masks:
-            self._masks[key] = self._token_layout_bias(slopes, device)
+            self._masks[key] = self._token_layout_bias(slopes, device, window)
         bias = self._masks[key]
         if slots is None:
             return bias
         return _with_slot_bias(slots[2][:, None, None], bias)
 
-    def _token_layout_bias(self, slopes: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    def _token_layout_bias(
+        self, slopes: torch.Tensor | None, device: torch.device, window: int | None = None
+    ) -> torch.Tensor:
         S, T, C, ks = self.n_prefix, self.length, self.cache_len, self.n_sinks
         B, W = self._block(), C - ks - 1
         nb = math.ceil(T / B)
@@ -241,12 +253,20 @@ class StreamPlan:
             ],
             dim=-1,
         )
+        seen = seen & in_window((S + t)[..., None] - p_glob, window)  # true stream distance
         glob = _distance_bias((p_query[..., None] - p_glob).float(), seen, slopes)
         # band columns: key j = b*B - W + c; recent iff 0 <= t - j < C - k, and not a sink
         j = torch.arange(nb, device=device)[:, None] * B - W + torch.arange(W + B, device=device)
         d = t[..., None] - j[:, None, :]
-        recent = (d >= 0) & (d < C - ks) & (j >= ks)[:, None, :]
+        recent = (d >= 0) & (d < C - ks) & (j >= ks)[:, None, :] & in_window(d, window)
         return torch.cat([glob, _distance_bias(d.float(), recent, slopes)], dim=-1)
+
+
+def in_window(distance: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Whether true query-key distances fall inside a sliding `window` (all True for None)."""
+    if window is None:
+        return torch.ones_like(distance, dtype=torch.bool)
+    return distance < window
 
 
 def _with_slot_bias(slot_bias: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
