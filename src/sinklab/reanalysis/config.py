@@ -26,7 +26,8 @@ MeasureOn = Literal["host", "device"]
 STEP_MODES: tuple[str, ...] = get_args(StepMode)
 BOS_CHOICES: tuple[str, ...] = get_args(ProbeBos)
 _TARGET_HELP = (
-    "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file>, smollm2 or gemma3"
+    "required: a run or multirun folder, a .ckpt file, hf:<folder>, hf:<org>/<name>, "
+    "gguf:<file>, smollm2 or gemma3"
 )
 
 
@@ -104,7 +105,10 @@ class AnalyzeConfig:
     re-runs the streaming evaluation and `quant` the W8A8 one (`stream_overrides`,
     `quant_overrides`). `batch_size` None reuses the
     run's probe batch size, so the chunking, and therefore every float, matches the callback.
-    The corpus options apply to pretrained targets only.
+    The corpus options apply to pretrained targets only. `revisions` (a Hub target
+    `hf:<org>/<name>` only) makes a trajectory: `log` (step0, 1, 2, 4, ..., 512, then
+    log-spaced thousands among the repo's step branches) or a list of revision names, each
+    naming its step (`step1000`, `step1000-tokens4B`); None measures the repo's main once.
     """
 
     target: str = ""  # required; empty is refused with the list of what a target can be
@@ -120,6 +124,7 @@ class AnalyzeConfig:
     n_windows: int = 100
     seq_len: int = 64
     bos: ProbeBos = "none"
+    revisions: str | tuple[str, ...] | None = None  # Hub targets: log or revision names
     progress: bool = True
     stream: dict[str, Any] = field(default_factory=dict)  # see stream_overrides
     quant: dict[str, Any] = field(default_factory=dict)  # see quant_overrides
@@ -151,6 +156,7 @@ class AnalyzeConfig:
             check(len(self.groups) > 0, "groups", "null or a non-empty list of metric groups")
         check(self.n_windows >= 1, "n_windows", f"must be an integer >= 1, got {self.n_windows}")
         check(self.seq_len >= 2, "seq_len", f"must be an integer >= 2, got {self.seq_len}")
+        object.__setattr__(self, "revisions", _revisions(self.revisions, self.target))
 
     @property
     def output_dir(self) -> str:
@@ -169,6 +175,27 @@ def _section(key: str, overrides: Any, values: Any) -> dict[str, Any]:
         if err.key == "config":
             raise ConfigError(key, str(err).removeprefix("config: ")) from None
         raise
+
+
+def _revisions(value: str | tuple[str, ...] | None, target: str) -> str | tuple[str, ...] | None:
+    """`log`, a tuple of revision names (`step0,step1000` typed without brackets is split),
+    or None; refused for targets other than a Hub id."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = "log" if value.strip() == "log" else tuple(value.split(","))
+    if not isinstance(value, str):
+        value = tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
+        check(len(value) > 0, "revisions", "null, log or a non-empty list of revision names")
+    from sinklab.reanalysis.hub import is_hub_id
+
+    check(
+        target.startswith("hf:") and is_hub_id(target[3:]),
+        "revisions",
+        f"a trajectory needs a Hub model target (hf:<org>/<name>), not {target!r}; "
+        "use revisions=null",
+    )
+    return value
 
 
 def _device(value: str) -> str:

@@ -43,9 +43,16 @@ from sinklab.analysis.streaming import StreamConfig, streams_at
 from sinklab.data.probe_set import load_probe_set, save_probe_set
 from sinklab.data.run_data import load_stream_ids, save_quant_ids, save_stream_ids
 from sinklab.errors import ConfigError
-from sinklab.reanalysis import tables
+from sinklab.reanalysis import hub, tables
 from sinklab.reanalysis.config import AnalyzeConfig
-from sinklab.reanalysis.targets import PretrainedTarget, RunTarget, resolve, select_steps
+from sinklab.reanalysis.targets import (
+    HubTarget,
+    PretrainedTarget,
+    RunTarget,
+    resolve,
+    select_steps,
+)
+from sinklab.reanalysis.trajectory import chosen_revisions, known_weights, same_weights
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
@@ -393,11 +400,15 @@ def analyze_run(target: RunTarget, cfg: AnalyzeConfig, n_runs: int = 1) -> Repor
 
 
 def analyze_pretrained(
-    target: PretrainedTarget, cfg: AnalyzeConfig, map_layers: tuple[int, ...] = ()
+    target: PretrainedTarget,
+    cfg: AnalyzeConfig,
+    map_layers: tuple[int, ...] = (),
+    source: str | None = None,
 ) -> Report:
     """Measure an imported model on a probe set cut from `cfg.corpus` with its own tokenizer.
 
-    Rows get step = tokens_seen = -1 (no training step) and checkpoint = the model source.
+    Rows get step = tokens_seen = -1 (no training step) and checkpoint = the model source
+    (`source`, default `<kind>:<path>`; a Hub model: `hf:<repo>@<revision>:<commit>`).
     The probe set is saved beside the table, so the numbers can be checked later. With the
     streaming evaluation on (`stream.*`), its rows come from the first T tokens of the same
     corpus (saved as probe/stream_ids.npy beside the table), tagged with its own checkpoint
@@ -408,12 +419,56 @@ def analyze_pretrained(
     `map_layers`: also keep those layers' head-averaged attention maps (from the same capture,
     so a report needs no second load and forward of the model).
     """
-    from sinklab.reanalysis.corpus_probe import build_probe_set, corpus_documents, load_pretrained
+    from sinklab.reanalysis.corpus_probe import corpus_documents, load_pretrained
 
-    folder = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.output_dir) / "analysis" / target.name
+    folder = pretrained_folder(target.name, cfg)
     out = folder / REANALYSIS_TABLE
-    source = target.kind if target.path is None else f"{target.kind}:{target.path}"
+    if source is None:
+        source = target.kind if target.path is None else f"{target.kind}:{target.path}"
     report = Report(target.name, out)
+    plan = pretrained_plan(source, cfg)
+    if cfg.force:
+        tables.drop_checkpoints(out, target.name, plan.tags)
+    todo = plan.tags - tables.measured_checkpoints(out, target.name)
+    if not todo:
+        report.skipped.append(-1)
+        return report
+    docs = corpus_documents(cfg.corpus, cfg.cache_dir)
+    model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
+    tags = {"run_id": target.name, "step": -1, "tokens_seen": -1, "config_hash": ""}
+    rows, report.attention_maps = measure_pretrained(
+        model, tokenizer, docs, plan, todo, cfg, folder, tags, map_layers
+    )
+    tables.append_rows(out, rows)
+    tables.write_csv(out)
+    report.measured.append(-1)
+    return report
+
+
+def pretrained_folder(name: str, cfg: AnalyzeConfig) -> Path:
+    """Where a pretrained model's table and probe inputs go: out_dir, else
+    <paths.output_dir>/analysis/<name>."""
+    return Path(cfg.out_dir) if cfg.out_dir else Path(cfg.output_dir) / "analysis" / name
+
+
+@dataclass(frozen=True)
+class PretrainedPlan:
+    """What one pretrained model gets measured with, and the checkpoint string each part's
+    rows carry (the source and the settings), so a changed setting measures again."""
+
+    mcfg: MetricsConfig
+    probe_tag: str
+    scfg: StreamConfig | None
+    stream_tag: str
+    qcfg: ProbeQuantConfig | None
+    quant_tag: str
+    icfg: InterventionConfig | None
+    edit_tag: str
+    tags: frozenset[str]  # the parts to measure
+
+
+def pretrained_plan(source: str, cfg: AnalyzeConfig) -> PretrainedPlan:
+    """The measurements `cfg` asks of a pretrained model named `source`, and their tags."""
     probe_tag = f"{source}|{cfg.corpus}|{cfg.n_windows}x{cfg.seq_len}|bos={cfg.bos}"
     scfg = stream_config(None, cfg, cfg.seq_len)
     stream_tag = f"{source}|{cfg.corpus}|stream {stream_tag_of(scfg)}|bos={cfg.bos}" if scfg else ""
@@ -429,14 +484,28 @@ def analyze_pretrained(
     tags = {probe_tag} if measuring else set()
     tags |= ({stream_tag} if scfg else set()) | ({quant_tag} if qcfg else set())
     tags |= {edit_tag} if icfg else set()
-    if cfg.force:
-        tables.drop_checkpoints(out, target.name, tags)
-    todo = tags - tables.measured_checkpoints(out, target.name)
-    if not todo:
-        report.skipped.append(-1)
-        return report
-    docs = corpus_documents(cfg.corpus, cfg.cache_dir)
-    model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
+    return PretrainedPlan(
+        mcfg, probe_tag, scfg, stream_tag, qcfg, quant_tag, icfg, edit_tag, frozenset(tags)
+    )
+
+
+def measure_pretrained(
+    model: Any,
+    tokenizer: Any,
+    docs: list[str],
+    plan: PretrainedPlan,
+    todo: set[str] | frozenset[str],
+    cfg: AnalyzeConfig,
+    folder: Path,
+    tags: dict[str, object],
+    map_layers: tuple[int, ...] = (),
+) -> tuple[pd.DataFrame, dict[int, Any]]:
+    """One probe pass over a loaded pretrained model: the parts of `plan` whose tags are in
+    `todo`, on inputs cut from `docs` with its tokenizer (saved in `folder`). Returns the
+    rows tagged with `tags` (run_id, step, ...) and the attention maps of `map_layers`."""
+    from sinklab.reanalysis.corpus_probe import build_probe_set
+
+    qcfg, icfg = plan.qcfg, plan.icfg
     if qcfg is not None:  # before any measuring or writing
         check_causal(model, "quant.enabled")
         arch = getattr(model, "cfg", None)  # not `mcfg`: the metric thresholds keep that name
@@ -445,34 +514,35 @@ def analyze_pretrained(
         check_quant_inputs(qcfg, cfg.seq_len, room, getattr(tokenizer, "bos_token_id", None))
     model.to(cfg.device)
     probe_set = build_probe_set(tokenizer, docs, cfg.n_windows, cfg.seq_len, cfg.bos)
-    if probe_tag in todo or edit_tag in todo:  # the windows the rows were measured on
+    if plan.probe_tag in todo or plan.edit_tag in todo:  # the windows the rows were measured on
         save_probe_set(probe_set, folder)
-    stream = (scfg, stream_tag) if scfg is not None and stream_tag in todo else None
-    quant = (qcfg, quant_tag) if qcfg is not None and quant_tag in todo else None
+    scfg = plan.scfg
+    stream = (scfg, plan.stream_tag) if scfg is not None and plan.stream_tag in todo else None
+    quant = (qcfg, plan.quant_tag) if qcfg is not None and plan.quant_tag in todo else None
     evaluations = pretrained_evaluations(tokenizer, docs, folder, cfg, stream, quant)
-    if icfg is not None and edit_tag in todo:
-        evaluations.append(intervention_evaluation(icfg, mcfg, tags={"checkpoint": edit_tag}))
+    if icfg is not None and plan.edit_tag in todo:
+        evaluations.append(
+            intervention_evaluation(icfg, plan.mcfg, tags={"checkpoint": plan.edit_tag})
+        )
+    step = int(tags.get("step", -1))  # type: ignore[call-overload]
     result = run_probe_pass(
         model,
         probe_set,
-        mcfg,
+        plan.mcfg,
         evaluations,
-        step=-1,
+        step=step,
         batch_size=cfg.batch_size or 25,
         device=cfg.device,
         measure_on=cfg.measure_on,
-        measure=probe_tag in todo,
-        measure_tags={"checkpoint": probe_tag},
-        tags={"run_id": target.name, "step": -1, "tokens_seen": -1, "config_hash": ""},
+        measure=plan.probe_tag in todo,
+        measure_tags={"checkpoint": plan.probe_tag},
+        tags=tags,
     )
-    if result.probe is not None:
+    maps: dict[int, Any] = {}
+    if result.probe is not None and map_layers:
         kept = [i for i in map_layers if i < result.probe.n_layers]
-        maps = head_averaged_patterns(result.probe, kept)
-        report.attention_maps = dict(zip(kept, maps, strict=True))
-    tables.append_rows(out, result.rows)
-    tables.write_csv(out)
-    report.measured.append(-1)
-    return report
+        maps = dict(zip(kept, head_averaged_patterns(result.probe, kept), strict=True))
+    return result.rows, maps
 
 
 def pretrained_evaluations(
@@ -543,11 +613,103 @@ def analyze(cfg: AnalyzeConfig) -> list[Report]:
             refuse_encoder_quant(target.run_dir)
     reports = []
     for target in targets:
-        if isinstance(target, PretrainedTarget):
+        if isinstance(target, HubTarget):
+            reports.append(analyze_hub(target, cfg))
+        elif isinstance(target, PretrainedTarget):
             reports.append(analyze_pretrained(target, cfg))
         else:
             reports.append(analyze_run(target, cfg, n_runs=len(targets)))
     return reports
+
+
+def analyze_hub(target: HubTarget, cfg: AnalyzeConfig) -> Report:
+    """A Hub model: with `revisions`, its trajectory (`trajectory.analyze_trajectory`); else
+    its main revision fetched into the HF cache and measured as a local folder, the rows'
+    checkpoint naming the repo and the commit read."""
+    if cfg.revisions is not None:
+        return analyze_trajectory(target.repo_id, cfg)
+    try:
+        snap = hub.fetch(target.repo_id, None, progress=cfg.progress)
+    except hub.RevisionUnavailable as err:
+        raise ConfigError("target", str(err)) from None
+    local = PretrainedTarget("hf", snap.folder, label=target.name)
+    source = f"hf:{target.repo_id}@{snap.revision}:{snap.commit}"
+    return analyze_pretrained(local, cfg, source=source)
+
+
+def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
+    """Measure the revisions `cfg.revisions` of a Hub repo, one row set per revision, as a
+    run's checkpoints (see `trajectory.py`): skipped when their pinned commit is in the table,
+    one line for each that cannot be fetched or loaded, one model in memory at a time."""
+    from sinklab.reanalysis.corpus_probe import corpus_documents, load_pretrained
+
+    assert cfg.revisions is not None
+    name = hub.model_name(repo_id)
+    folder = pretrained_folder(name, cfg)
+    out = RunLayout(folder).reanalysis_table
+    report = Report(name, out)
+    refs = hub.list_refs(repo_id)
+    wanted = chosen_revisions(repo_id, cfg.revisions, refs)
+    weights = known_weights(out, name)
+    measured = tables.measured_checkpoints(out, name)
+    docs: list[str] | None = None
+
+    def todo_of(revision: str, commit: str) -> tuple[PretrainedPlan, set[str]]:
+        plan = pretrained_plan(f"hf:{repo_id}@{revision}:{commit}", cfg)
+        if cfg.force:
+            tables.drop_checkpoints(out, name, set(plan.tags))
+            measured.difference_update(plan.tags)
+        return plan, set(plan.tags) - measured
+
+    bar = tqdm(wanted, desc=f"analyze {name}", unit="rev", disable=not cfg.progress)
+    for revision in bar:
+        step = hub.parse_revision(revision)[0]
+        commit = refs.get(revision) or (revision if hub.is_commit(revision) else None)
+        if commit is not None and step is not None and not todo_of(revision, commit)[1]:
+            report.skipped.append(step)  # pinned commit already measured: no download
+            continue
+        try:
+            snap = hub.fetch(repo_id, revision, progress=cfg.progress)
+        except hub.RevisionUnavailable as err:
+            _warn(f"skipping revision {revision}: {err}")
+            report.failed.append(revision)
+            continue
+        plan, todo = todo_of(revision, snap.commit)
+        step = step if step is not None else -1
+        if not todo:
+            report.skipped.append(step)
+            continue
+        sha = hub.weights_sha256(snap.folder)
+        if sha in weights and weights[sha] != revision:
+            _warn(same_weights(name, revision, weights[sha], sha))
+        try:
+            model, tokenizer = load_pretrained("hf", snap.folder, cfg.cache_dir)
+        except ConfigError:
+            raise  # refused architecture or remote code: every revision would be
+        except Exception as err:  # a torn or unreadable weight file: this revision only
+            _warn(f"skipping revision {revision}: {type(err).__name__}: {err}".splitlines()[0])
+            report.failed.append(revision)
+            continue
+        if docs is None:
+            docs = corpus_documents(cfg.corpus, cfg.cache_dir)
+        tags = {
+            "run_id": name,
+            "step": step,
+            "tokens_seen": hub.tokens_seen(repo_id, revision),
+            "config_hash": "",
+            "revision": revision,
+            "weights_sha256": sha,
+        }
+        rows, _ = measure_pretrained(model, tokenizer, docs, plan, todo, cfg, folder, tags)
+        tables.append_rows(out, rows)
+        measured |= todo
+        weights.setdefault(sha, revision)
+        report.measured.append(step)
+        del model, tokenizer, rows
+        gc.collect()
+    if out.exists():
+        tables.write_csv(out)
+    return report
 
 
 def with_options(cfg: AnalyzeConfig, **changes: Any) -> AnalyzeConfig:

@@ -1,8 +1,9 @@
 """Turn the `target=` string into something to measure.
 
 A run folder, a multirun folder (its numbered job folders), a single checkpoint inside a
-run, or a pretrained model (`hf:<folder>`, `gguf:<file>`, `smollm2`, `gemma3`). Anything else is a
-one-line `ConfigError` on `target`, raised before a model is loaded.
+run, or a pretrained model (`hf:<folder>`, `hf:<org>/<name>` on the Hub, `gguf:<file>`,
+`smollm2`, `gemma3`). Anything else is a one-line `ConfigError` on `target`, raised before a
+model is loaded. A local folder always wins over a Hub id of the same spelling.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinklab.errors import ConfigError
+from sinklab.reanalysis.hub import is_hub_id
 from sinklab.runs.checkpoints import CheckpointFile
 from sinklab.runs.layout import CHECKPOINT_DIR, PROBE_DIR, PROBE_IDS_FILE, is_run_dir, job_dirs
 
@@ -33,17 +35,33 @@ class PretrainedTarget:
 
     kind: str
     path: Path | None
+    label: str | None = None  # the name, when the path's own is not it (a Hub snapshot)
 
     @property
     def name(self) -> str:
         """A short name for folders and the run_id column."""
+        if self.label is not None:
+            return self.label
         if self.kind in PRETRAINED_NAMES:
             return PRETRAINED_NAMES[self.kind]
         assert self.path is not None
         return self.path.stem if self.path.is_file() else self.path.name
 
 
-Target = RunTarget | PretrainedTarget
+@dataclass(frozen=True)
+class HubTarget:
+    """A model repo on the Hugging Face Hub (`org/name`), fetched into the HF cache; with
+    `revisions=` several of its revisions form a trajectory (`trajectory.py`)."""
+
+    repo_id: str
+
+    @property
+    def name(self) -> str:
+        """The repo's name without its org: folders and the run_id column."""
+        return self.repo_id.split("/", 1)[1]
+
+
+Target = RunTarget | PretrainedTarget | HubTarget
 
 
 def select_steps(
@@ -76,9 +94,13 @@ def resolve(target: str) -> list[Target]:
         if target.startswith(prefix):
             path = Path(target[len(prefix) :]).expanduser()
             kind = prefix[:-1]
+            if kind == "hf" and is_hub_id(target[len(prefix) :]):
+                return [HubTarget(target[len(prefix) :])]
             if kind == "hf" and not (path / "config.json").is_file():
                 raise ConfigError(
-                    "target", f"hf:{path}: not a Hugging Face model folder (no config.json)"
+                    "target",
+                    f"hf:{path}: not a Hugging Face model folder (no config.json), nor a Hub id "
+                    "(org/name)",
                 )
             if kind == "gguf" and not path.is_file():
                 raise ConfigError("target", f"gguf:{path}: no such file")

@@ -1,0 +1,70 @@
+"""A pretrained model's training trajectory: its Hub revisions measured like a run's checkpoints.
+
+`target=hf:EleutherAI/pythia-70m revisions=log` fetches the step branches one at a time into
+the HF cache, measures each with the pretrained path's probe pass (windows of `corpus` cut with
+the model's tokenizer), and appends rows that look like a run's: run_id = the model's name,
+step from the revision's name, tokens_seen from the family's recipe (`hub.tokens_seen`). The
+table is `<folder>/metrics/reanalysis.parquet` with the probe set in `<folder>/probe/`, the
+layout of a run folder, so `scripts/plot_emergence.py <folder> --table reanalysis` draws the
+emergence curves of a trajectory as it does a run's.
+
+Each row's checkpoint string names the revision and its commit (`hf:<repo>@<rev>:<commit>|...`),
+so a re-measure reads the same bytes and a branch that moved is measured again; the
+`weights_sha256` column lets a reader see two revisions serving one set of weights (Pythia's
+issue #205: some step branches hold the final model), which is also warned about. One model is
+loaded at a time and freed before the next; a revision that is missing or fails to load is
+skipped with one line, and the others go on. The loop is `runner.analyze_trajectory`; this
+module says which revisions, and what the table already knows of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sinklab.errors import ConfigError
+from sinklab.reanalysis import hub, tables
+
+SAME_WEIGHTS_NOTE = "some step branches serve another step's weights (Pythia issue #205)"
+
+
+def chosen_revisions(
+    repo_id: str, revisions: str | tuple[str, ...], refs: dict[str, str]
+) -> list[str]:
+    """The revisions to measure, in step order: `log` picks them from the repo's refs
+    (`hub.log_revisions`); a list is kept as given, each name checked to carry a step."""
+    if revisions == "log":
+        chosen = hub.log_revisions(list(refs))
+        if not chosen:
+            raise ConfigError(
+                "revisions",
+                f"log: hf:{repo_id} has no revision named with a step (step1000, "
+                f"step1000-tokens4B); its refs are {sorted(refs)[:8]}; list the revisions",
+            )
+        return chosen
+    names = list(revisions)
+    for name in names:
+        if hub.parse_revision(name)[0] is None and not hub.is_commit(name):
+            raise ConfigError(
+                "revisions",
+                f"{name!r} names no training step (step1000, step1000-tokens4B); a trajectory's "
+                "rows need one; measure a single revision with revisions=null",
+            )
+    return sorted(names, key=lambda n: hub.parse_revision(n)[0] or 0)
+
+
+def known_weights(out: Path, name: str) -> dict[str, str]:
+    """weights sha256 -> revision, for the revisions already in the table."""
+    df = tables.read_rows(out)
+    if not len(df) or "weights_sha256" not in df.columns:
+        return {}
+    mine = df[(df["run_id"] == name) & df["weights_sha256"].notna()]
+    pairs = mine[["weights_sha256", "revision"]].drop_duplicates("weights_sha256")
+    return {str(sha): str(rev) for sha, rev in pairs.itertuples(index=False)}
+
+
+def same_weights(name: str, revision: str, twin: str, sha: str) -> str:
+    """The one-line warning for a revision whose weights another revision already had."""
+    return (
+        f"{name}: {revision} has the same weights as {twin} (sha256 {sha[:12]}); "
+        f"{SAME_WEIGHTS_NOTE}"
+    )

@@ -1,0 +1,263 @@
+"""`target=hf:<org>/<name> revisions=log`: a Hub repo's step branches measured as a run's
+checkpoints, offline, from a folder laid out as the Hugging Face cache.
+
+The cache holds a tiny random Llama at step0, step1, step2, step4 and step1000 (step1000
+serving step4's weights, as some Pythia branches serve another step's), a ref step8 whose
+snapshot is missing, and `main` (no step: not part of a trajectory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from sinklab.analysis.names import SINK1
+from sinklab.reanalysis import from_mapping
+from sinklab.reanalysis.hub import PYTHIA_TOKENS_PER_STEP
+from sinklab.reanalysis.runner import ReanalysisWarning, analyze
+
+TEXT = "the quick brown fox jumps over the lazy dog and the cat sat on the mat again " * 40
+REPO = "tiny-org/pythia-tiny"
+WEIGHTS = {"step0": 0, "step1": 1, "step2": 2, "step4": 4, "step1000": 4, "main": 4}
+STEPS = [0, 1, 2, 4, 1000]
+
+
+def commit_of(revision: str) -> str:
+    """A made-up 40-hex commit per revision (the cache only needs it to name a snapshot)."""
+    return hashlib.sha1(revision.encode()).hexdigest()
+
+
+def _save_model(folder: Path, seed: int) -> None:
+    """A tiny Llama (random weights from `seed`) and a tiny BPE tokenizer, as save_pretrained
+    writes them."""
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.train_from_iterator(
+        [TEXT], trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>", "<s>"])
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<s>")
+    cfg = LlamaConfig(
+        vocab_size=raw.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=1,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def build_hub_cache(cache: Path, repo_id: str, weights: dict[str, int], missing: list[str]) -> Path:
+    """models--<org>--<name>/{blobs/<sha256>, snapshots/<commit>/<file> -> blob, refs/<rev>}
+    as huggingface_hub lays a download out; each `weights` revision gets the model of its
+    seed, each `missing` one only a ref (its snapshot was never downloaded)."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    staged: dict[int, Path] = {}
+    for revision, seed in weights.items():
+        if seed not in staged:
+            staged[seed] = cache.parent / f"staged-{seed}"
+            _save_model(staged[seed], seed)
+        snapshot = repo / "snapshots" / commit_of(revision)
+        snapshot.mkdir(parents=True)
+        for file in sorted(staged[seed].iterdir()):
+            data = file.read_bytes()
+            blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(data)
+            (snapshot / file.name).symlink_to(Path("../../blobs") / blob.name)
+    for revision in [*weights, *missing]:
+        ref = repo / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(commit_of(revision))
+    return repo
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("hf") / "hub"
+    build_hub_cache(cache, REPO, WEIGHTS, missing=["step8"])
+    return cache
+
+
+@pytest.fixture
+def offline(hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub_cache
+
+
+def _config(tmp_path: Path, **extra: object):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    values = {
+        "target": f"hf:{REPO}",
+        "corpus": str(corpus),
+        "n_windows": 4,
+        "seq_len": 16,
+        "out_dir": str(tmp_path / "out"),
+        "progress": False,
+        "groups": ["sinks", "massive"],
+        **extra,
+    }
+    return from_mapping(values)
+
+
+def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ReanalysisWarning)]
+
+
+def test_log_revisions_measured_as_a_run(offline: Path, tmp_path: Path, monkeypatch) -> None:
+    from sinklab.reanalysis import corpus_probe
+
+    loads: list[Path] = []
+    real_load = corpus_probe.load_pretrained
+    monkeypatch.setattr(
+        corpus_probe, "load_pretrained", lambda k, p, c=None: loads.append(p) or real_load(k, p, c)
+    )
+    cfg = _config(tmp_path, revisions="log")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (report,) = analyze(cfg)
+    said = _messages(caught)
+    assert report.measured == STEPS
+    assert report.failed == ["step8"]
+    assert len(loads) == 5
+    skip = [m for m in said if m.startswith("skipping revision step8:")]
+    assert len(skip) == 1 and "\n" not in skip[0] and "HF_HUB_OFFLINE is set" in skip[0]
+    assert "hf download tiny-org/pythia-tiny --revision step8" in skip[0]
+    same = [m for m in said if "same weights" in m]
+    assert same == [
+        f"pythia-tiny: step1000 has the same weights as step4 (sha256 "
+        f"{_weights_sha(offline, 'step4')[:12]}); some step branches serve another step's "
+        "weights (Pythia issue #205)"
+    ]
+
+    table = tmp_path / "out" / "metrics" / "reanalysis.parquet"
+    assert report.table == table and table.with_suffix(".csv").is_file()
+    rows = pd.read_parquet(table)
+    assert set(rows["run_id"]) == {"pythia-tiny"}
+    per_rev = rows.drop_duplicates("revision").set_index("revision")
+    assert sorted(per_rev["step"]) == STEPS
+    for revision, row in per_rev.iterrows():
+        step = int(revision.removeprefix("step"))
+        assert row["step"] == step
+        assert row["tokens_seen"] == step * PYTHIA_TOKENS_PER_STEP
+        assert row["checkpoint"].startswith(f"hf:{REPO}@{revision}:{commit_of(revision)}|")
+        assert row["weights_sha256"] == _weights_sha(offline, revision)
+    assert rows.groupby("revision")["checkpoint"].nunique().eq(1).all()  # one pinned source
+    # step1000 serves step4's weights: identical numbers; step0 and step1 differ
+    assert _values(rows, "step1000").equals(_values(rows, "step4"))
+    assert not _values(rows, "step0").equals(_values(rows, "step1"))
+    # the probe set sits where a run keeps it: the folder is a run folder for the plots
+    assert (tmp_path / "out" / "probe").is_dir()
+
+    # again: every revision is in the table; nothing is downloaded or loaded
+    loads.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (again,) = analyze(cfg)
+    assert again.measured == [] and sorted(again.skipped) == STEPS and loads == []
+    assert again.failed == ["step8"]
+    assert not [m for m in _messages(caught) if "same weights" in m]
+    assert len(pd.read_parquet(table)) == len(rows)
+
+
+def _weights_sha(cache: Path, revision: str) -> str:
+    """The checksum's definition, computed here from the snapshot's file bytes."""
+    snap = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / commit_of(revision)
+    inner = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
+    return hashlib.sha256(f"model.safetensors:{inner}\n".encode()).hexdigest()
+
+
+def _values(rows: pd.DataFrame, revision: str) -> pd.Series:
+    part = rows[rows["revision"] == revision].sort_values(["metric", "layer", "head"])
+    return part["value"].reset_index(drop=True)
+
+
+def test_a_revision_equals_its_snapshot_measured_as_a_folder(offline: Path, tmp_path: Path) -> None:
+    """The trajectory's rows of one revision are the pretrained path's rows of its snapshot
+    folder (same probe set, same metrics), whatever the step it is tagged with."""
+    (report,) = analyze(_config(tmp_path, revisions=["step2"]))
+    assert report.measured == [2]
+    rows = pd.read_parquet(report.table)
+    snap = offline / f"models--{REPO.replace('/', '--')}" / "snapshots" / commit_of("step2")
+    (folder_report,) = analyze(
+        _config(tmp_path, target=f"hf:{snap}", out_dir=str(tmp_path / "folder"))
+    )
+    direct = pd.read_parquet(folder_report.table)
+    key = ["metric", "layer", "head"]
+    got = rows.sort_values(key)[[*key, "value"]].reset_index(drop=True)
+    want = direct.sort_values(key)[[*key, "value"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_emergence_plot_from_a_trajectory(offline: Path, tmp_path: Path) -> None:
+    """The run reports' emergence figure (Sink_1 over steps) draws from the trajectory table,
+    one point per revision on the model-wide curve."""
+    from sinklab.reports import plots
+    from sinklab.reports.figures import emergence_report, run_table
+
+    analyze(_config(tmp_path, revisions="log"))
+    folder = tmp_path / "out"
+    df = run_table(folder, "reanalysis")
+    fig = plots.emergence_figure(df, SINK1, logx=True)
+    (whole,) = [line for line in fig.axes[0].lines if line.get_label() == "all layers"]
+    assert list(whole.get_xdata()) == STEPS
+    want = df[(df["metric"] == SINK1) & (df["layer"] == -1) & (df["head"] == -1)]
+    assert list(whole.get_ydata()) == list(want.sort_values("step")["value"])
+    written = emergence_report(folder, tmp_path / "fig", [SINK1], table="reanalysis")
+    assert {p.name for p in written} == {
+        "emergence_sink-sink1_pct.png",
+        "heatmap_sink-sink1_pct.png",
+        "massive_profile.png",
+    }
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_offline_repo_not_cached_is_one_line(offline: Path, tmp_path: Path) -> None:
+    from sinklab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        analyze(_config(tmp_path, target="hf:tiny-org/not-downloaded", revisions="log"))
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == (
+        f"target: hf:tiny-org/not-downloaded: HF_HUB_OFFLINE is set and the repo is not in "
+        f"{offline}; download it where there is network first (hf download "
+        "tiny-org/not-downloaded; huggingface-cli download with huggingface_hub < 1.0) or point "
+        "HF_HUB_CACHE / HF_HOME at a cache that has it; HF_HUB_OFFLINE=0 allows downloads"
+    )
+
+
+def test_remote_code_revision_refused(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config with auto_map (a model that needs its own Python code) is refused in one line
+    before any weight is read; nothing is written."""
+    from sinklab.errors import ConfigError
+
+    cache = tmp_path / "hub"
+    shutil.copytree(offline, cache, symlinks=True)
+    snap = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / commit_of("step0")
+    config = (snap / "config.json").read_text()
+    (snap / "config.json").unlink()
+    (snap / "config.json").write_text(
+        config.replace("{", '{"auto_map": {"AutoModelForCausalLM": "x.Y"},', 1)
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    with pytest.raises(ConfigError) as err:
+        analyze(_config(tmp_path, revisions=["step0"]))
+    assert "auto_map" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out" / "metrics" / "reanalysis.parquet").exists()
