@@ -25,7 +25,8 @@ from sinklab.model.convert import (  # noqa: F401
     qwen2,
     qwen3,
 )
-from sinklab.model.convert.exact import ConversionError, TheirWeights, load_exact
+from sinklab.model.convert.exact import ConversionError
+from sinklab.model.convert.loading import from_hf
 from sinklab.model.convert.registry import Family, family_of, supported
 from sinklab.model.transformer import Transformer
 
@@ -37,24 +38,6 @@ __all__ = [
     "load_hf",
     "supported",
 ]
-
-
-def from_hf(hf_model: Any, source: str | None = None) -> Transformer:
-    """A sinklab `Transformer` (fp32, eval mode) with exactly the weights of `hf_model`."""
-    family = family_of(hf_model.config.model_type)
-    cfg = family.config(hf_model.config)
-    source = source or f"{family.name} checkpoint"
-    theirs = TheirWeights(hf_model.state_dict(), source)
-    ours = family.weights(cfg, theirs)
-    with torch.device("meta"):
-        model = Transformer(cfg)
-    model = model.to_empty(device="cpu")  # every parameter is filled below; no buffers exist
-    if next(model.buffers(), None) is not None:  # pragma: no cover - a buffer would be garbage
-        model = Transformer(cfg)
-    if cfg.tie_embeddings:
-        model.lm_head.weight = model.tok_emb.weight
-    load_exact(model, {k: v.float() for k, v in ours.items()}, theirs)
-    return model.float().eval()
 
 
 def check_config_file(folder: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import torch
 from sinklab.errors import ConfigError
 from sinklab.model.config import ModelConfig
 from sinklab.model.convert.exact import ConversionError, TheirWeights, read
+from sinklab.model.convert.loading import from_hf
 from sinklab.model.convert.registry import Family, register
 from sinklab.model.transformer import Transformer
 
@@ -155,8 +156,6 @@ LLAMA = register(Family("llama", "Llama", config_from_llama, weights_from_llama)
 
 def from_hf_llama(hf_model: LlamaForCausalLM) -> Transformer:
     """A sinklab `Transformer` (fp32) with the weights of a transformers `LlamaForCausalLM`."""
-    from sinklab.model.convert import from_hf
-
     if hf_model.config.model_type != "llama":
         raise ConversionError("model_type", f"{hf_model.config.model_type!r} is not Llama")
     return from_hf(hf_model)
