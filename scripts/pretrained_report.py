@@ -1,7 +1,9 @@
-"""Measure SmolLM2-135M (or another pretrained Llama) on Gu et al.'s protocol and print the
-report: Sink_1 (eps 0.3, T 64, 100 windows, no BOS) and the massive activations per layer.
+"""Measure SmolLM2-135M (or Gemma 3 270M, or another pretrained model sinklab converts) on Gu
+et al.'s protocol and print the report: Sink_1 (eps 0.3, T 64, 100 windows, no BOS) and the
+massive activations per layer.
 
     python scripts/pretrained_report.py                         # SmolLM2-135M, Shakespeare
+    python scripts/pretrained_report.py --target gemma3 --fig-dir docs/figures --fig-prefix pretrained_
     python scripts/pretrained_report.py --fig-dir docs/figures --markdown /tmp/smollm2.md
     python scripts/pretrained_report.py --target gguf:/path/model.gguf --device cuda
 """
@@ -22,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--target", default="smollm2", help="smollm2 | hf:<folder> | gguf:<file>")
+    ap.add_argument(
+        "--target", default="smollm2", help="smollm2 | gemma3 | hf:<folder> | gguf:<file>"
+    )
     ap.add_argument(
         "--out-dir", type=Path, default=None, help="table folder (default outputs/analysis/<model>)"
     )
@@ -31,6 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--markdown", type=Path, default=None, help="also write the per-layer table here"
+    )
+    ap.add_argument(
+        "--fig-prefix", default="", help="figure names: <prefix><model name>_<figure>.png"
+    )
+    ap.add_argument(
+        "--map-layers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="layers whose attention maps are drawn (default: the target's, see MAP_LAYERS)",
     )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--corpus", default="shakespeare")
@@ -50,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             args.n_windows,
             args.seq_len,
             args.bos,
+            map_layers=tuple(args.map_layers) if args.map_layers else None,
+            fig_prefix=args.fig_prefix,
         )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

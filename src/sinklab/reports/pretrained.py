@@ -1,5 +1,6 @@
-"""The pretrained-model report: measure an imported model (SmolLM2-135M by default) on
-Gu et al.'s protocol, draw its figures and summarise Sink_1 and massive activations.
+"""The pretrained-model report: measure an imported model (SmolLM2-135M by default, or Gemma 3
+270M with `target="gemma3"`) on Gu et al.'s protocol, draw its figures and summarise Sink_1
+and massive activations.
 
 The numbers come from the same `measure_probe_set` call as every training run; only the
 probe set differs (cut from a corpus with the model's own tokenizer).
@@ -16,9 +17,16 @@ import pandas as pd
 from sinklab.analysis import names
 from sinklab.analysis.records import read_rows
 from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
-from sinklab.reanalysis.runner import analyze_pretrained
+from sinklab.reanalysis.runner import analyze_pretrained, pretrained_plan
 from sinklab.reanalysis.targets import PretrainedTarget, resolve
 from sinklab.reports import plots
+
+# The layers whose attention maps the report draws: spread over the depth; Gemma 3's include
+# its three global (full-attention) layers, 5, 11 and 17, beside sliding ones.
+MAP_LAYERS = {
+    "smollm2": (0, 1, 2, 5, 10, 15, 20, 29),
+    "gemma3": (0, 1, 2, 4, 5, 8, 11, 17),
+}
 
 
 @dataclass
@@ -80,10 +88,17 @@ def run_report(
     n_windows: int = 100,
     seq_len: int = 64,
     bos: str = "none",
-    map_layers: tuple[int, ...] = (0, 1, 2, 5, 10, 15, 20, 29),
+    map_layers: tuple[int, ...] | None = None,
     dpi: int = 90,
+    fig_prefix: str = "",
 ) -> tuple[PretrainedSummary, list[Path]]:
-    """Measure (always afresh), write the table and figures, return the summary."""
+    """Measure (always afresh), write the table and figures, return the summary.
+
+    `map_layers` None: the target's entry of MAP_LAYERS (SmolLM2's for any other target);
+    figures are named `<fig_prefix><model name>_<figure>.png`.
+    """
+    if map_layers is None:
+        map_layers = MAP_LAYERS.get(target, MAP_LAYERS["smollm2"])
     cfg = from_mapping(
         {
             "target": target,
@@ -100,20 +115,23 @@ def run_report(
     assert isinstance(pre, PretrainedTarget), "the report is for pretrained targets"
     report = analyze_pretrained(pre, cfg, map_layers)
     df = read_rows(report.table)
-    df = df[df["run_id"] == pre.name]
+    # only this probe set's rows: the table may also hold other settings' (interventions, ...)
+    source = pre.kind if pre.path is None else f"{pre.kind}:{pre.path}"
+    probe_tag = pretrained_plan(source, cfg).probe_tag
+    df = df[(df["run_id"] == pre.name) & (df["checkpoint"] == probe_tag)]
     summary = summarise(df, cfg, pre.name)
     fig_dir = Path(fig_dir) if fig_dir else report.table.parent / "figures"
     written = [
         plots.save_figure(
             plots.activation_profile_figure(df, title=f"{pre.name}: residual |h| per layer"),
-            fig_dir / f"{pre.name}_massive_profile.png",
+            fig_dir / f"{fig_prefix}{pre.name}_massive_profile.png",
             dpi,
         ),
         plots.save_figure(
             plots.layer_profile_figure(
                 df, names.SINK1, title=f"{pre.name}: Sink_1 (eps 0.3) per layer"
             ),
-            fig_dir / f"{pre.name}_sink1_by_layer.png",
+            fig_dir / f"{fig_prefix}{pre.name}_sink1_by_layer.png",
             dpi,
         ),
     ]
@@ -124,7 +142,7 @@ def run_report(
                 plots.attention_maps_figure(
                     maps, title=f"{pre.name}: head-averaged attention", layer_labels=layers
                 ),
-                fig_dir / f"{pre.name}_attention_maps.png",
+                fig_dir / f"{fig_prefix}{pre.name}_attention_maps.png",
                 dpi,
             )
         )
