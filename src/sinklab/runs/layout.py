@@ -23,8 +23,14 @@ the layout can change in one place.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
 
 HYDRA_DIR = ".hydra"
 PROBE_DIR = "probe"
@@ -139,6 +145,96 @@ def is_run_dir(path: Path) -> bool:
 
 
 def job_dirs(multirun: Path) -> list[Path]:
-    """The run folders directly below a multirun folder, in job-number order."""
+    """The run folders directly below a multirun folder, in job-number order (`2_...` before
+    `10_...`), whether the folders are named `<num>` or `<num>_<overrides>`."""
     jobs = [p for p in Path(multirun).iterdir() if p.is_dir() and is_run_dir(p)]
-    return sorted(jobs, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
+    return sorted(jobs, key=_job_order)
+
+
+def _job_order(path: Path) -> tuple[int, int, str]:
+    number = job_number(path)
+    return (0, number, path.name) if number is not None else (1, 0, path.name)
+
+
+def job_number(run_dir: Path) -> int | None:
+    """The Hydra job number a sweep folder's name starts with (`3_model.pos=alibi` -> 3)."""
+    head = Path(run_dir).name.split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+# Overrides that say where or how a job ran, not what it is: left out of job names and labels
+# (a sweep's folder names then differ only in what the sweep varies, plus shared overrides).
+BOOKKEEPING_KEYS = frozenset(
+    {
+        "ckpt_path",
+        "logger",
+        "trainer.progress_bar",
+        "trainer.threads",
+        "paths.output_dir",
+        "paths.cache_dir",
+    }
+)
+# Long enough for a few overrides, short enough for a terminal column and any file system.
+JOB_NAME_MAX = 96
+JOB_NAME_RESOLVER = "sinklab_job_dir"
+NO_OVERRIDES = "(no overrides)"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+@%-]+")
+
+
+def override_key(override: str) -> str:
+    """`+model.x=1` / `~model.x` / `model.x=1` -> `model.x`."""
+    return override.lstrip("+~").split("=", 1)[0].strip()
+
+
+def job_overrides(overrides: Iterable[str]) -> list[str]:
+    """A job's own overrides, sorted, without the bookkeeping ones or Hydra's own."""
+    kept = []
+    for item in overrides:
+        key = override_key(str(item))
+        if key in BOOKKEEPING_KEYS or key.startswith("hydra") or not key:
+            continue
+        kept.append(str(item))
+    return sorted(kept)
+
+
+def job_dir_name(num: int | str, overrides: Iterable[str]) -> str:
+    """A sweep job's folder name: `<num>_<overrides>` (`0_model.pos=alibi`), characters a path
+    cannot hold turned into `-`, and a long tail cut and replaced by a short hash of the whole,
+    so the name stays one folder, under JOB_NAME_MAX characters, and still distinct."""
+    label = ",".join(job_overrides(overrides))
+    if not label:
+        return str(num)
+    safe = _UNSAFE.sub("-", label).strip("-.") or "overrides"
+    name = f"{num}_{safe}"
+    if len(name) > JOB_NAME_MAX:
+        digest = hashlib.sha1(label.encode()).hexdigest()[:8]
+        name = f"{name[: JOB_NAME_MAX - len(digest) - 1]}~{digest}"
+    return name
+
+
+def _resolve_job_dir_name(num: object, overrides: object) -> str:
+    """The `${sinklab_job_dir:...}` resolver behind `hydra.sweep.subdir` (conf/train.yaml)."""
+    items = OmegaConf.to_container(overrides) if OmegaConf.is_list(overrides) else overrides
+    return job_dir_name(str(num), items or [])  # type: ignore[arg-type]
+
+
+def register_job_dir_resolver() -> None:
+    """Teach OmegaConf the resolver conf/train.yaml's sweep subdir names jobs with. Hydra
+    resolves that subdir in the job's process (a joblib or SLURM worker too), after it imports
+    the task function's module, which imports this one: so registering at import suffices."""
+    if not OmegaConf.has_resolver(JOB_NAME_RESOLVER):
+        OmegaConf.register_new_resolver(JOB_NAME_RESOLVER, _resolve_job_dir_name)
+
+
+register_job_dir_resolver()
+
+
+def job_label(run_dir: Path) -> str:
+    """What a run or sweep job is, for a person: its own overrides, space-separated as typed
+    (`model.pos=alibi optim.lr=0.003`), read from `.hydra/overrides.yaml`; NO_OVERRIDES for a
+    run with none, and the folder's name for a folder Hydra did not write."""
+    path = RunLayout(run_dir).hydra_overrides
+    if not path.is_file():
+        return Path(run_dir).name
+    items = yaml.safe_load(path.read_text()) or []
+    return " ".join(job_overrides(items)) or NO_OVERRIDES
