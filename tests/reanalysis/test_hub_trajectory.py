@@ -1,7 +1,7 @@
 """`target=hf:<org>/<name> revisions=log`: a Hub repo's step branches measured as a run's
 checkpoints, offline, from a folder laid out as the Hugging Face cache.
 
-The cache holds a tiny random Llama at step0, step1, step2, step4 and step1000 (step1000
+The cache holds a tiny random GPT-NeoX (Pythia's architecture) at step0, step1, step2, step4 and step1000 (step1000
 serving step4's weights, as some Pythia branches serve another step's), a ref step8 whose
 snapshot is missing, and `main` (no step: not part of a trajectory).
 """
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
 from sinklab.analysis.names import SINK1
 from sinklab.reanalysis import from_mapping
@@ -36,26 +36,28 @@ def commit_of(revision: str) -> str:
 
 
 def _save_model(folder: Path, seed: int) -> None:
-    """A tiny Llama (random weights from `seed`) and a tiny BPE tokenizer, as save_pretrained
-    writes them."""
+    """A tiny GPT-NeoX (random weights from `seed`; parallel residual, a quarter of each head
+    rotated, as Pythia) and a tiny BPE tokenizer, as save_pretrained writes them."""
     raw = Tokenizer(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.train_from_iterator(
         [TEXT], trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>", "<s>"])
     )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<s>")
-    cfg = LlamaConfig(
+    cfg = GPTNeoXConfig(
         vocab_size=raw.get_vocab_size(),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=64,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
         bos_token_id=1,
+        eos_token_id=1,
     )
     torch.manual_seed(seed)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
+    GPTNeoXForCausalLM(cfg).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
 
@@ -261,3 +263,61 @@ def test_remote_code_revision_refused(
         analyze(_config(tmp_path, revisions=["step0"]))
     assert "auto_map" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out" / "metrics" / "reanalysis.parquet").exists()
+
+
+def test_hub_id_without_revisions_measures_main_once(offline: Path, tmp_path: Path) -> None:
+    """revisions=null: the repo's main, measured as a pretrained model (step -1), its rows
+    naming the repo, the revision and the commit read."""
+    (report,) = analyze(_config(tmp_path))
+    assert report.name == "pythia-tiny" and report.measured == [-1]
+    assert report.table == tmp_path / "out" / "reanalysis.parquet"
+    rows = pd.read_parquet(report.table)
+    assert set(rows["run_id"]) == {"pythia-tiny"} and set(rows["step"]) == {-1}
+    assert set(rows["checkpoint"]) == {
+        f"hf:{REPO}@main:{commit_of('main')}|{tmp_path / 'corpus.txt'}|4x16|bos=none"
+    }
+    (again,) = analyze(_config(tmp_path))
+    assert again.measured == [] and again.skipped == [-1]
+
+
+def test_listed_revisions_missing_one_skipped(offline: Path, tmp_path: Path) -> None:
+    """A listed revision the repo does not have is one line; the others are measured."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (report,) = analyze(_config(tmp_path, revisions=["step4", "step3", "step1"]))
+    assert report.measured == [1, 4] and report.failed == ["step3"]
+    (line,) = [m for m in _messages(caught) if "step3" in m]
+    assert line.startswith(
+        f"skipping revision step3: hf:{REPO}: revision 'step3' is not in {offline} and "
+        "HF_HUB_OFFLINE is set; download it where there is network first (hf download "
+        f"{REPO} --revision step3;"
+    )
+
+
+def test_force_and_a_torn_revision(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revision whose weight file is torn is one line and the next is measured; force=true
+    measures the rest again without keeping their old rows."""
+    cache = tmp_path / "hub"
+    shutil.copytree(offline, cache, symlinks=True)
+    snap = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / commit_of("step1")
+    (snap / "model.safetensors").unlink()
+    (snap / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (report,) = analyze(_config(tmp_path, revisions=["step0", "step1", "step2"]))
+    assert report.measured == [0, 2] and report.failed == ["step1"]
+    (line,) = [m for m in _messages(caught) if "step1" in m]
+    assert line.startswith("skipping revision step1: ") and "\n" not in line
+    rows = pd.read_parquet(report.table)
+    (forced,) = analyze(_config(tmp_path, revisions=["step0", "step2"], force=True))
+    assert forced.measured == [0, 2] and forced.skipped == []
+    again = pd.read_parquet(forced.table)
+    assert len(again) == len(rows)
+    key = ["revision", "metric", "layer", "head"]
+    pd.testing.assert_series_equal(
+        again.sort_values(key)["value"].reset_index(drop=True),
+        rows.sort_values(key)["value"].reset_index(drop=True),
+    )

@@ -27,7 +27,6 @@ from pathlib import Path
 from sinklab.errors import ConfigError
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 _STEP = re.compile(r"(?:^|[-_])step(\d+)(?=$|[-_])")
 _TOKENS = re.compile(r"(?:^|[-_])tokens(\d+)B(?=$|[-_])")
 
@@ -298,7 +297,3 @@ def weights_sha256(folder: Path) -> str:
                 inner.update(chunk)
         outer.update(f"{path.name}:{inner.hexdigest()}\n".encode())
     return outer.hexdigest()
-
-
-def is_commit(revision: str) -> bool:
-    return bool(_COMMIT.fullmatch(revision))

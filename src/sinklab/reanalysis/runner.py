@@ -664,8 +664,9 @@ def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
     bar = tqdm(wanted, desc=f"analyze {name}", unit="rev", disable=not cfg.progress)
     for revision in bar:
         step = hub.parse_revision(revision)[0]
-        commit = refs.get(revision) or (revision if hub.is_commit(revision) else None)
-        if commit is not None and step is not None and not todo_of(revision, commit)[1]:
+        assert step is not None  # chosen_revisions refuses a name without one
+        commit = refs.get(revision)
+        if commit is not None and not todo_of(revision, commit)[1]:
             report.skipped.append(step)  # pinned commit already measured: no download
             continue
         try:
@@ -674,8 +675,7 @@ def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
             _warn(f"skipping revision {revision}: {err}")
             report.failed.append(revision)
             continue
-        plan, todo = todo_of(revision, snap.commit)
-        step = step if step is not None else -1
+        plan, todo = todo_of(revision, snap.commit)  # the commit read, should the ref have moved
         if not todo:
             report.skipped.append(step)
             continue

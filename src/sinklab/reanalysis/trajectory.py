@@ -43,7 +43,7 @@ def chosen_revisions(
         return chosen
     names = list(revisions)
     for name in names:
-        if hub.parse_revision(name)[0] is None and not hub.is_commit(name):
+        if hub.parse_revision(name)[0] is None:
             raise ConfigError(
                 "revisions",
                 f"{name!r} names no training step (step1000, step1000-tokens4B); a trajectory's "
