@@ -623,18 +623,25 @@ def analyze(cfg: AnalyzeConfig) -> list[Report]:
 
 
 def analyze_hub(target: HubTarget, cfg: AnalyzeConfig) -> Report:
-    """A Hub model: with `revisions`, its trajectory (`trajectory.analyze_trajectory`); else
+    """A Hub model: with `revisions`, its trajectory (`analyze_trajectory`); else
     its main revision fetched into the HF cache and measured as a local folder, the rows'
     checkpoint naming the repo and the commit read."""
     if cfg.revisions is not None:
         return analyze_trajectory(target.repo_id, cfg)
+    local, source = hub_main(target, cfg.progress)
+    return analyze_pretrained(local, cfg, source=source)
+
+
+def hub_main(target: HubTarget, progress: bool = True) -> tuple[PretrainedTarget, str]:
+    """A Hub model's main revision fetched into the HF cache, as a local pretrained target
+    named after the repo, and the source its rows' checkpoint carries
+    (`hf:<repo>@main:<commit>`); a revision that cannot be fetched is a ConfigError."""
     try:
-        snap = hub.fetch(target.repo_id, None, progress=cfg.progress)
+        snap = hub.fetch(target.repo_id, None, progress=progress)
     except hub.RevisionUnavailable as err:
         raise ConfigError("target", str(err)) from None
     local = PretrainedTarget("hf", snap.folder, label=target.name)
-    source = f"hf:{target.repo_id}@{snap.revision}:{snap.commit}"
-    return analyze_pretrained(local, cfg, source=source)
+    return local, f"hf:{target.repo_id}@{snap.revision}:{snap.commit}"
 
 
 def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
