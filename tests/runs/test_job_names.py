@@ -103,6 +103,12 @@ def test_a_real_multirun_names_its_job_folders(tmp_path: Path) -> None:
         "0_debug=tiny,model.pos=rope,trainer.max_steps=2",
         "1_debug=tiny,model.pos=alibi,trainer.max_steps=2",
     ]
+    summary = (tmp_path / "sw" / "summary.md").read_text()  # the sweep callback's table
+    assert "Every job: debug=tiny trainer.max_steps=2" in summary
+    assert (
+        "| 1_debug=tiny,model.pos=alibi,trainer.max_steps=2 | model.pos=alibi | finished |"
+        in summary
+    )
     assert [job_label(j) for j in jobs] == [
         "debug=tiny model.pos=rope trainer.max_steps=2",
         "debug=tiny model.pos=alibi trainer.max_steps=2",

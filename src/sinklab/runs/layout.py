@@ -233,8 +233,15 @@ def job_label(run_dir: Path) -> str:
     """What a run or sweep job is, for a person: its own overrides, space-separated as typed
     (`model.pos=alibi optim.lr=0.003`), read from `.hydra/overrides.yaml`; NO_OVERRIDES for a
     run with none, and the folder's name for a folder Hydra did not write."""
+    items = saved_overrides(run_dir)
+    if items is None:
+        return Path(run_dir).name
+    return " ".join(items) or NO_OVERRIDES
+
+
+def saved_overrides(run_dir: Path) -> list[str] | None:
+    """The run's own overrides (`job_overrides` of `.hydra/overrides.yaml`); None without one."""
     path = RunLayout(run_dir).hydra_overrides
     if not path.is_file():
-        return Path(run_dir).name
-    items = yaml.safe_load(path.read_text()) or []
-    return " ".join(job_overrides(items)) or NO_OVERRIDES
+        return None
+    return job_overrides(yaml.safe_load(path.read_text()) or [])
