@@ -107,10 +107,10 @@ def test_hub_id_or_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert not hub.is_hub_id("org/name")
     with pytest.raises(ConfigError) as err:
         resolve("hf:org/name")
-    assert str(err.value) == (
-        "target: hf:org/name: not a Hugging Face model folder (no config.json), nor a Hub id "
-        "(org/name)"
-    )
+    assert str(err.value) == "target: hf:org/name: not a Hugging Face model folder (no config.json)"
+    with pytest.raises(ConfigError) as err:
+        resolve("hf:org/name/sub")
+    assert str(err.value) == "target: hf:org/name/sub: no such folder, and not a Hub id (org/name)"
 
 
 def test_revisions_need_a_hub_target(tmp_path: Path) -> None:

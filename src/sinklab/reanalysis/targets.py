@@ -97,11 +97,12 @@ def resolve(target: str) -> list[Target]:
             if kind == "hf" and is_hub_id(target[len(prefix) :]):
                 return [HubTarget(target[len(prefix) :])]
             if kind == "hf" and not (path / "config.json").is_file():
-                raise ConfigError(
-                    "target",
-                    f"hf:{path}: not a Hugging Face model folder (no config.json), nor a Hub id "
-                    "(org/name)",
+                why = (
+                    "not a Hugging Face model folder (no config.json)"
+                    if path.exists()
+                    else "no such folder, and not a Hub id (org/name)"
                 )
+                raise ConfigError("target", f"hf:{path}: {why}")
             if kind == "gguf" and not path.is_file():
                 raise ConfigError("target", f"gguf:{path}: no such file")
             return [PretrainedTarget(kind, path.resolve())]
