@@ -3,7 +3,8 @@ et al.'s protocol and print the report: Sink_1 (eps 0.3, T 64, 100 windows, no B
 massive activations per layer.
 
     python scripts/pretrained_report.py                         # SmolLM2-135M, Shakespeare
-    python scripts/pretrained_report.py --target gemma3 --fig-dir docs/figures --fig-prefix pretrained_
+    python scripts/pretrained_report.py --target gemma3 --fig-dir docs/figures --fig-prefix pretrained_ \\
+        --batch-size 100    # all windows in one forward: the capture keeps 6.7 GB of logits
     python scripts/pretrained_report.py --fig-dir docs/figures --markdown /tmp/smollm2.md
     python scripts/pretrained_report.py --target gguf:/path/model.gguf --device cuda
 """
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="layers whose attention maps are drawn (default: the target's, see MAP_LAYERS)",
     )
+    ap.add_argument("--batch-size", type=int, default=None, help="windows per forward (default 25)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--corpus", default="shakespeare")
     ap.add_argument("--n-windows", type=int, default=100)
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             args.bos,
             map_layers=tuple(args.map_layers) if args.map_layers else None,
             fig_prefix=args.fig_prefix,
+            batch_size=args.batch_size,
         )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -91,11 +91,14 @@ def run_report(
     map_layers: tuple[int, ...] | None = None,
     dpi: int = 90,
     fig_prefix: str = "",
+    batch_size: int | None = None,
 ) -> tuple[PretrainedSummary, list[Path]]:
     """Measure (always afresh), write the table and figures, return the summary.
 
     `map_layers` None: the target's entry of MAP_LAYERS (SmolLM2's for any other target);
-    figures are named `<fig_prefix><model name>_<figure>.png`.
+    figures are named `<fig_prefix><model name>_<figure>.png`. `batch_size` None: the
+    analysis default (25 windows a forward); a large vocabulary wants all windows in one
+    forward, since the capture keeps every window's logits and joins the chunks (a copy).
     """
     if map_layers is None:
         map_layers = MAP_LAYERS.get(target, MAP_LAYERS["smollm2"])
@@ -109,6 +112,7 @@ def run_report(
             "n_windows": n_windows,
             "seq_len": seq_len,
             "bos": bos,
+            "batch_size": batch_size,
         }
     )
     (pre,) = resolve(cfg.target)
