@@ -205,6 +205,7 @@ def test_a_revision_equals_its_snapshot_measured_as_a_folder(offline: Path, tmp_
     pd.testing.assert_frame_equal(got, want)
 
 
+@pytest.mark.filterwarnings("ignore::sinklab.reanalysis.runner.ReanalysisWarning")
 def test_emergence_plot_from_a_trajectory(offline: Path, tmp_path: Path) -> None:
     """The run reports' emergence figure (Sink_1 over steps) draws from the trajectory table,
     one point per revision on the model-wide curve."""
@@ -321,3 +322,54 @@ def test_force_and_a_torn_revision(
         again.sort_values(key)["value"].reset_index(drop=True),
         rows.sort_values(key)["value"].reset_index(drop=True),
     )
+
+
+def test_main_not_cached_offline_is_one_line(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "hub"
+    shutil.copytree(offline, cache, symlinks=True)
+    (cache / f"models--{REPO.replace('/', '--')}" / "refs" / "main").unlink()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    from sinklab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        analyze(_config(tmp_path))
+    assert str(err.value).startswith(
+        f"target: hf:{REPO}: revision 'main' is not in {cache} and HF_HUB_OFFLINE is set; "
+        f"download it where there is network first (hf download {REPO} --revision main;"
+    )
+
+
+def test_same_weights_across_calls_and_other_windows(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate check also sees the revisions an earlier call measured (their checksum is
+    in the table); a revision whose tokenizer cuts other windows is said in one line."""
+    cache = tmp_path / "hub"
+    shutil.copytree(offline, cache, symlinks=True)
+    snap = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / commit_of("step2")
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.train_from_iterator(
+        [TEXT], trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>", "<s>"])
+    )
+    (snap / "tokenizer.json").unlink()
+    raw.save(str(snap / "tokenizer.json"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    analyze(_config(tmp_path, revisions=["step4", "step1"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (report,) = analyze(_config(tmp_path, revisions=["step1", "step2", "step1000"]))
+    assert report.measured == [2, 1000] and report.skipped == [1]
+    said = _messages(caught)
+    assert [m for m in said if "same weights" in m] == [
+        f"pythia-tiny: step1000 has the same weights as step4 (sha256 "
+        f"{_weights_sha(offline, 'step4')[:12]}); some step branches serve another step's "
+        "weights (Pythia issue #205)"
+    ]
+    assert [m for m in said if "windows" in m] == [
+        "pythia-tiny: step2's tokenizer cuts other probe windows than the revisions measured "
+        "before; its rows are "
+        "measured on its own windows (the saved probe set is the last revision's)"
+    ]

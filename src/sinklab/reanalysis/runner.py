@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
@@ -52,7 +53,12 @@ from sinklab.reanalysis.targets import (
     resolve,
     select_steps,
 )
-from sinklab.reanalysis.trajectory import chosen_revisions, known_weights, same_weights
+from sinklab.reanalysis.trajectory import (
+    chosen_revisions,
+    known_weights,
+    other_windows,
+    same_weights,
+)
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
@@ -436,7 +442,7 @@ def analyze_pretrained(
     docs = corpus_documents(cfg.corpus, cfg.cache_dir)
     model, tokenizer = load_pretrained(target.kind, target.path, cfg.cache_dir)
     tags = {"run_id": target.name, "step": -1, "tokens_seen": -1, "config_hash": ""}
-    rows, report.attention_maps = measure_pretrained(
+    rows, report.attention_maps, _ = measure_pretrained(
         model, tokenizer, docs, plan, todo, cfg, folder, tags, map_layers
     )
     tables.append_rows(out, rows)
@@ -499,10 +505,11 @@ def measure_pretrained(
     folder: Path,
     tags: dict[str, object],
     map_layers: tuple[int, ...] = (),
-) -> tuple[pd.DataFrame, dict[int, Any]]:
+) -> tuple[pd.DataFrame, dict[int, Any], Any]:
     """One probe pass over a loaded pretrained model: the parts of `plan` whose tags are in
     `todo`, on inputs cut from `docs` with its tokenizer (saved in `folder`). Returns the
-    rows tagged with `tags` (run_id, step, ...) and the attention maps of `map_layers`."""
+    rows tagged with `tags` (run_id, step, ...), the attention maps of `map_layers` and the
+    probe windows' token ids."""
     from sinklab.reanalysis.corpus_probe import build_probe_set
 
     qcfg, icfg = plan.qcfg, plan.icfg
@@ -542,7 +549,7 @@ def measure_pretrained(
     if result.probe is not None and map_layers:
         kept = [i for i in map_layers if i < result.probe.n_layers]
         maps = dict(zip(kept, head_averaged_patterns(result.probe, kept), strict=True))
-    return result.rows, maps
+    return result.rows, maps, probe_set.input_ids
 
 
 def pretrained_evaluations(
@@ -660,6 +667,9 @@ def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
     weights = known_weights(out, name)
     measured = tables.measured_checkpoints(out, name)
     docs: list[str] | None = None
+    windows: tuple[str, Any] | None = None  # whose windows the others are compared with
+    if RunLayout(folder).probe_ids.is_file():
+        windows = ("the revisions measured before", load_probe_set(folder).input_ids)
 
     def todo_of(revision: str, commit: str) -> tuple[PretrainedPlan, set[str]]:
         plan = pretrained_plan(f"hf:{repo_id}@{revision}:{commit}", cfg)
@@ -707,7 +717,10 @@ def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
             "revision": revision,
             "weights_sha256": sha,
         }
-        rows, _ = measure_pretrained(model, tokenizer, docs, plan, todo, cfg, folder, tags)
+        rows, _, ids = measure_pretrained(model, tokenizer, docs, plan, todo, cfg, folder, tags)
+        if windows is not None and not torch.equal(windows[1], ids):
+            _warn(other_windows(name, revision, windows[0]))
+        windows = windows or (revision, ids)
         tables.append_rows(out, rows)
         measured |= todo
         weights.setdefault(sha, revision)

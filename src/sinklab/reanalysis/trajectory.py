@@ -68,3 +68,13 @@ def same_weights(name: str, revision: str, twin: str, sha: str) -> str:
         f"{name}: {revision} has the same weights as {twin} (sha256 {sha[:12]}); "
         f"{SAME_WEIGHTS_NOTE}"
     )
+
+
+def other_windows(name: str, revision: str, first: str) -> str:
+    """The one-line warning for a revision whose tokenizer cuts the corpus into other windows
+    than `first` (a revision, or those measured before) did: its rows are measured on its
+    own windows."""
+    return (
+        f"{name}: {revision}'s tokenizer cuts other probe windows than {first}; its rows are "
+        "measured on its own windows (the saved probe set is the last revision's)"
+    )
