@@ -17,10 +17,12 @@ import torch
 
 # Each family module registers itself on import.
 from sinklab.model.convert import (  # noqa: F401
+    gemma3,
     gpt2,
     gpt_neox,
     llama,
     mistral,
+    olmo2,
     opt,
     qwen2,
     qwen3,
