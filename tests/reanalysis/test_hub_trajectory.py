@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import warnings
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -124,10 +125,18 @@ def test_log_revisions_measured_as_a_run(offline: Path, tmp_path: Path, monkeypa
     from sinklab.reanalysis import corpus_probe
 
     loads: list[Path] = []
+    alive_at_load: list[int] = []  # models still in memory when the next one is loaded
+    models: list[weakref.ref] = []
     real_load = corpus_probe.load_pretrained
-    monkeypatch.setattr(
-        corpus_probe, "load_pretrained", lambda k, p, c=None: loads.append(p) or real_load(k, p, c)
-    )
+
+    def load(kind: str, path: Path, cache_dir: str | None = None):
+        alive_at_load.append(sum(ref() is not None for ref in models))
+        loads.append(path)
+        model, tokenizer = real_load(kind, path, cache_dir)
+        models.append(weakref.ref(model))
+        return model, tokenizer
+
+    monkeypatch.setattr(corpus_probe, "load_pretrained", load)
     cfg = _config(tmp_path, revisions="log")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -136,6 +145,7 @@ def test_log_revisions_measured_as_a_run(offline: Path, tmp_path: Path, monkeypa
     assert report.measured == STEPS
     assert report.failed == ["step8"]
     assert len(loads) == 5
+    assert alive_at_load == [0] * 5  # each model freed before the next is loaded
     skip = [m for m in said if m.startswith("skipping revision step8:")]
     assert len(skip) == 1 and "\n" not in skip[0] and "HF_HUB_OFFLINE is set" in skip[0]
     assert "hf download tiny-org/pythia-tiny --revision step8" in skip[0]
