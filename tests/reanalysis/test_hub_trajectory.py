@@ -9,6 +9,7 @@ snapshot is missing, and `main` (no step: not part of a trajectory).
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import warnings
 import weakref
@@ -383,3 +384,37 @@ def test_same_weights_across_calls_and_other_windows(
         "before; its rows are "
         "measured on its own windows (the saved probe set is the last revision's)"
     ]
+
+
+def _write_tree(repo: Path, revision: str, files: list[str]) -> None:
+    """The tree listing huggingface_hub keeps per commit after an online download
+    (trees/<commit>.json): offline, it checks a snapshot holds every listed file it asks for."""
+    listing = {"format_version": 1, "files": {f: {"size": 1, "blob_id": "0" * 40} for f in files}}
+    (repo / "trees").mkdir(exist_ok=True)
+    (repo / "trees" / f"{commit_of(revision)}.json").write_text(json.dumps(listing))
+
+
+def test_offline_snapshot_checked_against_its_tree_listing(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot fetched with safetensors only, of a repo that also has .bin files, is
+    complete offline (only the weight format it holds is asked for); one that misses a
+    tokenizer file its listing names is skipped in one line."""
+    cache = tmp_path / "hub"
+    shutil.copytree(offline, cache, symlinks=True)
+    repo = cache / f"models--{REPO.replace('/', '--')}"
+    held = sorted(p.name for p in (repo / "snapshots" / commit_of("step0")).iterdir())
+    _write_tree(repo, "step0", [*held, "pytorch_model.bin", "README.md"])
+    _write_tree(repo, "step1", [*held, "vocab.json"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (report,) = analyze(_config(tmp_path, revisions=["step0", "step1"]))
+    assert report.measured == [0] and report.failed == ["step1"]
+    (line,) = [m for m in _messages(caught) if "step1" in m]
+    assert line == (
+        f"skipping revision step1: hf:{REPO}: revision 'step1': the cached snapshot misses "
+        f"files; download it where there is network first (hf download {REPO} --revision "
+        "step1; huggingface-cli download with huggingface_hub < 1.0) or point HF_HUB_CACHE / "
+        "HF_HOME at a cache that has it; HF_HUB_OFFLINE=0 allows downloads"
+    )

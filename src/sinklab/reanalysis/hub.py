@@ -156,8 +156,15 @@ def list_refs(repo_id: str) -> dict[str, str]:
 
 def _weight_patterns(repo_id: str, revision: str) -> list[str]:
     """The weight files to fetch: safetensors when the revision has them, else the .bin ones
-    (read later with weights_only=True). Offline: both; the cache has what it has."""
+    (read later with weights_only=True). Offline: the format the cached snapshot holds, so a
+    snapshot downloaded with safetensors only is not called incomplete for its .bin files."""
     if hub_offline():
+        commit = cached_refs(repo_id).get(revision, revision)
+        snapshot = repo_folder(repo_id) / "snapshots" / commit
+        if any(snapshot.glob("*.safetensors")):
+            return list(SAFETENSORS_PATTERNS)
+        if any(snapshot.glob("*.bin")):
+            return list(BIN_PATTERNS)
         return [*SAFETENSORS_PATTERNS, *BIN_PATTERNS]
     from huggingface_hub import HfApi
 
