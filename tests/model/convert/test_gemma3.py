@@ -143,6 +143,14 @@ def test_the_multimodal_config_is_refused() -> None:
     )
 
 
+def test_a_text_config_under_the_multimodal_name_converts() -> None:
+    """model_type gemma3 without a vision (or text) sub-config is the text model: it reads as
+    gemma3_text does."""
+    text = _config()
+    values = {**text.to_dict(), "model_type": "gemma3"}
+    assert config_from_gemma3(SimpleNamespace(**values)) == config_from_gemma3(text)
+
+
 REFUSALS = {
     "bidirectional": (
         dict(use_bidirectional_attention=True),

@@ -72,6 +72,32 @@ def test_the_config_carries_olmo2s_norms() -> None:
     assert (cfg.rope_theta, cfg.norm_eps, cfg.tie_embeddings) == (300.0, 1e-6, False)
 
 
+def test_olmo2_1b_config_json_reads_as_published() -> None:
+    """A hub config.json of OLMo 2 (allenai/OLMo-2-0425-1B's sizes; pre-v5 keys: top-level
+    rope_theta, rope_scaling null), read through transformers as from_pretrained does."""
+    hub = dict(
+        vocab_size=100352,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        hidden_act="silu",
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-6,
+        rope_theta=500000,
+        rope_scaling=None,
+        attention_bias=False,
+        tie_word_embeddings=False,
+        eos_token_id=100257,
+        pad_token_id=100277,
+    )
+    cfg = config_from_olmo2(transformers.Olmo2Config(**hub))
+    assert (cfg.rope_theta, cfg.rope_scaling, cfg.head_dim, cfg.n_kv_heads) == (5e5, None, 128, 16)
+    assert (cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size) == (2048, 16, 8192, 100352)
+    assert (cfg.norm_eps, cfg.max_seq_len, cfg.tie_embeddings) == (1e-6, 4096, False)
+
+
 REFUSALS = {
     "activation": (
         dict(hidden_act="gelu"),
