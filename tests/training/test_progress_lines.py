@@ -1,0 +1,66 @@
+"""Progress when stdout is not a terminal (nohup, SLURM, `> log`): plain lines while the run
+goes, not the last frame of a bar."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sinklab.training.progress import line_interval
+from tests.training.conftest import tiny_overrides
+
+LINE = re.compile(
+    r"step (\d+)/6 \(\d+%\)  loss \d+\.\d{3}(  val \d+\.\d{3})?  tokens/s [\d,]+"
+    r"  Sink_1 [\d.]+% @(\d+)$"
+)
+
+
+def test_plain_lines_when_stdout_is_a_file(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    log_file = tmp_path / "stdout.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [*tiny_overrides(tmp_path, steps=6), "trainer.progress_bar=true", "trainer.threads=1"]
+    with log_file.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sinklab.train", *args, f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = log_file.read_text()
+    assert "━" not in shown  # no bar frame
+    lines = [m for m in map(LINE.search, shown.splitlines()) if m]
+    # debug=tiny: tokens/s every step (log_every_n_steps 1), so a line every step
+    assert [int(m.group(1)) for m in lines] == [1, 2, 3, 4, 5, 6]
+    # the last Sink_1 is the latest probe's (probes at 0, 1, 2, 4, 6; at step 3 still step 2's)
+    assert [int(m.group(3)) for m in lines] == [1, 2, 2, 4, 4, 6]
+    assert lines[-1].group(2), "validation ran at the last step, so its loss is on the line"
+    # the same lines are in the run's own log
+    filed = (run_dir / "train.log").read_text()
+    assert lines[-1].group(0) in filed
+
+
+@pytest.mark.parametrize(
+    "max_steps,log_every,expected",
+    [
+        (1200, 10, 50),  # the default run: 24 lines
+        (50, 10, 10),  # never more often than tokens/s is measured
+        (10000, 10, 500),
+        (4768, 10, 200),  # gu60m
+        (6, 1, 1),
+        (100, 1, 5),
+    ],
+)
+def test_about_twenty_lines_a_run_on_round_steps(
+    max_steps: int, log_every: int, expected: int
+) -> None:
+    assert line_interval(max_steps, log_every) == expected
