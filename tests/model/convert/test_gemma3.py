@@ -157,6 +157,10 @@ REFUSALS = {
         "use_bidirectional_attention: True does not convert: sinklab's windows are causal "
         "(EmbeddingGemma is an encoder)",
     ),
+    "not causal": (
+        dict(is_causal=False),
+        "is_causal: False (bidirectional attention) does not convert; only causal decoders",
+    ),
     "activation": (
         dict(hidden_activation="silu"),
         "hidden_activation: 'silu' does not convert; only gelu_pytorch_tanh and gelu do",

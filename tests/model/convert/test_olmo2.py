@@ -99,6 +99,10 @@ def test_olmo2_1b_config_json_reads_as_published() -> None:
 
 
 REFUSALS = {
+    "not causal": (
+        dict(is_causal=False),
+        "is_causal: False (bidirectional attention) does not convert; only causal decoders",
+    ),
     "activation": (
         dict(hidden_act="gelu"),
         "hidden_act: only silu (SwiGLU) converts, got 'gelu'",
