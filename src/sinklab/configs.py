@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from sinklab.errors import ConfigError, check_choice
+from sinklab.errors import ConfigError, check_choice, did_you_mean
 
 T = TypeVar("T")
 
@@ -90,7 +91,10 @@ def from_mapping(cls: type[T], values: Any, section: str) -> T:
     for key, value in values.items():
         name = _join(section, str(key))
         if key not in fields:
-            raise ConfigError(name, f"unknown key; known keys: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                name,
+                f"unknown key;{did_you_mean(name, [_join(section, f) for f in fields])} known keys: {', '.join(sorted(fields))}",
+            )
         kwargs[key] = coerce(hints[key], value, name)
     for f in fields.values():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -317,3 +321,67 @@ def plain(obj: Any) -> Any:
 
         return OmegaConf.to_container(obj, resolve=True)
     return obj
+
+
+# --- Hydra's own composition errors, as one line with suggestions -----------------------------
+
+_OVERRIDE_ERROR = re.compile(r"Could not (?:override|delete from config|append to config)[^']*'(?P<key>[^']+)'")
+
+
+def hydra_error_line(err: BaseException, config_name: str, tool: str) -> str | None:
+    """One line for a Hydra composition error of `tool` (sinklab-train, sinklab-analyze): a
+    mistyped group option or key gets the nearest valid names and where every option is
+    listed, instead of Hydra's options-and-search-path listing (about 25 lines) or its
+    '+key' hint, which leads to a second error since sinklab refuses unknown keys.
+    None when `err` is not a Hydra error."""
+    if not type(err).__module__.startswith(("hydra", "omegaconf")):
+        return None
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, _, option = err.missing_cfg_file.rpartition("/")
+        options = list(err.options or group_options(group))
+        return (
+            f"{group}: no option {option!r};{did_you_mean(option, options)} "
+            f"every option is a file in {Path(CONF_DIR) / group}/ (or run {tool} --help)"
+        )
+    match = _OVERRIDE_ERROR.search(str(err))
+    if match is not None:
+        key = match["key"]
+        return (
+            f"{key}: unknown key;{did_you_mean(key, config_keys(config_name))} "
+            f"every key is listed by {tool} --cfg job (and in docs/configuration.md)"
+        )
+    return " ".join(str(err).split())
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a conf/ group: its YAML files, by name."""
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def config_keys(config_name: str) -> list[str]:
+    """Every key of a root config as composed by default (dotted, sections included) and, for
+    the training config, its groups (`variant`, `experiment`): what a mistyped key could mean."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()  # the failed @hydra.main left its instance set
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name)
+    keys = list(_dotted(OmegaConf.to_container(cfg, resolve=False)))
+    if config_name == "train":
+        keys += [p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"]
+    return sorted(set(keys))
+
+
+def _dotted(tree: Any, prefix: str = "") -> list[str]:
+    if not isinstance(tree, Mapping):
+        return []
+    out = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.append(name)
+        out += _dotted(value, name + ".")
+    return out
