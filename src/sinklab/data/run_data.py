@@ -23,7 +23,7 @@ from sinklab.data.batches import ShardBatches, SyntheticBatches, TextBatches
 from sinklab.data.budget import Budget, check_budget
 from sinklab.data.config import DataConfig
 from sinklab.data.probe_set import ProbeSet, load_probe_set, save_probe_set
-from sinklab.data.sources import load_documents, split_documents
+from sinklab.data.sources import SplitCounts, load_documents, split_documents, split_warning
 from sinklab.data.synthetic import make_task
 from sinklab.data.token_cache import TokenCache
 from sinklab.data.tokenizer import build_tokenizer, shard_tokenizer
@@ -51,6 +51,7 @@ class RunData:
         self.pad_id: int | None = None
         self.cache_hit: bool | None = None  # True when the token cache was reused
         self.setup_seconds: float | None = None
+        self.split: SplitCounts | None = None  # in-memory text: documents and tokens per split
         self.progress = True  # storage=shards: a progress bar while preparing
 
     def build(self) -> None:
@@ -79,6 +80,9 @@ class RunData:
             self._set_tokenizer(tok)
             cache = TokenCache(cfg.cache_root(), tok, {"train": train, "val": val})
             self.cache_hit = cache.hit
+            self.split = SplitCounts(
+                len(train), len(val), cache.n_tokens("train"), cache.n_tokens("val")
+            )
             with_bos = cfg.bos == "document_start"
             files = {
                 "train": cache.path("train", with_bos),
@@ -87,7 +91,21 @@ class RunData:
             }
             self._batches = TextBatches(cfg, tok, files)
         self.setup_seconds = time.perf_counter() - started
-        log.info("data ready in %.2fs (vocab %d)", self.setup_seconds, self.vocab_size)
+        log.info(self.ready_line())
+        warning = split_warning(self.split, cfg) if self.split is not None else None
+        if warning:
+            log.warning(warning)
+
+    def ready_line(self) -> str:
+        """What was built, for the log: the time and vocabulary, and the corpus and its split
+        (documents and tokens) for in-memory text, the token counts for shards."""
+        head = f"data ready in {self.setup_seconds or 0.0:.2f}s (vocab {self.vocab_size:,})"
+        if self.split is not None:
+            return f"{head}: {self.split.line(self.cfg.val_fraction)}"
+        if isinstance(self._batches, ShardBatches):
+            val = len(np.load(self._batches.files["val"], mmap_mode="r"))
+            return f"{head}: train {self._batches.train_tokens:,} tokens, validation {val:,} tokens"
+        return f"{head}: synthetic {self.cfg.synthetic.kind}, generated (never repeats)"
 
     def _build_shards(self) -> None:
         """storage=shards: tokenizer and token shards, prepared (or resumed) once, then reused

@@ -7,6 +7,7 @@ caching and windowing never need to know where the text came from.
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,75 @@ def split_documents(
     train = [d for i, d in enumerate(docs) if i not in val_idx]
     val = [d for i, d in enumerate(docs) if i in val_idx]
     return train, val
+
+
+# A split whose validation share of tokens lands outside [val_fraction / 2, 2 x val_fraction]
+# is far from what was asked for (a split by whole documents of a corpus with few of them).
+SPLIT_TOLERANCE = 2.0
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """Documents and tokens on each side of the train/validation split (tokens as cached:
+    each document with its EOS)."""
+
+    train_documents: int
+    val_documents: int
+    train_tokens: int
+    val_tokens: int
+
+    @property
+    def documents(self) -> int:
+        return self.train_documents + self.val_documents
+
+    @property
+    def tokens(self) -> int:
+        return self.train_tokens + self.val_tokens
+
+    @property
+    def val_share(self) -> float:
+        """The validation split's share of the tokens, what the configured fraction aims at."""
+        return self.val_tokens / self.tokens if self.tokens else 0.0
+
+    def line(self, val_fraction: float) -> str:
+        """`3 documents, 123,456 tokens: train 2 documents (82,304 tokens), validation 1
+        document (41,152 tokens, 33.3 %; data.val_fraction 0.1)`."""
+        return (
+            f"{_count(self.documents, 'document')}, {self.tokens:,} tokens: "
+            f"train {_count(self.train_documents, 'document')} ({self.train_tokens:,} tokens), "
+            f"validation {_count(self.val_documents, 'document')} ({self.val_tokens:,} tokens, "
+            f"{100 * self.val_share:.1f} %; data.val_fraction {val_fraction:g})"
+        )
+
+
+def split_warning(counts: SplitCounts, cfg: DataConfig) -> str | None:
+    """One line when the validation share of tokens is far from data.val_fraction (outside
+    half to twice it), with the fix for the source; None when it is close enough."""
+    wanted = cfg.val_fraction
+    if wanted <= 0 or wanted / SPLIT_TOLERANCE <= counts.val_share <= wanted * SPLIT_TOLERANCE:
+        return None
+    return (
+        f"data.val_fraction: the validation split holds {counts.val_documents} of "
+        f"{_count(counts.documents, 'document')} ({counts.val_tokens:,} of "
+        f"{counts.tokens:,} tokens, {100 * counts.val_share:.1f} %), far from the "
+        f"{100 * wanted:g} % asked for: the split takes whole documents; {_split_fix(cfg)}"
+    )
+
+
+def _split_fix(cfg: DataConfig) -> str:
+    """What evens a split by document out, for this source."""
+    if cfg.source == "text_files" and cfg.text_files.sample_by == "document":
+        return (
+            "split the files into smaller documents with data.text_files.sample_by=paragraph "
+            "(or line), or add files"
+        )
+    if cfg.source == "hf_dataset":
+        return "read more documents (data.hf_dataset.max_documents), or set data.val_fraction"
+    return "add documents, or set data.val_fraction to the share you want"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _expand(patterns: list[str]) -> list[Path]:
