@@ -76,9 +76,12 @@ class _LayerCache:
 
 @dataclass
 class _Rope:
-    """A layer's RoPE frequencies, for cos/sin at any position without a table of T rows."""
+    """RoPE frequencies of one base, for cos/sin at any position without a table of T rows.
+    Every position of one chunk is the same in all layers of that base, so the cos/sin of
+    each set (`name`) is computed once per chunk (`memo`, cleared by `RollingCache`)."""
 
     inv_freq: torch.Tensor  # [rotary dim / 2]
+    memo: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def at(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin [len, rotary dim]: the rows `rope_cos_sin` has at these positions."""
@@ -86,10 +89,11 @@ class _Rope:
         angles = torch.cat((angles, angles), dim=-1)
         return angles.cos(), angles.sin()
 
-    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x [N, heads, n, hd] rotated at `positions` [n]."""
-        cos, sin = self.at(positions)
-        return apply_rope(x, cos, sin)
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor, name: str) -> torch.Tensor:
+        """x [N, heads, n, hd] rotated at `positions` [n], the chunk's position set `name`."""
+        if name not in self.memo:
+            self.memo[name] = self.at(positions)
+        return apply_rope(x, *self.memo[name])
 
 
 @dataclass
@@ -106,6 +110,9 @@ class RollingCache:
     in_prefix: bool = False  # the current call runs the sink-token prefix
     _layers: dict[int, tuple[int, _LayerCache]] = field(default_factory=dict, repr=False)
     _ropes: dict[int, _Rope | None] = field(default_factory=dict, repr=False)
+    _bases: dict[float, _Rope] = field(default_factory=dict, repr=False)
+    _biases: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)
+    _memo_key: tuple[bool, int] = (False, -1)  # (in_prefix, t0) the memos were built for
 
     def __post_init__(self) -> None:
         if not 0 <= self.n_sinks < self.cache_len:
@@ -135,6 +142,11 @@ class RollingCache:
         """z [N, H, L, hd] from un-rotated q [N, L, H, hd], k [N, L, Hkv, hd], v [N, Hkv, L, hd],
         then the chunk's keys and values join the layer's cache."""
         layer, cache = self._layers[id(attn)]
+        if self._memo_key != (self.in_prefix, self.t0):  # a new chunk: new positions and masks
+            self._memo_key = (self.in_prefix, self.t0)
+            self._biases.clear()
+            for rope in self._bases.values():
+                rope.memo.clear()
         k = k.transpose(1, 2)  # [N, Hkv, L, hd], as v
         if self.in_prefix:
             z = self._prefix_rows(attn, layer, q.transpose(1, 2), k, v, pos)
@@ -175,19 +187,14 @@ class RollingCache:
         idx = torch.arange(S, device=q.device)
         rope = self._rope(layer, q.device)
         if rope is not None:
-            q, k = rope.rotate(q, idx), rope.rotate(k, idx)
-        k, v = _repeat_kv(attn, k), _repeat_kv(attn, v)
+            q, k = rope.rotate(q, idx, "prefix"), rope.rotate(k, idx, "prefix")
         slots = _slots(attn, q.shape[0], q.dtype)
-        scores, values = [q @ k.transpose(-1, -2)], [v]
-        if slots is not None:
-            scores.insert(0, q @ slots[0].transpose(-1, -2))
-            values.insert(0, slots[1])
         distance = (idx[:, None] - idx[None, :]).float()
         visible = (distance >= 0) & in_window(distance, pos.window)
         bias = _distance_bias(distance, visible, pos.slopes)
         if slots is not None:
             bias = _with_slot_bias(slots[2][:, None], bias)
-        return _combine(attn, scores, values, bias, q.dtype)
+        return _attend(attn, q, slots, [(q, k, v)], bias)
 
     def _token_rows(
         self,
@@ -201,7 +208,7 @@ class RollingCache:
     ) -> torch.Tensor:
         """Rows of the chunk's L tokens t0 .. t0+L-1 against [slots][prefix][sinks][band],
         the band being the recent keys before the chunk followed by the chunk's own."""
-        S, ks, C, t0 = self.n_prefix, self.n_sinks, self.cache_len, self.t0
+        S, ks, t0 = self.n_prefix, self.n_sinks, self.t0
         L, device, slopes = q.shape[2], q.device, pos.slopes
         t = t0 + torch.arange(L, device=device)  # query stream indices
         # global columns: the prefix, then the sinks (those cached, plus any in this chunk)
@@ -224,22 +231,36 @@ class RollingCache:
         q_glob, q_band = q, q
         rope = self._rope(layer, device)
         if rope is not None:
-            q_glob = rope.rotate(q, p_query)
+            q_glob = rope.rotate(q, p_query, "query")
             if glob_k is not None:
-                glob_k = rope.rotate(glob_k, p_glob)
+                glob_k = rope.rotate(glob_k, p_glob, "global keys")
             band_base = band_start if self.shift else -S
-            q_band = rope.rotate(q, t - band_base)
-            band_k = rope.rotate(band_k, j - band_base)
-        scores, values = [], []
-        slots = _slots(attn, q.shape[0], q.dtype)
-        if slots is not None:
-            scores.append(q_glob @ slots[0].transpose(-1, -2))
-            values.append(slots[1])
+            q_band = rope.rotate(q, t - band_base, "band query")
+            band_k = rope.rotate(band_k, j - band_base, "band keys")
+        groups = [(q_band, band_k, band_v)]
         if glob_k is not None:
-            scores.append(q_glob @ _repeat_kv(attn, glob_k).transpose(-1, -2))
-            values.append(_repeat_kv(attn, glob_v))
-        scores.append(q_band @ _repeat_kv(attn, band_k).transpose(-1, -2))
-        values.append(_repeat_kv(attn, band_v))
+            groups.insert(0, (q_glob, glob_k, glob_v))
+        slots = _slots(attn, q.shape[0], q.dtype)
+        key = ("tokens", pos.window, slopes is not None)
+        if key not in self._biases:
+            self._biases[key] = self._token_bias(t, j, p_glob, n_sinks, pos)
+        bias = self._biases[key]
+        if slots is not None:
+            bias = _with_slot_bias(slots[2][:, None], bias)
+        return _attend(attn, q_glob, slots, groups, bias)
+
+    def _token_bias(
+        self,
+        t: torch.Tensor,
+        j: torch.Tensor,
+        p_glob: torch.Tensor,
+        n_sinks: int,
+        pos: Positions,
+    ) -> torch.Tensor:
+        """[H or 1, L, G + band] of the chunk's rows: 0 (-slope x distance under ALiBi) where
+        the cache shows a key, -inf elsewhere; the same in every layer of one window."""
+        S, ks, C, device, slopes = self.n_prefix, self.n_sinks, self.cache_len, t.device, pos.slopes
+        L, p_query = len(t), self.query_positions(t)
         # visibility and ALiBi distances (true stream distances for the sliding window)
         glob_true = (S + t)[:, None] - p_glob[None]
         glob_seen = torch.cat(
@@ -253,10 +274,7 @@ class RollingCache:
         glob_bias = _distance_bias((p_query[:, None] - p_glob[None]).float(), glob_visible, slopes)
         d = t[:, None] - j[None]
         recent = (d >= 0) & (d < C - ks) & (j >= ks)[None] & in_window(d, pos.window)
-        bias = torch.cat([glob_bias, _distance_bias(d.float(), recent, slopes)], dim=-1)
-        if slots is not None:
-            bias = _with_slot_bias(slots[2][:, None], bias)
-        return _combine(attn, scores, values, bias, q.dtype)
+        return torch.cat([glob_bias, _distance_bias(d.float(), recent, slopes)], dim=-1)
 
     # -- per layer -----------------------------------------------------------------------------
 
@@ -282,7 +300,7 @@ class RollingCache:
             inv_freq = 1.0 / (theta**exponent)
             if divide != 1.0:
                 inv_freq = inv_freq / divide
-            rope = _Rope(inv_freq.to(device))
+            rope = self._bases.setdefault(float(theta), _Rope(inv_freq.to(device)))
         self._ropes[layer] = rope
         return rope
 
@@ -296,21 +314,38 @@ def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return torch.cat([a, b], dim=2)
 
 
-def _repeat_kv(attn: Attention, x: torch.Tensor) -> torch.Tensor:
-    """[N, Hkv, n, hd] -> [N, H, n, hd]: kv head j serves query heads j*rep .. (j+1)*rep - 1."""
-    rep = attn.n_heads // attn.n_kv_heads
-    return x.repeat_interleave(rep, dim=1) if rep > 1 else x
-
-
-def _combine(
+def _attend(
     attn: Attention,
-    scores: list[torch.Tensor],
-    values: list[torch.Tensor],
+    q_slots: torch.Tensor,
+    slots: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     bias: torch.Tensor,
-    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Scaled (and soft-capped) scores + bias (-inf where hidden) -> the variant's weights ->
-    weighted values, the masked pass's arithmetic (`StreamPlan._combine`)."""
+    """z [N, H, L, hd] over [slots][group 0][group 1]..: each group a query [N, H, L, hd] and
+    its keys and values [N, Hkv, n, hd]. Scaled (and soft-capped) scores + bias (-inf where
+    hidden) -> the variant's weights -> weighted values, the masked pass's arithmetic
+    (`StreamPlan._combine`).
+
+    Without slots the query heads of one kv head go as one matrix [rep L, hd] against that
+    head's keys (no key or value is repeated rep times); the slots, whose keys and values are
+    per query head, take the repeated layout."""
+    N, H, L, hd = groups[0][0].shape
+    Hkv, dtype = attn.n_kv_heads, q_slots.dtype
+    rep = H // Hkv
+    if slots is None:
+        scores = [
+            (q.reshape(N, Hkv, rep * L, hd) @ k.transpose(-1, -2)).view(N, H, L, -1)
+            for q, k, _ in groups
+        ]
+        s = attn.cap(torch.cat(scores, dim=-1).float() * attn.scale) + bias
+        w = attn.weights(s).to(dtype)
+        v = torch.cat([v for *_, v in groups], dim=-2)
+        return (w.view(N, Hkv, rep * L, -1) @ v).view(N, H, L, hd)
+    scores = [q_slots @ slots[0].transpose(-1, -2)]
+    values = [slots[1]]
+    for q, k, v in groups:
+        scores.append(q @ k.repeat_interleave(rep, dim=1).transpose(-1, -2))
+        values.append(v.repeat_interleave(rep, dim=1))
     s = attn.cap(torch.cat(scores, dim=-1).float() * attn.scale) + bias
     w = attn.weights(s).to(dtype)
     return w @ torch.cat(values, dim=-2)
