@@ -125,6 +125,12 @@ def test_revisions_need_a_hub_target(tmp_path: Path) -> None:
     assert cfg.revisions == ("step0", "step1000")
     assert from_mapping({"target": "hf:org/m", "revisions": "log"}).revisions == "log"
     assert from_mapping({"target": "hf:org/m"}).revisions is None
+    with pytest.raises(ConfigError) as err:
+        from_mapping({"target": "hf:org/m", "steps": "log"})
+    assert str(err.value) == (
+        "steps: 'log': a Hub model's checkpoints are its revisions; use revisions=log or "
+        "revisions=[step1000, ...]"
+    )
 
 
 def test_cache_and_offline_read_at_call_time(

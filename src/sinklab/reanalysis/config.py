@@ -157,6 +157,15 @@ class AnalyzeConfig:
         check(self.n_windows >= 1, "n_windows", f"must be an integer >= 1, got {self.n_windows}")
         check(self.seq_len >= 2, "seq_len", f"must be an integer >= 2, got {self.seq_len}")
         object.__setattr__(self, "revisions", _revisions(self.revisions, self.target))
+        if self.steps != "all" and self.target.startswith("hf:"):
+            from sinklab.reanalysis.hub import is_hub_id
+
+            check(
+                not is_hub_id(self.target[3:]),
+                "steps",
+                f"{self.steps!r}: a Hub model's checkpoints are its revisions; use "
+                "revisions=log or revisions=[step1000, ...]",
+            )
 
     @property
     def output_dir(self) -> str:
