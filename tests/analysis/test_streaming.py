@@ -274,7 +274,7 @@ def test_masked_and_rolling_paths_give_the_same_rows(kw: dict) -> None:
     )
 
 
-def test_auto_takes_the_rolling_path_for_long_streams_or_over_the_budget(monkeypatch) -> None:
+def test_auto_takes_the_rolling_path_only_past_the_memory_budget(monkeypatch) -> None:
     calls: list[tuple[int, int]] = []
     real = streaming.stream_token_nll
 
@@ -285,18 +285,37 @@ def test_auto_takes_the_rolling_path_for_long_streams_or_over_the_budget(monkeyp
     monkeypatch.setattr(streaming, "stream_token_nll", spy)
     model = _model()
     cfg = _cfg(conditions=("dense", "sinks"), sink_counts=(2,), shift_modes=("shift",))
-    stream_nll(model, _ids(), cfg)  # T = 24 <= 4 C and a few kB: all masked
+    masked = stream_nll(model, _ids(n=12 * C), cfg)  # T = 12 C, a few MB: masked
     assert calls == []
-    long = _ids(n=4 * C + 1)
-    auto = stream_nll(model, long, cfg)  # T = 4 C + 1: the cache condition rolls
-    assert calls == [(C, 2)]  # dense stays masked: its cache is the whole stream
-    masked = stream_nll(model, long, cfg, path="masked")
-    torch.testing.assert_close(
-        auto.nll["sinks2_shift"], masked.nll["sinks2_shift"], atol=1e-5, rtol=0
-    )
-    calls.clear()
+    # the budget between the two estimates: the dense pass (a cache of T) rolls, sinks2 not
+    small, large = (streaming.masked_pass_bytes(model, 12 * C, c) for c in (C, 12 * C))
+    assert small < large
+    monkeypatch.setattr(streaming, "MASKED_BUDGET_BYTES", (small + large) // 2)
+    auto = stream_nll(model, _ids(n=12 * C), cfg)
+    assert calls == [(12 * C, 0)]  # dense = a cache as long as the stream
     monkeypatch.setattr(streaming, "MASKED_BUDGET_BYTES", 0)
-    stream_nll(model, _ids(), cfg)
-    assert calls == [(T, 0), (C, 2)]  # dense = a cache as long as the stream
+    calls.clear()
+    rolled = stream_nll(model, _ids(n=12 * C), cfg)
+    assert calls == [(12 * C, 0), (C, 2)]
+    for name in ("dense", "sinks2_shift"):
+        for got in (auto, rolled):
+            torch.testing.assert_close(got.nll[name], masked.nll[name], rtol=0, atol=1e-5)
     with pytest.raises(ConfigError, match="path"):
         stream_nll(model, _ids(), cfg, path="fast")
+
+
+def test_a_smollm2_sized_stream_rolls_and_the_default_callback_stays_masked() -> None:
+    from types import SimpleNamespace
+
+    from sinklab.model import ModelConfig
+
+    smollm2 = SimpleNamespace(
+        cfg=ModelConfig(vocab_size=49152, d_model=576, n_layers=30, n_heads=9, d_ff=1536)
+    )
+    dense_2k = streaming.Condition("dense", "dense")
+    sinks = streaming.Condition("sinks4_shift", "cache", 4, True)
+    assert streaming._path(smollm2, 20000, 256, sinks, "auto") == "rolling"
+    assert streaming._path(smollm2, 1024, 256, sinks, "auto") == "masked"
+    assert streaming._path(smollm2, 2048, 256, dense_2k, "auto") == "rolling"
+    default = SimpleNamespace(cfg=ModelConfig())  # the default run's model: d 128, V 4096
+    assert streaming._path(default, 16 * 128, 64, sinks, "auto") == "masked"
