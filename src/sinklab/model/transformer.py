@@ -225,7 +225,8 @@ class Transformer(nn.Module):
         extrapolate; learned ones refuse positions past their table). A plan restricts each
         query's keys to a bounded cache and says at which positions they sit: see
         `sinklab.model.streaming`. Same modules as `forward`, so a plan-free call on a
-        sequence that fits equals `forward`.
+        sequence that fits equals `forward`. Its memory grows with T (every token's states);
+        `sinklab.model.rolling_cache.stream_chunks` gives the same states with O(C) memory.
         """
         require_causal(self.cfg)
         S, T = self.cfg.n_sink_tokens, input_ids.shape[1]
