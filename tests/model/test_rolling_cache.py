@@ -205,3 +205,12 @@ def test_sliding_window_inside_the_cache_is_the_plain_forward(layer_types) -> No
         torch.testing.assert_close(masked, plain, rtol=0, atol=ATOL)
     else:
         assert (window[C:] - plain[C:]).abs().max() > 1e-3
+
+
+def test_logits_in_slices_smaller_than_a_chunk(monkeypatch) -> None:
+    from sinklab.model import rolling_cache
+
+    model = _model(pos="rope")
+    ids = _ids(model)
+    monkeypatch.setattr(rolling_cache, "LOGIT_FLOATS", 3 * model.cfg.vocab_size)  # 3 rows
+    _check(model, ids, 1, True, chunk=8)

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from sinklab.model.transformer import Transformer
 
 DEFAULT_CHUNK = 128
+LOGIT_FLOATS = 1 << 24  # logits formed at once by `stream_token_nll` (64 MB in fp32)
 
 
 @dataclass
@@ -422,13 +423,17 @@ def stream_token_nll(
     chunk: int = DEFAULT_CHUNK,
 ) -> torch.Tensor:
     """NLL [T-1] of predicting ids[t+1] at each query t of a stream `ids` [T], chunk by
-    chunk: the caller never holds T x V logits (only B x V at a time)."""
+    chunk: the caller never holds T x V logits, only LOGIT_FLOATS of them at a time (Gemma
+    3's 262k vocabulary would take 268 MB for a chunk of 256)."""
     T = len(ids)
     out = torch.empty(T - 1)
+    rows = max(1, LOGIT_FLOATS // model.cfg.vocab_size)
     for t0, hidden in stream_chunks(model, ids, cache_len, n_sinks, shift, chunk):
-        h = hidden[0, : max(0, min(hidden.shape[1], T - 1 - t0))]
-        if len(h):
+        n = max(0, min(hidden.shape[1], T - 1 - t0))
+        for i in range(0, n, rows):
+            h = hidden[0, i : min(i + rows, n)]
             logits = model.head(h).float()
-            targets = ids[t0 + 1 : t0 + 1 + len(h)]
-            out[t0 : t0 + len(h)] = F.cross_entropy(logits, targets, reduction="none").cpu()
+            targets = ids[t0 + i + 1 : t0 + i + 1 + len(h)]
+            nll = F.cross_entropy(logits, targets, reduction="none")
+            out[t0 + i : t0 + i + len(h)] = nll.cpu()
     return out
