@@ -1,8 +1,8 @@
 """Compare the runs of a sweep, grouped by any config key, with the spread over seeds.
 
     python scripts/compare_sweep.py outputs/multirun/<pos_sweep> --by model.pos
-    python scripts/compare_sweep.py outputs/multirun/<seed0> outputs/multirun/<seed1> --by model.pos \
-        --metrics sink/sink1_pct --layer 1 --out docs/figures
+    python scripts/compare_sweep.py outputs/multirun/<seed0> outputs/multirun/<seed1> \\
+        --by model.pos --metrics sink/sink1_pct --layer 1 --out docs/figures
 
 Each run is grouped by the value of --by in its .hydra/config.yaml; a group's line is the
 mean over its runs (e.g. seeds), the band their min-max. Writes sweep_<by>_<metric>.png and

@@ -1,8 +1,10 @@
 """Emergence figures of one run from its metric table (no model needed, except for maps).
 
     python scripts/plot_emergence.py outputs/runs/<run>                     # -> <run>/figures/
-    python scripts/plot_emergence.py outputs/runs/<run> --metrics sink/sink1_pct --x tokens_seen --linear-x
-    python scripts/plot_emergence.py outputs/runs/<run> --maps 0 64 512 --table reanalysis --out docs/figures
+    python scripts/plot_emergence.py outputs/runs/<run> --metrics sink/sink1_pct \\
+        --x tokens_seen --linear-x
+    python scripts/plot_emergence.py outputs/runs/<run> --maps 0 64 512 --table reanalysis \\
+        --out docs/figures
 
 Writes emergence_<metric>.png (one line per layer), heatmap_<metric>.png (layer x step),
 massive_profile.png (top-1/2/3 and median |h| per layer at the last step) and, with

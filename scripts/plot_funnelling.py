@@ -7,7 +7,8 @@ and, for a single training run, the same metrics over training.
 
 A target is a run folder (its metrics/probes.parquet) or a table (.parquet) written by
 `sinklab-analyze`. Prints one markdown row per target and writes funnel_by_layer.png (all
-targets on one relative-depth axis) and, per run folder, funnel_training_<label>.png.
+targets on one relative-depth axis) and, per run folder, funnel_training_<label>.png, into
+--out (default: the first target's figures/ folder, <run>/figures as the other plot scripts).
 """
 
 from __future__ import annotations
@@ -32,14 +33,22 @@ def load(target: Path) -> pd.DataFrame:
     return read_rows(path)
 
 
+def default_out(target: Path) -> Path:
+    """<run>/figures for a run folder; beside the table (<its folder>/figures) for a .parquet."""
+    return (target.parent if target.suffix == ".parquet" else target) / "figures"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("targets", type=Path, nargs="+", help="run folders or .parquet tables")
     ap.add_argument("--label", action="append", default=[], help="one per target, in order")
-    ap.add_argument("--out", type=Path, default=Path("outputs/figures"), help="figure folder")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="figure folder (default <first target>/figures)"
+    )
     args = ap.parse_args(argv)
+    out = args.out or default_out(args.targets[0])
     labels = args.label + [t.stem if t.suffix else t.name for t in args.targets[len(args.label) :]]
     try:
         tables = {label: load(t) for label, t in zip(labels, args.targets, strict=False)}
@@ -56,15 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{f.mass_lower:.3f} -> {f.mass_upper:.3f} | {f.verdict} |"
         )
     written = [
-        plots.save_figure(
-            funnelling.funnel_by_layer_figure(tables), args.out / "funnel_by_layer.png"
-        )
+        plots.save_figure(funnelling.funnel_by_layer_figure(tables), out / "funnel_by_layer.png")
     ]
     for (label, rows), target in zip(tables.items(), args.targets, strict=False):
         if target.is_dir() and rows["step"].nunique() > 1:
             slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
             fig = funnelling.funnel_over_training_figure({label: [rows]}, title=label)
-            written.append(plots.save_figure(fig, args.out / f"funnel_training_{slug}.png"))
+            written.append(plots.save_figure(fig, out / f"funnel_training_{slug}.png"))
     for path in written:
         print(f"wrote {path}")
     return 0
