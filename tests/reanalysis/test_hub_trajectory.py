@@ -418,3 +418,44 @@ def test_offline_snapshot_checked_against_its_tree_listing(
         "step1; huggingface-cli download with huggingface_hub < 1.0) or point HF_HUB_CACHE / "
         "HF_HOME at a cache that has it; HF_HUB_OFFLINE=0 allows downloads"
     )
+
+
+def test_a_moved_branch_and_force_pins_the_recorded_commit(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """step0 measured, then its branch moves (to step1's commit): force=true re-measures the
+    commit the table recorded, not the new head; without force the new head is measured beside
+    the old rows, with one line."""
+    cache = tmp_path / "hub"
+    shutil.copytree(offline, cache, symlinks=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    (first,) = analyze(_config(tmp_path, revisions=["step0"]))
+    before = pd.read_parquet(first.table)
+    ref = cache / f"models--{REPO.replace('/', '--')}" / "refs" / "step0"
+    ref.write_text(commit_of("step1"))
+
+    def commits(rows: pd.DataFrame) -> set[str]:
+        return {c.split("|")[0].rsplit(":", 1)[1] for c in rows["checkpoint"]}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (forced,) = analyze(_config(tmp_path, revisions=["step0"], force=True))
+    assert forced.measured == [0] and not [m for m in _messages(caught) if "now points" in m]
+    again = pd.read_parquet(forced.table)
+    assert commits(again) == {commit_of("step0")}
+    key = ["metric", "layer", "head"]
+    pd.testing.assert_series_equal(
+        again.sort_values(key)["value"].reset_index(drop=True),
+        before.sort_values(key)["value"].reset_index(drop=True),
+    )
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (moved,) = analyze(_config(tmp_path, revisions=["step0"]))
+    assert moved.measured == [0]
+    assert [m for m in _messages(caught) if "now points" in m] == [
+        f"pythia-tiny: step0 now points at commit {commit_of('step1')[:12]}, measured before at "
+        f"{commit_of('step0')[:12]}; the table keeps both, each row naming its commit "
+        "(force=true re-measures the recorded one)"
+    ]
+    assert commits(pd.read_parquet(moved.table)) == {commit_of("step0"), commit_of("step1")}

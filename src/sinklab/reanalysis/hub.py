@@ -177,8 +177,11 @@ def _weight_patterns(repo_id: str, revision: str) -> list[str]:
     return list(BIN_PATTERNS)
 
 
-def fetch(repo_id: str, revision: str | None = None, progress: bool = True) -> Snapshot:
-    """Download (or find in the cache) one revision: config, tokenizer and weights only.
+def fetch(
+    repo_id: str, revision: str | None = None, progress: bool = True, commit: str | None = None
+) -> Snapshot:
+    """Download (or find in the cache) one revision: config, tokenizer and weights only;
+    `commit` pins the bytes (the commit a table recorded), else the revision's head is read.
 
     Raises `RevisionUnavailable` (one line naming the revision) when the revision does not
     exist, or is not cached while offline; the caller skips it and goes on.
@@ -192,6 +195,8 @@ def fetch(repo_id: str, revision: str | None = None, progress: bool = True) -> S
     )
 
     rev = revision or "main"
+    ask = commit or rev
+    named = repr(rev) if commit is None else f"{rev!r} at commit {commit}"
     kwargs = {}
     if not progress:
         from tqdm.auto import tqdm
@@ -204,34 +209,34 @@ def fetch(repo_id: str, revision: str | None = None, progress: bool = True) -> S
     try:
         folder = snapshot_download(
             repo_id,
-            revision=rev,
+            revision=ask,
             cache_dir=hub_cache_dir(),
             local_files_only=hub_offline(),
-            allow_patterns=[*META_PATTERNS, *_weight_patterns(repo_id, rev)],
+            allow_patterns=[*META_PATTERNS, *_weight_patterns(repo_id, ask)],
             **kwargs,
         )
     except RevisionNotFoundError:
-        raise RevisionUnavailable(f"hf:{repo_id}: revision {rev!r} does not exist") from None
+        raise RevisionUnavailable(f"hf:{repo_id}: revision {named} does not exist") from None
     except RepositoryNotFoundError:
         raise ConfigError(
             "target", f"hf:{repo_id}: no such model repo on the Hub (or it is private/gated)"
         ) from None
     except IncompleteSnapshotError:
         raise RevisionUnavailable(
-            f"hf:{repo_id}: revision {rev!r}: the cached snapshot misses files; "
-            f"{download_hint(repo_id, rev)}"
+            f"hf:{repo_id}: revision {named}: the cached snapshot misses files; "
+            f"{download_hint(repo_id, ask)}"
         ) from None
     except LocalEntryNotFoundError:
         why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hub cannot be reached"
         raise RevisionUnavailable(
-            f"hf:{repo_id}: revision {rev!r} is not in {hub_cache_dir()} and {why}; "
-            f"{download_hint(repo_id, rev)}"
+            f"hf:{repo_id}: revision {named} is not in {hub_cache_dir()} and {why}; "
+            f"{download_hint(repo_id, ask)}"
         ) from None
     except OSError as err:  # an incomplete snapshot, a disk error
-        raise RevisionUnavailable(f"hf:{repo_id}: revision {rev!r}: {err}") from None
+        raise RevisionUnavailable(f"hf:{repo_id}: revision {named}: {err}") from None
     path = Path(folder)
     if not (path / "config.json").is_file():
-        raise RevisionUnavailable(f"hf:{repo_id}: revision {rev!r} has no config.json")
+        raise RevisionUnavailable(f"hf:{repo_id}: revision {named} has no config.json")
     return Snapshot(repo_id, rev, path.name, path)
 
 

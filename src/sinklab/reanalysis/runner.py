@@ -56,7 +56,9 @@ from sinklab.reanalysis.targets import (
 from sinklab.reanalysis.trajectory import (
     chosen_revisions,
     known_weights,
+    moved,
     other_windows,
+    recorded_commits,
     same_weights,
 )
 from sinklab.runs.checkpoints import (
@@ -665,6 +667,7 @@ def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
     refs = hub.list_refs(repo_id)
     wanted = chosen_revisions(repo_id, cfg.revisions, refs)
     weights = known_weights(out, name)
+    recorded = recorded_commits(out, name, repo_id)
     measured = tables.measured_checkpoints(out, name)
     docs: list[str] | None = None
     windows: tuple[str, Any] | None = None  # whose windows the others are compared with
@@ -682,16 +685,19 @@ def analyze_trajectory(repo_id: str, cfg: AnalyzeConfig) -> Report:
     for revision in bar:
         step = hub.parse_revision(revision)[0]
         assert step is not None  # chosen_revisions refuses a name without one
-        commit = refs.get(revision)
+        pinned = recorded.get(revision) if cfg.force else None  # re-measure the same bytes
+        commit = pinned or refs.get(revision)
         if commit is not None and not todo_of(revision, commit)[1]:
-            report.skipped.append(step)  # pinned commit already measured: no download
+            report.skipped.append(step)  # this commit is already measured: no download
             continue
         try:
-            snap = hub.fetch(repo_id, revision, progress=cfg.progress)
+            snap = hub.fetch(repo_id, revision, progress=cfg.progress, commit=pinned)
         except hub.RevisionUnavailable as err:
             _warn(f"skipping revision {revision}: {err}")
             report.failed.append(revision)
             continue
+        if recorded.get(revision, snap.commit) != snap.commit:
+            _warn(moved(name, revision, recorded[revision], snap.commit))
         plan, todo = todo_of(revision, snap.commit)  # the commit read, should the ref have moved
         if not todo:
             report.skipped.append(step)

@@ -19,6 +19,7 @@ module says which revisions, and what the table already knows of them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sinklab.errors import ConfigError
@@ -60,6 +61,33 @@ def known_weights(out: Path, name: str) -> dict[str, str]:
     mine = df[(df["run_id"] == name) & df["weights_sha256"].notna()]
     pairs = mine[["weights_sha256", "revision"]].drop_duplicates("weights_sha256")
     return {str(sha): str(rev) for sha, rev in pairs.itertuples(index=False)}
+
+
+def recorded_commits(out: Path, name: str, repo_id: str) -> dict[str, str]:
+    """revision -> the commit its rows in the table were measured at (read from their
+    checkpoint string `hf:<repo>@<revision>:<commit>|...`)."""
+    df = tables.read_rows(out)
+    if not len(df) or "revision" not in df.columns:
+        return {}
+    mine = df[(df["run_id"] == name) & df["revision"].notna()]
+    found = {}
+    for revision, checkpoint in (
+        mine[["revision", "checkpoint"]].drop_duplicates().itertuples(index=False)
+    ):
+        pattern = rf"hf:{re.escape(repo_id)}@{re.escape(str(revision))}:([0-9a-f]{{40}})\|"
+        match = re.match(pattern, str(checkpoint))
+        if match:
+            found[str(revision)] = match.group(1)
+    return found
+
+
+def moved(name: str, revision: str, before: str, now: str) -> str:
+    """The one-line warning for a branch whose head is not the commit measured before."""
+    return (
+        f"{name}: {revision} now points at commit {now[:12]}, measured before at {before[:12]}; "
+        "the table keeps both, each row naming its commit (force=true re-measures the "
+        "recorded one)"
+    )
 
 
 def same_weights(name: str, revision: str, twin: str, sha: str) -> str:
