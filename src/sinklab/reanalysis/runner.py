@@ -7,7 +7,9 @@ re-measured here gives bit-for-bit the rows the callback logged at that step. On
 is loaded at a time and dropped before the next, so memory stays flat however long the run
 was; the table is appended after every checkpoint, so an interrupted analysis keeps its
 progress. A run saved before `callbacks.probe.quant` had its nested sections is read through
-`nest_quant`, so it re-measures identically.
+`nest_quant`, so it re-measures identically. A Hub model's revisions (`revisions=`) are
+measured the same way, one model at a time, as a run's checkpoints (`analyze_trajectory`;
+which revisions: `trajectory.py`; fetching them: `hub.py`).
 """
 
 from __future__ import annotations
