@@ -6,7 +6,8 @@ Examples:
     sinklab-analyze target=outputs/runs/<run>/checkpoints/step0000512-tokens2097152.ckpt force=true
     sinklab-analyze target=smollm2 n_windows=100 seq_len=64 bos=none
 
-Options are in conf/analyze.yaml. A bad option or target prints one line and exits with 2.
+Options are in conf/analyze.yaml. A bad option or target, or a mistyped key (`targte=...`),
+prints one line (with the nearest valid names) and exits with 2, as in sinklab-train.
 The flat `quant.*` keys of command lines written before `quant` had its `quantizer` and
 `prefix` sections (`quant.bits=4 'quant.prefixes=[bos]'`) are read as the nested keys.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -40,8 +42,8 @@ def run(cfg: DictConfig) -> list:
         sys.exit(2)
     for r in reports:
         print(
-            f"{r.name}: measured {len(r.measured)}, already measured {len(r.skipped)}, "
-            f"unreadable {len(r.failed)} -> {r.table} (+ .csv)",
+            f"{describe_target(r.name, str(cfg.target))}: measured {len(r.measured)}, "
+            f"already measured {len(r.skipped)}, unreadable {len(r.failed)} -> {r.table} (+ .csv)",
             flush=True,
         )
     return reports
@@ -71,9 +73,24 @@ def nested_overrides(args: list[str]) -> list[str]:
     return out
 
 
+def describe_target(name: str, target: str) -> str:
+    """A report's name, with the overrides of the run or sweep job it measured (`0
+    (model.pos=alibi)`): a sweep's job folders are numbered, which says nothing by itself."""
+    from sinklab.runs.layout import job_label
+
+    folder = Path(target)
+    for run_dir in (folder / name, folder):
+        if run_dir.name == name and (run_dir / ".hydra").is_dir():
+            return f"{name} ({job_label(run_dir)})"
+    return name
+
+
 def main() -> None:
+    """Run Hydra with the same one-line errors as sinklab-train (`run_hydra`)."""
+    from sinklab.train import run_hydra
+
     sys.argv[1:] = nested_overrides(sys.argv[1:])
-    _hydra_main()
+    run_hydra(_hydra_main, "analyze", "sinklab-analyze")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,22 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sinklab.configs import CONF_DIR
-from sinklab.errors import ConfigError
+from sinklab.configs import CONF_DIR, hydra_error_line
+from sinklab.errors import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_NONFINITE,
+    EXIT_OUTPUT,
+    EXIT_SKIPPED,
+    ConfigError,
+    describe_os_error,
+)
 from sinklab.runs.layout import HYDRA_DIR, PROBE_DIR, RunLayout
 
 
@@ -40,30 +49,6 @@ def _only_hydra_files(run_dir: Path) -> bool:
     return all(p.name in allowed or p.suffix == ".log" for p in run_dir.iterdir())
 
 
-# Exit codes: 2 a bad config or input, 3 a non-finite loss or gradient, 4 the output cannot be written.
-EXIT_CONFIG, EXIT_NONFINITE, EXIT_OUTPUT = 2, 3, 4
-_WRITE_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ENOTDIR,
-    errno.EEXIST,
-}
-
-
-def describe_os_error(err: OSError) -> str:
-    """One line: what failed, on which path, and what to do when the output is full or read-only."""
-    name = errno.errorcode.get(err.errno or 0, "")
-    where = f" ({err.filename})" if err.filename else ""
-    what = err.strerror or str(err)
-    hint = ""
-    if err.errno in _WRITE_ERRNOS:
-        hint = "; the output folder is full or not writable: free space or point paths.output_dir elsewhere"
-    return f"cannot write output{where}: {what} [{name}]{hint}" if name else f"{what}{where}{hint}"
-
-
 def resumed_run_dir(ckpt_path: str | None) -> Path | None:
     """A checkpoint inside `<run>/checkpoints/` resumes into `<run>` itself."""
     if not ckpt_path:
@@ -77,18 +62,23 @@ def resumed_run_dir(ckpt_path: str | None) -> Path | None:
 
 def run(cfg: DictConfig) -> dict:
     # Validate first, with the Lightning-free config code: a bad key costs no Lightning import.
-    from sinklab.training.run_config import validate_config
+    from sinklab.training.run_config import resumed_config, validate_config
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    target = resumed_run_dir(cfg.get("ckpt_path"))
     try:
+        if target is not None and (target / HYDRA_DIR / "config.yaml").is_file():
+            # ckpt_path=<run>/checkpoints/last.ckpt alone: the run's own config, plus the keys
+            # this command line changes (a DDP child, which writes no .hydra/, reads the same).
+            cfg = resumed_config(target, str(cfg.ckpt_path), list(hydra_cfg.overrides.task))
         run_cfg = validate_config(cfg)
     except ConfigError as err:
         fail(str(err), run_dir)
 
     from sinklab.runs.checkpoints import resume_checkpoint
     from sinklab.training.module import NonFiniteLossError
-    from sinklab.training.run import train
+    from sinklab.training.run import RunInterrupted, train
 
     auto = resume_checkpoint(run_dir) if run_cfg.checkpoint.auto_resume else None
     if run_cfg.ckpt_path is None and auto is not None:
@@ -99,6 +89,10 @@ def run(cfg: DictConfig) -> dict:
         run_cfg.ckpt_path = str(auto)
     target = resumed_run_dir(run_cfg.ckpt_path)
     if target is not None and target != run_dir:
+        try:  # refuse before anything is written into the run folder
+            _check_resume(run_cfg)
+        except ConfigError as err:
+            fail(str(err), run_dir)
         # Keep this invocation's config beside the run it continues, then drop the new folder.
         stamp = time.strftime("%Y%m%d-%H%M%S")
         shutil.copytree(
@@ -116,8 +110,9 @@ def run(cfg: DictConfig) -> dict:
     except NonFiniteLossError as err:
         kept = resume_checkpoint(run_dir)
         note = f"; last good checkpoint: {kept}" if kept else ""
-        print(f"error: {err}{note}", file=sys.stderr)
-        sys.exit(EXIT_NONFINITE)
+        stop(f"error: {err}{note}", run_dir, EXIT_NONFINITE)
+    except RunInterrupted as err:
+        stop(f"error: {err}", run_dir, EXIT_INTERRUPTED)
     except OSError as err:
         fail(describe_os_error(err), run_dir, EXIT_OUTPUT)
     except RuntimeError as err:
@@ -128,8 +123,35 @@ def run(cfg: DictConfig) -> dict:
         fail(describe_os_error(cause), run_dir, EXIT_OUTPUT)
     summary = result.summary()
     if is_rank_zero():
-        _print_summary(summary, result.probe_history)
+        _print_summary(summary)
+    if result.exit_code == EXIT_SKIPPED:
+        stop(f"warning: {result.reason}", run_dir, EXIT_SKIPPED)
     return summary
+
+
+def _check_resume(run_cfg: Any) -> None:
+    """The checkpoint's model against the config's, before the run folder is touched; a
+    vocab_size left to the tokenizer is taken as the checkpoint's (`train` checks it again
+    once the tokenizer is loaded)."""
+    from sinklab.training.run import compare_model_configs, read_resume_checkpoint
+
+    saved, _ = read_resume_checkpoint(run_cfg.ckpt_path)
+    model = {**run_cfg.model}
+    model["vocab_size"] = model.get("vocab_size") or saved.get("vocab_size")
+    compare_model_configs(saved, model)
+
+
+def stop(line: str, run_dir: Path, code: int) -> None:
+    """Print the line that says why the run stopped, keep it in the run's train.log (which
+    otherwise ends mid-training), exit with `code`; the run folder and its summary.json stay."""
+    print(line, file=sys.stderr, flush=True)
+    if is_rank_zero():
+        try:
+            with open(run_dir / "train.log", "a") as log:
+                log.write(line + "\n")
+        except OSError:
+            pass  # the line is on stderr; a log we cannot write must not hide it
+    sys.exit(code)
 
 
 def is_rank_zero() -> bool:
@@ -171,10 +193,9 @@ def use_job_command_for_ddp_children(run_dir: Path, ckpt_path: str | None) -> No
     subprocess_script._hydra_subprocess_cmd = command
 
 
-def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
-    from sinklab.analysis.names import HEADLINE
-
-    lines = ["", "sinklab run finished"]
+def _print_summary(summary: dict) -> None:
+    width = 22  # the label column: wide enough for sink/first_token_mass
+    lines = ["", f"sinklab run {summary['status']}: {summary['reason']}"]
     for key in (
         "final_train_loss",
         "final_val_loss",
@@ -186,21 +207,33 @@ def _print_summary(summary: dict, probes: dict[int, dict[str, float]]) -> None:
     ):
         value = summary.get(key)
         lines.append(
-            f"  {key:18s} {value:.4g}" if isinstance(value, float) else f"  {key:18s} {value}"
+            f"  {key:{width}s} {value:.4g}"
+            if isinstance(value, float)
+            else f"  {key:{width}s} {value}"
         )
-    if probes:
-        first, last = min(probes), max(probes)
-        for metric in HEADLINE:
-            if metric in probes[first] and metric in probes[last]:
-                lines.append(
-                    f"  {metric:18s} step {first}: {probes[first][metric]:.3g} -> step {last}: {probes[last][metric]:.3g}"
-                )
+    if summary.get("skipped_batches"):
+        lines.append(
+            f"  {'skipped_batches':{width}s} {summary['skipped_batches']} of "
+            f"{summary['steps_completed']} (last update at step {summary['last_good_step']})"
+        )
+    lines.append(
+        f"  {'probes':{width}s} {summary['probe_total_seconds']} s, of which W8A8 "
+        f"{summary['quant_seconds']} s, interventions {summary['intervention_seconds']} s"
+    )
+    for metric, fig in summary.get("headline", {}).items():
+        if fig["first_step"] == fig["last_step"]:
+            lines.append(f"  {metric:{width}s} step {fig['last_step']}: {fig['last']:.3g}")
+        else:
+            lines.append(
+                f"  {metric:{width}s} step {fig['first_step']}: {fig['first']:.3g} -> "
+                f"step {fig['last_step']}: {fig['last']:.3g}"
+            )
     layout = RunLayout(Path(summary["run_dir"]))
     lines += [
-        f"  outputs            {layout.root}",
-        f"    metrics          {layout.probes_table}",
-        f"    checkpoints      {layout.checkpoint_dir}",
-        f"    summary          {layout.summary}",
+        f"  {'outputs':{width}s} {layout.root}",
+        f"    {'metrics':{width - 2}s} {layout.probes_table}",
+        f"    {'checkpoints':{width - 2}s} {layout.checkpoint_dir}",
+        f"    {'summary':{width - 2}s} {layout.summary}",
     ]
     print("\n".join(lines), flush=True)
 
@@ -225,8 +258,14 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Run Hydra; an output folder Hydra itself cannot create (read-only, under a file, full)
-    becomes one `error:` line and exit 4 instead of a traceback.
+    """Run Hydra, turning its failures into one `error:` line (see `run_hydra`)."""
+    run_hydra(_hydra_main, "train", "sinklab-train")
+
+
+def run_hydra(hydra_main: Any, config_name: str, tool: str) -> None:
+    """Call an entry point's `@hydra.main` function; a mistyped group option or key exits 2
+    with one line and the nearest valid names, an output folder Hydra itself cannot create
+    (read-only, under a file, full) exits 4, instead of a traceback or Hydra's listing.
 
     Hydra prints and swallows exceptions unless HYDRA_FULL_ERROR=1, so we set it for the call
     and report the failures we understand; a user who set it keeps the full traceback.
@@ -235,15 +274,16 @@ def main() -> None:
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        _hydra_main()
-    except OSError as err:
+        hydra_main()
+    except Exception as err:
         if user_wants_traceback:
             raise
-        fail(describe_os_error(err), None, EXIT_OUTPUT)
-    except Exception as err:  # Hydra's own errors (bad override syntax, missing key): one line
-        if user_wants_traceback or not type(err).__module__.startswith(("hydra", "omegaconf")):
-            raise
-        fail(" ".join(str(err).split()), None, EXIT_CONFIG)
+        line = hydra_error_line(err, config_name, tool)  # before OSError: Hydra's
+        if line is not None:  # missing-option error is an OSError too
+            fail(line, None, EXIT_CONFIG)
+        if isinstance(err, OSError):
+            fail(describe_os_error(err), None, EXIT_OUTPUT)
+        raise
     finally:
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

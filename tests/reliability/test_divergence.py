@@ -68,12 +68,17 @@ def test_skip_mode_skips_and_counts_each_nonfinite_batch(
     assert last["global_step"] == 6, "the run goes on to max_steps"
     assert last["sinklab"]["skipped_batches"] == 2
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
-    logged = pd.read_csv(run_dir / "csv" / "metrics.csv")["train/skipped_batches"].dropna()
-    assert logged.max() == 2
-    assert all(
-        math.isfinite(v)
-        for v in pd.read_csv(run_dir / "csv" / "metrics.csv")["train/loss"].dropna()
-    )
+    table = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    assert table["train/skipped_batches"].dropna().max() == 2
+    # Train rows sit at the steps completed: the batch at global step 2 (NaN loss) is row 3,
+    # the one at 4 (NaN gradients) row 5. Their rows show the non-finite value, never the
+    # previous batch's loss or norm repeated; every other row is finite.
+    rows = table[table["train/tokens_seen"].notna()].set_index("step")
+    assert sorted(rows.index) == [1, 2, 3, 4, 5, 6]
+    assert math.isnan(rows.loc[3, "train/loss"]) and math.isnan(rows.loc[3, "train/grad_norm"])
+    assert not math.isfinite(rows.loc[5, "train/grad_norm"])
+    assert all(math.isfinite(v) for v in rows["train/loss"].drop(index=3))
+    assert all(math.isfinite(v) for v in rows["train/grad_norm"].drop(index=[3, 5]).dropna())
 
 
 def test_skipped_gradient_step_leaves_the_weights_unchanged(

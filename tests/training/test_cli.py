@@ -73,7 +73,9 @@ def test_multirun_of_two_jobs(tmp_path: Path) -> None:
     sweeps = list((tmp_path / "outputs" / "multirun").iterdir())
     assert len(sweeps) == 1
     jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert [j.name for j in jobs] == ["0", "1"]
+    # job folders are named by their number and overrides (runs.layout.job_dir_name)
+    assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
+    assert "model.pos=rope" in jobs[0].name and "model.pos=alibi" in jobs[1].name
     for job in jobs:
         assert (job / "metrics" / "probes.parquet").exists()
         assert (job / "checkpoints" / "last.ckpt").exists()

@@ -70,8 +70,10 @@ def test_relaunch_into_the_same_folder_resumes_from_last_and_the_same_wandb_run(
     assert full.wait(timeout=300) == 0
 
     # It continued: the steps after the resume point equal the uninterrupted run's, bit for bit.
+    # (Rows sit at the steps completed; the row of the resume step itself is flushed just after
+    # its checkpoint, so the kill, in the slow hook between the two, may have taken it.)
     want, got = _losses(full_dir), _losses(job)
-    after = want[want.index >= resume_step]
+    after = want[want.index > resume_step]
     pd.testing.assert_series_equal(got.reindex(after.index), after, check_exact=True)
     assert _last_step(job) == STEPS
     # One W&B run across both launches: two offline folders (one per process), one id.

@@ -94,6 +94,9 @@ class TrainerConfig:
     deterministic: bool = False
     threads: int | None = None  # torch CPU threads; null keeps torch's default
     on_nonfinite: OnNonfinite = "stop"  # stop the run, or skip the batch and count it
+    # skip: a run that skipped more than this share of its batches did not really train; it
+    # ends with a warning and exit code 5 (sinklab.errors.EXIT_SKIPPED), its summary saying so
+    max_skipped_share: float = 0.1
     progress_bar: bool = True
     # null | simple | advanced: Lightning's profiler; its report is printed when fit ends
     # (debug=profile sets it).
@@ -106,6 +109,11 @@ class TrainerConfig:
         check(self.max_steps > 0, "trainer.max_steps", f"must be positive, got {self.max_steps}")
         check(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1")
         check(self.val_every_n_steps >= 1, "trainer.val_every_n_steps", "must be >= 1")
+        check(
+            0 <= self.max_skipped_share <= 1,
+            "trainer.max_skipped_share",
+            f"must be in [0, 1], got {self.max_skipped_share}",
+        )
         check(
             self.threads is None or self.threads >= 1,
             "trainer.threads",

@@ -21,7 +21,7 @@ from sinklab.atomic import atomic_write
 
 
 class SafeCSVWriter(ExperimentWriter):
-    """Rows from before `resume_step` survive a resume; every save is temp file + rename."""
+    """Rows up to `resume_step` survive a resume; every save is temp file + rename."""
 
     def __init__(self, log_dir: str, resume_step: int = 0) -> None:
         self.resume_step = resume_step
@@ -29,17 +29,21 @@ class SafeCSVWriter(ExperimentWriter):
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        """Instead of deleting an old metrics.csv, keep its rows from steps before the resume.
+        """Instead of deleting an old metrics.csv, keep its rows up to the resume step.
 
-        Rows at or after the resume step came from the interrupted run after its checkpoint;
-        the resumed run logs those steps again, identically, so keeping them would duplicate.
+        A row's step is the number of optimizer steps completed, so the rows at the resume
+        step itself (its train and validation rows) belong to the checkpoint's side and the
+        resumed run starts at the step after. Rows past it came from the interrupted run after
+        its checkpoint; the resumed run logs those steps again, identically, so keeping them
+        would duplicate.
         """
         path = Path(self.metrics_file_path)
         if not path.is_file():
             return
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
-        kept = [r for r in rows if _step(r) is not None and _step(r) < self.resume_step]  # type: ignore[operator]
+        last = self.resume_step if self.resume_step > 0 else -1  # a fresh run keeps nothing
+        kept = [r for r in rows if _step(r) is not None and _step(r) <= last]  # type: ignore[operator]
         self._rows = [{k: v for k, v in r.items() if v not in ("", None)} for r in kept]
         for row in self._rows:
             for key in row:

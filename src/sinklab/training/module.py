@@ -1,6 +1,13 @@
 """The LightningModule: masked next-token loss, AdamW/SGD with a warm-up schedule, and the
 guard against non-finite losses. The model itself lives in `sinklab.model`; this file only
-trains it."""
+trains it.
+
+Step convention: every row a logger gets (train, validation, probes, checkpoints) is at the
+number of optimizer steps completed. Lightning's own x-axis for train and validation rows is
+one less (it counts before its step counter moves), so this module logs `step` itself, which
+Lightning then uses as the row's step; and validation always runs after the last step, so the
+final validation loss is the final model's.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +62,7 @@ class SinkLabModule(L.LightningModule):
         self.corpus_tokens: int | None = None  # the training split's tokens (None: synthetic)
         self.on_nonfinite = on_nonfinite
         self.skipped_batches = 0
+        self.last_good_step = 0  # optimizer steps completed when the last update was applied
         self.overhead_seconds = 0.0  # time spent in probes and checkpoints, kept out of tokens/s
         if compile:
             # nn.Module.compile() compiles in place: no wrapper, so no `_orig_mod.` in the state dict.
@@ -75,6 +83,9 @@ class SinkLabModule(L.LightningModule):
             if self.on_nonfinite == "skip":
                 self.skipped_batches += 1
                 self.log("train/skipped_batches", float(self.skipped_batches))
+                # The row shows the NaN (and no gradient), not the previous batch's values.
+                self.log("train/loss", loss, prog_bar=True)
+                self.log("train/grad_norm", float("nan"))
                 return None
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step}; "
@@ -91,12 +102,14 @@ class SinkLabModule(L.LightningModule):
         max_norm = self.optim_cfg.grad_clip or float("inf")
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if torch.isfinite(norm):
-            if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-                self.log("train/grad_norm", norm)
+            self.last_good_step = self.global_step + 1  # this update completes that many steps
+            if self._row_at(self.global_step + 1):
+                self.log("train/grad_norm", norm)  # flushed with this step's row
             return
         if self.on_nonfinite == "skip":
             self.skipped_batches += 1
             self.log("train/skipped_batches", float(self.skipped_batches))
+            self.log("train/grad_norm", norm)  # the row shows the inf/NaN, not a stale norm
             optimizer.zero_grad(set_to_none=True)  # parameters without gradients are not updated
             return
         raise NonFiniteLossError(
@@ -105,11 +118,22 @@ class SinkLabModule(L.LightningModule):
         )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+        # After the optimizer step: global_step is the number of steps completed.
+        self.log("step", float(self.global_step))  # the x of this batch's row (Lightning's: -1)
+        if self.global_step >= self.trainer.max_steps:
+            # Lightning validates on its interval only; stopping here makes it validate now too.
+            self.trainer.should_stop = True
+        if self._row_at(self.global_step):
             self.log("train/tokens_seen", float(self.tokens_seen))
             if self.corpus_tokens:
                 self.log("train/epochs_seen", self.tokens_seen / self.corpus_tokens)
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def _row_at(self, completed: int) -> bool:
+        """Whether Lightning writes a train row once `completed` steps are done: every
+        log_every_n_steps, and at the last step (where this module stops the loop)."""
+        every = max(1, self.trainer.log_every_n_steps)
+        return completed % every == 0 or completed >= self.trainer.max_steps
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["input_ids"])
@@ -118,6 +142,7 @@ class SinkLabModule(L.LightningModule):
         return loss
 
     def on_validation_epoch_end(self) -> None:
+        self.log("step", float(self.global_step))  # validation ran after this many steps
         loss = self.trainer.callback_metrics.get("val/loss")
         if loss is not None:
             self.log("val/ppl", math.exp(min(float(loss), 50.0)), sync_dist=True)
@@ -136,8 +161,11 @@ class SinkLabModule(L.LightningModule):
         checkpoint["sinklab"] = {
             "tokens_seen": self.tokens_seen,
             "skipped_batches": self.skipped_batches,
+            "last_good_step": self.last_good_step,
             "model_config": self.model_cfg.to_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.skipped_batches = int(checkpoint.get("sinklab", {}).get("skipped_batches", 0))
+        saved = checkpoint.get("sinklab", {})
+        self.skipped_batches = int(saved.get("skipped_batches", 0))
+        self.last_good_step = int(saved.get("last_good_step", checkpoint.get("global_step", 0)))

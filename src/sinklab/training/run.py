@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from sinklab.data import ProbeSet, load_probe_set, save_probe_set
 from sinklab.data.budget import epochs_seen
-from sinklab.errors import ConfigError
+from sinklab.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_SKIPPED, ConfigError
 from sinklab.runs.checkpoints import (
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     export_safetensors,
     is_full_state,
     load_checkpoint_state,
+    resume_checkpoint,
 )
 from sinklab.runs.layout import RunLayout
 from sinklab.runs.schedule import log_spaced_steps
@@ -37,7 +39,7 @@ from sinklab.training.config import TrainerConfig
 from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.full_params import rank0_model
 from sinklab.training.loggers import build_loggers, finish_loggers
-from sinklab.training.module import SinkLabModule
+from sinklab.training.module import NonFiniteLossError, SinkLabModule
 from sinklab.training.progress import progress_bar
 from sinklab.training.run_config import TOP_LEVEL_KEYS, UNHASHED, RunConfig, validate_config
 
@@ -45,6 +47,7 @@ __all__ = [
     "TOP_LEVEL_KEYS",
     "UNHASHED",
     "RunConfig",
+    "RunInterrupted",
     "RunResult",
     "check_resume_compatible",
     "train",
@@ -96,6 +99,36 @@ def check_resume_compatible(ckpt_path: str, model: dict[str, Any]) -> int:
     return step
 
 
+class RunInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the fit; its summary.json is written. Lightning turns the
+    KeyboardInterrupt into `sys.exit(1)`; this names it, so the entry point exits with 130."""
+
+
+# How a run ended: summary.json's `status`, and the exit code sinklab-train gives for it.
+FINISHED, SKIPPED_TOO_MANY, STOPPED, INTERRUPTED, FAILED = (
+    "finished",
+    "skipped_too_many",
+    "stopped_nonfinite",
+    "interrupted",
+    "failed",
+)
+EXIT_CODES = {
+    FINISHED: 0,
+    SKIPPED_TOO_MANY: EXIT_SKIPPED,
+    STOPPED: EXIT_NONFINITE,
+    INTERRUPTED: EXIT_INTERRUPTED,
+    FAILED: 1,
+}
+
+
+@dataclass
+class Outcome:
+    """Why fit returned: `status` (one of the five above) and one line saying why."""
+
+    status: str = FINISHED
+    reason: str = ""
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -111,16 +144,49 @@ class RunResult:
     quant_seconds: float = 0.0  # the W8A8 evaluations, on their own (sparser) schedule
     intervention_seconds: float = 0.0  # the interventions, on the same sparse schedule
     epochs_seen: float | None = None  # passes over the training split (None: synthetic data)
+    # everything the probe callback took, W8A8 and interventions included: the figure its
+    # `probes N s, of which ...` log line gives
+    probe_total_seconds: float = 0.0
+    status: str = FINISHED
+    reason: str = ""
+    steps_completed: int = 0
+    last_good_step: int = 0  # steps completed when the last update was applied
+    last_checkpoint: Path | None = None  # the full-state checkpoint a resume continues from
+    last_checkpoint_step: int | None = None  # the step it holds
+    skipped_batches: int = 0
+    resumed_from: list[int] = field(default_factory=list)  # the steps each resume started at
+    # metric -> (first step, value, last step, value): Sink_1 and kin from the probe table, the
+    # variant's own figure (slot mass of sink tokens / kv bias, the gate of gated attention)
+    headline: dict[str, tuple[int, float, int, float]] = field(default_factory=dict)
+
+    @property
+    def skipped_share(self) -> float:
+        return self.skipped_batches / self.steps_completed if self.steps_completed else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
 
     def summary(self) -> dict[str, Any]:
         return {
             "run_dir": str(self.run_dir),
+            "status": self.status,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "steps_completed": self.steps_completed,
+            "last_good_step": self.last_good_step,
+            "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+            "last_checkpoint_step": self.last_checkpoint_step,
+            "skipped_batches": self.skipped_batches,
+            "skipped_share": round(self.skipped_share, 4),
+            "resumed_from": self.resumed_from,
             "final_train_loss": self.final_train_loss,
             "final_val_loss": self.final_val_loss,
             "tokens_seen": self.tokens_seen,
             "tokens_per_s": self.tokens_per_s,
             "epochs_seen": self.epochs_seen,
             "fit_seconds": round(self.fit_seconds, 2),
+            "probe_total_seconds": round(self.probe_total_seconds, 2),
             "probe_seconds": round(self.probe_seconds, 2),
             "probe_share_pct": round(100 * self.probe_seconds / self.fit_seconds, 2)
             if self.fit_seconds
@@ -135,6 +201,10 @@ class RunResult:
             else None,
             "checkpoint_seconds": round(self.checkpoint_seconds, 2),
             "n_checkpoints": len(self.checkpoints),
+            "headline": {
+                metric: {"first_step": a, "first": x, "last_step": b, "last": y}
+                for metric, (a, x, b, y) in self.headline.items()
+            },
         }
 
 
@@ -257,43 +327,175 @@ def train(run: RunConfig, run_dir: Path, group: str = "default", name: str = "ru
     )
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path, weights_only=True)
+    except BaseException as err:
+        outcome = outcome_of(err, trainer, run_dir)
+        try:  # the summary of a stopped run must never hide why it stopped
+            _finish(run, run_dir, trainer, module, callbacks, probe_set, outcome, resume_step)
+        except Exception as summary_err:  # noqa: BLE001
+            logging.getLogger(__name__).warning("summary.json not written: %s", summary_err)
+        if outcome.status == INTERRUPTED:
+            raise RunInterrupted(outcome.reason) from None
+        raise
     finally:
         finish_loggers()
-    return _finish(run_dir, trainer, module, callbacks)
+    return _finish(run, run_dir, trainer, module, callbacks, probe_set, Outcome(), resume_step)
+
+
+def outcome_of(err: BaseException, trainer: L.Trainer, run_dir: Path) -> Outcome:
+    """What stopped the fit, in summary.json's terms."""
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    kept = resume_checkpoint(run_dir)
+    resume = f"; resume with ckpt_path={kept}" if kept else ""
+    if isinstance(err, NonFiniteLossError):
+        return Outcome(STOPPED, f"{err}{resume}")
+    if isinstance(err, (KeyboardInterrupt, SystemExit)) and (
+        isinstance(err, KeyboardInterrupt) or trainer.state.status == TrainerStatus.INTERRUPTED
+    ):
+        return Outcome(INTERRUPTED, f"interrupted at step {trainer.global_step}{resume}")
+    first_line = (str(err).strip().splitlines() or [""])[0]
+    return Outcome(FAILED, f"{type(err).__name__}: {first_line} at step {trainer.global_step}")
 
 
 def _finish(
-    run_dir: Path, trainer: L.Trainer, module: SinkLabModule, callbacks: list[L.Callback]
+    run: RunConfig,
+    run_dir: Path,
+    trainer: L.Trainer,
+    module: SinkLabModule,
+    callbacks: list[L.Callback],
+    probe_set: ProbeSet,
+    outcome: Outcome,
+    resume_step: int,
 ) -> RunResult:
     throughput = next(c for c in callbacks if isinstance(c, ThroughputMonitor))
     ckpt = next((c for c in callbacks if isinstance(c, LogSpacedCheckpoint)), None)
     probe = next((c for c in callbacks if isinstance(c, ProbeCallback)), None)
-    if ckpt is None or ckpt.cfg.export_safetensors:
+    finished = outcome.status == FINISHED
+    if finished and (ckpt is None or ckpt.cfg.export_safetensors):
         weights = rank0_model(trainer, module)  # FSDP: every rank joins the gather
         if weights is not None:
             layout = RunLayout(run_dir)
             export_safetensors(weights, layout.safetensors, {"step": str(trainer.global_step)})
+    fit_seconds = throughput.fit_seconds
+    if not fit_seconds and getattr(throughput, "fit_start", None) is not None:
+        fit_seconds = time.perf_counter() - throughput.fit_start  # stopped before on_train_end
     metrics = trainer.callback_metrics
     result = RunResult(
         run_dir=run_dir,
         final_train_loss=_float(metrics.get("train/loss")),
         final_val_loss=_float(metrics.get("val/loss")),
         checkpoints=list(ckpt.saved) if ckpt else [],
-        fit_seconds=throughput.fit_seconds,
+        fit_seconds=fit_seconds,
         probe_seconds=probe.seconds - probe.quant_seconds - probe.intervention_seconds
         if probe
         else 0.0,
         quant_seconds=probe.quant_seconds if probe else 0.0,
         intervention_seconds=probe.intervention_seconds if probe else 0.0,
+        probe_total_seconds=probe.seconds if probe else 0.0,
         checkpoint_seconds=ckpt.seconds if ckpt else 0.0,
         tokens_seen=module.tokens_seen,
         tokens_per_s=throughput.last_tokens_per_s,
         epochs_seen=epochs_seen(module.tokens_seen, module.corpus_tokens),
         probe_history=probe.history if probe else {},
+        status=outcome.status,
+        reason=outcome.reason or f"reached trainer.max_steps={run.trainer.max_steps}",
+        steps_completed=int(trainer.global_step),
+        last_good_step=module.last_good_step,
+        last_checkpoint=resume_checkpoint(run_dir),
+        last_checkpoint_step=ckpt.last_full_step if ckpt else None,
+        skipped_batches=module.skipped_batches,
     )
+    if finished and result.skipped_share > run.trainer.max_skipped_share:
+        result.status = SKIPPED_TOO_MANY
+        result.reason = (
+            f"skipped {result.skipped_batches} of {result.steps_completed} batches "
+            f"({100 * result.skipped_share:.1f} %), above trainer.max_skipped_share="
+            f"{run.trainer.max_skipped_share:g}: the model stopped learning at step "
+            f"{result.last_good_step}; lower optim.lr or raise optim.warmup_steps"
+        )
     if trainer.is_global_zero:
-        RunLayout(run_dir).summary.write_text(json.dumps(result.summary(), indent=2))
+        layout = RunLayout(run_dir)
+        if run.ckpt_path:
+            add_earlier_parts(result, layout.summary, resume_step)
+        result.headline = headline_figures(layout.probes_table)
+        if finished and module.model_cfg.attention == "gated":
+            gate = mean_gate(module, probe_set.input_ids[: run.probe.batch_size])
+            result.headline["gate/mean"] = (result.steps_completed, gate) * 2
+        result.checkpoints = sorted(layout.checkpoint_dir.glob("step*.ckpt"))
+        layout.summary.write_text(json.dumps(result.summary(), indent=2))
     return result
+
+
+def add_earlier_parts(result: RunResult, summary_path: Path, start_step: int) -> None:
+    """A resumed run's summary covers the whole run: the times of the parts before this one
+    (from the summary.json they left, written whatever way they ended) are added to this
+    part's, and `resumed_from` lists where each part began. Losses, steps and tokens are the
+    run's own already; the headline and the checkpoints are read from the run folder."""
+    if not summary_path.is_file():
+        result.resumed_from = [start_step]
+        return
+    earlier = json.loads(summary_path.read_text())
+    result.fit_seconds += float(earlier.get("fit_seconds") or 0.0)
+    result.probe_seconds += float(earlier.get("probe_seconds") or 0.0)
+    result.quant_seconds += float(earlier.get("quant_seconds") or 0.0)
+    result.intervention_seconds += float(earlier.get("intervention_seconds") or 0.0)
+    result.probe_total_seconds += float(earlier.get("probe_total_seconds") or 0.0)
+    result.checkpoint_seconds += float(earlier.get("checkpoint_seconds") or 0.0)
+    result.resumed_from = [*earlier.get("resumed_from", []), start_step]
+
+
+def headline_figures(probes_table: Path) -> dict[str, tuple[int, float, int, float]]:
+    """The headline metrics (Sink_1, its ratio, first-token mass) and every extra slot's mass
+    (a sink token, a kv bias: `slot_mass/<slot>`), at the first and last probe step of the
+    whole run, from the probe table (model rows)."""
+    import pandas as pd
+
+    from sinklab.analysis.names import HEADLINE
+
+    if not probes_table.is_file():
+        return {}
+    df = pd.read_parquet(probes_table, columns=["step", "layer", "head", "metric", "value"])
+    rows = df[(df["layer"] == -1) & (df["head"] == -1)].dropna(subset=["value"])
+    slots = sorted(m for m in rows["metric"].unique() if str(m).startswith("slot_mass/"))
+    out: dict[str, tuple[int, float, int, float]] = {}
+    for metric in (*HEADLINE, *slots):
+        series = rows[rows["metric"] == metric].sort_values("step")
+        if series.empty:
+            continue
+        first, last = series.iloc[0], series.iloc[-1]
+        out[metric] = (
+            int(first["step"]),
+            float(first["value"]),
+            int(last["step"]),
+            float(last["value"]),
+        )
+    return out
+
+
+@torch.no_grad()
+def mean_gate(module: SinkLabModule, input_ids: torch.Tensor) -> float:
+    """Gated attention's figure (Qiu et al.): the mean sigmoid gate over every layer, head and
+    probe position of the final model; well below 1 is the sparse gating that replaces a sink."""
+    values: list[torch.Tensor] = []
+
+    def keep(_module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        values.append(torch.sigmoid(output.float()).mean())
+
+    gates = [
+        m.gate
+        for m in module.model.modules()
+        if isinstance(getattr(m, "gate", None), torch.nn.Linear)
+    ]
+    handles = [g.register_forward_hook(keep) for g in gates]
+    was_training = module.training
+    try:
+        module.eval()
+        module.model(input_ids.to(module.device))
+    finally:
+        module.train(was_training)
+        for h in handles:
+            h.remove()
+    return float(torch.stack(values).mean()) if values else float("nan")
 
 
 def _cluster_plugins() -> list[Any]:

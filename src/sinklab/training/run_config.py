@@ -19,7 +19,7 @@ from sinklab.analysis.config import MetricsConfig
 from sinklab.analysis.quant import QUANT_CAUSAL_ONLY
 from sinklab.configs import coerce, from_mapping
 from sinklab.data.config import DataConfig
-from sinklab.errors import ConfigError, check
+from sinklab.errors import ConfigError, check, did_you_mean
 from sinklab.model.config import ModelConfig
 from sinklab.training.config import (
     CallbacksConfig,
@@ -111,7 +111,9 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     for key in resolved:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(
-                str(key), f"unknown top-level key; known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+                str(key),
+                f"unknown top-level key;{did_you_mean(str(key), TOP_LEVEL_KEYS)} "
+                f"known keys: {', '.join(sorted(TOP_LEVEL_KEYS))}",
             )
     # Top-level scalars first: sections interpolate them (data.seed is ${seed}).
     seed = coerce(int, resolved.get("seed", 0), "seed")
@@ -160,3 +162,43 @@ def validate_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         ckpt_path=ckpt_path,
         resolved=resolved,
     )
+
+
+def resumed_config(run_dir: Path, ckpt_path: str, overrides: list[str]) -> DictConfig:
+    """The config a resume from a checkpoint of `run_dir` trains with: the run's own saved
+    config (`.hydra/config.yaml`), so `ckpt_path=<run>/checkpoints/last.ckpt` alone is enough,
+    with this command line's key overrides (`trainer.max_steps=2400`) on top; the model they
+    give is then checked against the checkpoint as any resume's is.
+
+    A group option (`variant=...`, `debug=tiny`) cannot be re-applied to a composed config:
+    the same option as the run's passes, a different one is refused naming both."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra_dir = run_dir / ".hydra"
+    saved = OmegaConf.load(hydra_dir / "config.yaml")
+    assert isinstance(saved, DictConfig)
+    hydra_yaml = hydra_dir / "hydra.yaml"
+    choices: dict[str, Any] = {}
+    if hydra_yaml.is_file():
+        runtime = (yaml.safe_load(hydra_yaml.read_text()) or {}).get("hydra", {}).get("runtime", {})
+        choices = runtime.get("choices") or {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key == "ckpt_path":
+            continue
+        if key in choices:
+            value = override.value()
+            if str(value) != str(choices[key]):
+                raise ConfigError(
+                    key,
+                    f"{str(value)!r} is not the run's {str(choices[key])!r}: a resume trains "
+                    "with the run's config; override keys (e.g. trainer.max_steps=...), or "
+                    "start a new run without ckpt_path",
+                )
+            continue
+        if override.is_delete():
+            raise ConfigError(key, "deleting a key of the run's config is not a resume")
+        OmegaConf.update(saved, key, override.value(), merge=False, force_add=override.is_add())
+    saved.ckpt_path = ckpt_path
+    return saved

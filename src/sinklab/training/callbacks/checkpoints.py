@@ -45,6 +45,11 @@ class LogSpacedCheckpoint(L.Callback):
         self.saved: list[Path] = []
 
     @property
+    def last_full_step(self) -> int | None:
+        """The step `last.ckpt` holds (None: none written): where a resume starts."""
+        return self._last_full if self.cfg.save_last else None
+
+    @property
     def full_write_seconds(self) -> float:
         """Time the background thread spent writing full-state files (not blocking steps)."""
         return self._writer.seconds
