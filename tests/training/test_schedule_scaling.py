@@ -5,13 +5,16 @@ keep their schedules exactly."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from sinklab.runs.schedule import first_power, is_scheduled, log_spaced_steps
+from sinklab.training.callbacks.probes import THINNING, thinning_hint
+from sinklab.training.run import train
 from sinklab.training.run_config import RunConfig, validate_config
-from tests.training.conftest import CONF_DIR, compose_train
+from tests.training.conftest import CONF_DIR, compose_train, tiny_overrides
 
 
 def _run(tmp_path: Path, *overrides: str) -> RunConfig:
@@ -94,3 +97,29 @@ def test_short_runs_keep_their_latest_octaves(
 def test_a_longer_run_never_has_fewer_probes(until: int, every: int) -> None:
     counts = [len(log_spaced_steps(n, until, every)) for n in range(1, 1500)]
     assert counts == sorted(counts)
+
+
+def test_heavy_probes_say_how_to_thin_them() -> None:
+    assert thinning_hint(0.10) is None
+    assert thinning_hint(0.314) == (
+        "probes took 31 % of this run; fewer: callbacks.probe.every=<steps> "
+        "callbacks.probe.log_spaced_until=0; lighter: callbacks.probe.stream.enabled=false "
+        "callbacks.probe.quant.enabled=false callbacks.probe.interventions.enabled=false; "
+        "none: callbacks.probe.enabled=false"
+    )
+
+
+def test_a_run_mostly_probes_logs_the_hint_with_its_share(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """debug=tiny: a 4-step run whose probes (5, with their evaluations) dwarf its training."""
+    run = validate_config(compose_train(tiny_overrides(tmp_path)))
+    with caplog.at_level(logging.INFO, logger="sinklab.training.callbacks.probes"):
+        result = train(run, tmp_path / "run")
+    hints = [r.getMessage() for r in caplog.records if "probes took" in r.getMessage()]
+    assert len(hints) == 1 and hints[0].endswith(THINNING)
+    logged = int(hints[0].split("probes took ")[1].split(" %")[0])
+    probe_all = result.probe_seconds + result.quant_seconds + result.intervention_seconds
+    # the callback's own clock starts before the first probe, the summary's fit time a little
+    # earlier: the two shares agree within a few points
+    assert abs(logged - 100 * probe_all / result.fit_seconds) < 5

@@ -45,6 +45,23 @@ from sinklab.training.full_params import rank0_model
 
 log = logging.getLogger(__name__)
 
+# Above this share of a run's time, the probes say how to thin them (a short run's are mostly
+# its first and last probes, each with its streaming, W8A8 and intervention evaluations).
+HEAVY_PROBE_SHARE = 0.10
+THINNING = (
+    "fewer: callbacks.probe.every=<steps> callbacks.probe.log_spaced_until=0; lighter: "
+    "callbacks.probe.stream.enabled=false callbacks.probe.quant.enabled=false "
+    "callbacks.probe.interventions.enabled=false; none: callbacks.probe.enabled=false"
+)
+
+
+def thinning_hint(probe_share: float) -> str | None:
+    """One line saying how to thin the probes when they took more than `HEAVY_PROBE_SHARE` of
+    the run (`probe_share`: their seconds over the fit's, evaluations included); else None."""
+    if probe_share <= HEAVY_PROBE_SHARE:
+        return None
+    return f"probes took {100 * probe_share:.0f} % of this run; {THINNING}"
+
 
 def probe_evaluations(
     data: Any, probe: ProbeScheduleConfig, seq_len: int, max_steps: int
@@ -135,6 +152,7 @@ class ProbeCallback(L.Callback):
         self.eval_seconds: Counter[str] = Counter()  # evaluation name -> seconds, runs
         self.eval_runs: Counter[str] = Counter()
         self.history: dict[int, dict[str, float]] = {}
+        self._fit_start: float | None = None
 
     @property
     def quant_seconds(self) -> float:
@@ -162,6 +180,7 @@ class ProbeCallback(L.Callback):
         return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()  # before the first probe: it is part of the run
         if trainer.global_step == 0 and trainer.ckpt_path is None:  # a resume may start at 0
             self._probe(trainer, pl_module)
         else:  # resumed: the probe runs before the checkpoint, so this step is already measured
@@ -191,6 +210,16 @@ class ProbeCallback(L.Callback):
                     for ev in self.evaluations
                 ),
             )
+        hint = thinning_hint(self.share())
+        if hint and trainer.is_global_zero:
+            log.info(hint)
+
+    def share(self) -> float:
+        """The probes' share of this run's time so far (0 before it starts)."""
+        if self._fit_start is None:
+            return 0.0
+        elapsed = time.perf_counter() - self._fit_start
+        return self.seconds / elapsed if elapsed > 0 else 0.0
 
     def _probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
