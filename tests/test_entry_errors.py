@@ -107,3 +107,27 @@ def test_nearest_prefers_the_same_section_by_its_last_part() -> None:
     assert did_you_mean("gated", ["gated_head", "gated_channel", "sigmoid"]) == (
         " did you mean gated_head?"
     )
+
+
+def test_analyze_names_sweep_jobs_by_their_overrides(tmp_path: Path) -> None:
+    """`sinklab-analyze` printed `0: measured 7`; the user had to open .hydra/overrides.yaml."""
+    from sinklab.analyze import describe_target
+
+    sweep = tmp_path / "sweep"
+    for name, overrides in [
+        ("0", ["model.pos=rope", "trainer.max_steps=4"]),  # the old numbered folders
+        ("1_model.pos=alibi", ["model.pos=alibi"]),  # folders named by their overrides
+    ]:
+        (sweep / name / ".hydra").mkdir(parents=True)
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(
+            "".join(f"- {o}\n" for o in overrides)
+        )
+    assert describe_target("0", str(sweep)) == "0 (model.pos=rope trainer.max_steps=4)"
+    assert describe_target("1_model.pos=alibi", str(sweep)) == "1 (model.pos=alibi)"
+    job = sweep / "1_model.pos=alibi"  # one job as the target
+    assert describe_target(job.name, str(job)) == "1 (model.pos=alibi)"
+    (tmp_path / "20261207-201245-quickstart" / ".hydra").mkdir(parents=True)
+    run = tmp_path / "20261207-201245-quickstart"  # a run: its own name, and no overrides
+    (run / ".hydra" / "overrides.yaml").write_text("[]\n")
+    assert describe_target(run.name, str(run)) == f"{run.name} (no overrides)"
+    assert describe_target("smollm2", "smollm2") == "smollm2"  # not a folder: as before

@@ -74,14 +74,18 @@ def nested_overrides(args: list[str]) -> list[str]:
 
 
 def describe_target(name: str, target: str) -> str:
-    """A report's name, with the overrides of the run or sweep job it measured (`0
-    (model.pos=alibi)`): a sweep's job folders are numbered, which says nothing by itself."""
-    from sinklab.runs.layout import job_label
+    """A report's name with the overrides of the run or sweep job it measured: `0
+    (model.pos=alibi)` for a sweep job (its number: a job folder's name is the number, or the
+    number and a shortened copy of the overrides), `<run> (model.pos=alibi)` for a run."""
+    from sinklab.runs.layout import NO_OVERRIDES, job_label
 
     folder = Path(target)
     for run_dir in (folder / name, folder):
         if run_dir.name == name and (run_dir / ".hydra").is_dir():
-            return f"{name} ({job_label(run_dir)})"
+            num = name.partition("_")[0]
+            shown = num if num.isdigit() else name
+            label = job_label(run_dir)
+            return f"{shown} {label}" if label == NO_OVERRIDES else f"{shown} ({label})"
     return name
 
 
