@@ -21,7 +21,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sinklab.configs import CONF_DIR
+from sinklab.configs import CONF_DIR, run_hydra
 from sinklab.errors import ConfigError
 
 
@@ -90,9 +90,7 @@ def describe_target(name: str, target: str) -> str:
 
 
 def main() -> None:
-    """Run Hydra with the same one-line errors as sinklab-train (`run_hydra`)."""
-    from sinklab.train import run_hydra
-
+    """Run Hydra with the same one-line errors as sinklab-train (`configs.run_hydra`)."""
     sys.argv[1:] = nested_overrides(sys.argv[1:])
     run_hydra(_hydra_main, "analyze", "sinklab-analyze")
 

@@ -29,13 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
+import sys
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from sinklab.errors import ConfigError, check_choice, did_you_mean
+from sinklab.errors import (
+    EXIT_CONFIG,
+    EXIT_OUTPUT,
+    ConfigError,
+    check_choice,
+    describe_os_error,
+    did_you_mean,
+)
 
 T = TypeVar("T")
 
@@ -325,7 +334,43 @@ def plain(obj: Any) -> Any:
 
 # --- Hydra's own composition errors, as one line with suggestions -----------------------------
 
-_OVERRIDE_ERROR = re.compile(r"Could not (?:override|delete from config|append to config)[^']*'(?P<key>[^']+)'")
+
+def run_hydra(hydra_main: Any, config_name: str, tool: str) -> None:
+    """Call an entry point's `@hydra.main` function (sinklab-train, sinklab-analyze): a
+    mistyped group option or key exits 2 with one line and the nearest valid names, an output
+    folder Hydra itself cannot create (read-only, under a file, full) exits 4, instead of a
+    traceback or Hydra's listing.
+
+    Hydra prints and swallows exceptions unless HYDRA_FULL_ERROR=1, so we set it for the call
+    and report the failures we understand; a user who set it keeps the full traceback.
+    """
+    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except Exception as err:
+        if user_wants_traceback:
+            raise
+        line = hydra_error_line(err, config_name, tool)  # before OSError: Hydra's
+        if line is None and isinstance(err, OSError):  # missing-option error is one too
+            line, code = describe_os_error(err), EXIT_OUTPUT
+        elif line is not None:
+            code = EXIT_CONFIG
+        else:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(code)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+_OVERRIDE_ERROR = re.compile(
+    r"Could not (?:override|delete from config|append to config)[^']*'(?P<key>[^']+)'"
+)
 
 
 def hydra_error_line(err: BaseException, config_name: str, tool: str) -> str | None:
@@ -338,7 +383,11 @@ def hydra_error_line(err: BaseException, config_name: str, tool: str) -> str | N
         return None
     from hydra.errors import MissingConfigException
 
-    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+    if (
+        isinstance(err, MissingConfigException)
+        and err.missing_cfg_file
+        and "/" in err.missing_cfg_file
+    ):
         group, _, option = err.missing_cfg_file.rpartition("/")
         options = list(err.options or group_options(group))
         return (

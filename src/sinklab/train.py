@@ -21,7 +21,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sinklab.configs import CONF_DIR, hydra_error_line
+from sinklab.configs import CONF_DIR, run_hydra
 from sinklab.errors import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -34,7 +34,7 @@ from sinklab.errors import (
 from sinklab.runs.layout import HYDRA_DIR, PROBE_DIR, RunLayout
 
 
-def fail(message: str, run_dir: Path | None, code: int = 2) -> None:
+def fail(message: str, run_dir: Path | None, code: int = EXIT_CONFIG) -> None:
     """Print one line, remove the half-made run folder, exit non-zero."""
     print(f"error: {message}", file=sys.stderr)
     if run_dir is not None and run_dir.exists() and _only_hydra_files(run_dir):
@@ -258,37 +258,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Run Hydra, turning its failures into one `error:` line (see `run_hydra`)."""
+    """Run Hydra, turning its failures into one `error:` line (`configs.run_hydra`)."""
     run_hydra(_hydra_main, "train", "sinklab-train")
-
-
-def run_hydra(hydra_main: Any, config_name: str, tool: str) -> None:
-    """Call an entry point's `@hydra.main` function; a mistyped group option or key exits 2
-    with one line and the nearest valid names, an output folder Hydra itself cannot create
-    (read-only, under a file, full) exits 4, instead of a traceback or Hydra's listing.
-
-    Hydra prints and swallows exceptions unless HYDRA_FULL_ERROR=1, so we set it for the call
-    and report the failures we understand; a user who set it keeps the full traceback.
-    """
-    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    previous = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        hydra_main()
-    except Exception as err:
-        if user_wants_traceback:
-            raise
-        line = hydra_error_line(err, config_name, tool)  # before OSError: Hydra's
-        if line is not None:  # missing-option error is an OSError too
-            fail(line, None, EXIT_CONFIG)
-        if isinstance(err, OSError):
-            fail(describe_os_error(err), None, EXIT_OUTPUT)
-        raise
-    finally:
-        if previous is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 if __name__ == "__main__":

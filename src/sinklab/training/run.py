@@ -418,7 +418,8 @@ def _finish(
         if run.ckpt_path:
             add_earlier_parts(result, layout.summary, resume_step)
         result.headline = headline_figures(layout.probes_table)
-        if finished and module.model_cfg.attention == "gated":
+        sharded = "fsdp" in type(trainer.strategy).__name__.lower()  # a forward needs every rank
+        if finished and module.model_cfg.attention == "gated" and not sharded:
             gate = mean_gate(module, probe_set.input_ids[: run.probe.batch_size])
             result.headline["gate/mean"] = (result.steps_completed, gate) * 2
         result.checkpoints = sorted(layout.checkpoint_dir.glob("step*.ckpt"))
