@@ -72,6 +72,8 @@ def run(cfg: DictConfig) -> dict:
             # ckpt_path=<run>/checkpoints/last.ckpt alone: the run's own config, plus the keys
             # this command line changes (a DDP child, which writes no .hydra/, reads the same).
             cfg = resumed_config(target, str(cfg.ckpt_path), list(hydra_cfg.overrides.task))
+            if target != run_dir and is_rank_zero():
+                print(f"resuming {target} with its saved config", file=sys.stderr, flush=True)
         run_cfg = validate_config(cfg)
     except ConfigError as err:
         fail(str(err), run_dir)
@@ -211,6 +213,9 @@ def _print_summary(summary: dict) -> None:
             if isinstance(value, float)
             else f"  {key:{width}s} {value}"
         )
+    if summary.get("resumed_from"):
+        parts = ", ".join(str(step) for step in summary["resumed_from"])
+        lines.append(f"  {'resumed_from':{width}s} step {parts} (figures cover the whole run)")
     if summary.get("skipped_batches"):
         lines.append(
             f"  {'skipped_batches':{width}s} {summary['skipped_batches']} of "
