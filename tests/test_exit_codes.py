@@ -109,3 +109,19 @@ def test_exit_130_interrupted(tmp_path: Path) -> None:
         f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"
     )
     assert error_line(stderr) == f"error: {summary['reason']}"
+
+
+def test_too_many_skipped_batches_in_a_sweep_warn_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """In a multirun a diverged job must not end the sweep: its summary says so, and the
+    sweep summary shows its status; the command's exit code is the sweep's (0)."""
+    args = [o for o in tiny(tmp_path, 6) if not o.startswith("paths.output_dir")]
+    args += ["optim.lr=1e9", "trainer.on_nonfinite=skip", "callbacks.probe.enabled=false"]
+    proc = run_cli(["-m", *args, "model.pos=rope,alibi", f"paths.output_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = sorted(tmp_path.glob("multirun/*/*/summary.json"))
+    assert len(summaries) == 2
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        assert (summary["status"], summary["exit_code"]) == ("skipped_too_many", EXIT_SKIPPED)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 2

@@ -19,6 +19,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sinklab.configs import CONF_DIR, run_hydra
@@ -127,7 +128,10 @@ def run(cfg: DictConfig) -> dict:
     if is_rank_zero():
         _print_summary(summary)
     if result.exit_code == EXIT_SKIPPED:
-        stop(f"warning: {result.reason}", run_dir, EXIT_SKIPPED)
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # one diverged job must not end the sweep:
+            print(f"warning: {result.reason}", file=sys.stderr, flush=True)  # its summary says
+        else:
+            stop(f"warning: {result.reason}", run_dir, EXIT_SKIPPED)
     return summary
 
 
