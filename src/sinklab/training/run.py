@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+from sinklab.atomic import atomic_write
 from sinklab.data import ProbeSet, load_probe_set, save_probe_set
 from sinklab.data.budget import epochs_seen
 from sinklab.errors import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_SKIPPED, ConfigError
@@ -410,8 +411,8 @@ def _finish(
         result.reason = (
             f"skipped {result.skipped_batches} of {result.steps_completed} batches "
             f"({100 * result.skipped_share:.1f} %), above trainer.max_skipped_share="
-            f"{run.trainer.max_skipped_share:g}: the model stopped learning at step "
-            f"{result.last_good_step}; lower optim.lr or raise optim.warmup_steps"
+            f"{run.trainer.max_skipped_share:g} (last update applied at step "
+            f"{result.last_good_step}); lower optim.lr or raise optim.warmup_steps"
         )
     if trainer.is_global_zero:
         layout = RunLayout(run_dir)
@@ -423,7 +424,8 @@ def _finish(
             gate = mean_gate(module, probe_set.input_ids[: run.probe.batch_size])
             result.headline["gate/mean"] = (result.steps_completed, gate) * 2
         result.checkpoints = sorted(layout.checkpoint_dir.glob("step*.ckpt"))
-        layout.summary.write_text(json.dumps(result.summary(), indent=2))
+        text = json.dumps(result.summary(), indent=2).encode()
+        atomic_write(layout.summary, lambda fh: fh.write(text))  # a kill never leaves half
     return result
 
 
