@@ -229,6 +229,8 @@ def _print_summary(summary: dict) -> None:
         f"  {'probes':{width}s} {summary['probe_total_seconds']} s, of which W8A8 "
         f"{summary['quant_seconds']} s, interventions {summary['intervention_seconds']} s"
     )
+    if summary.get("probe_hint"):
+        lines.append(f"  {'':{width}s} {summary['probe_hint']}")
     for metric, fig in summary.get("headline", {}).items():
         if fig["first_step"] == fig["last_step"]:
             lines.append(f"  {metric:{width}s} step {fig['last_step']}: {fig['last']:.3g}")

@@ -170,3 +170,13 @@ def test_probe_and_w8a8_times_agree_with_the_log(
         summary["probe_seconds"] + summary["quant_seconds"] + summary["intervention_seconds"],
         abs=0.015,
     )
+
+
+def test_heavy_probes_are_said_with_how_to_thin_them(tmp_path: Path) -> None:
+    """A 4-step tiny run is mostly probes: the summary says so, with the keys that thin them."""
+    result = _train(tmp_path, 4)
+    hint = _summary(tmp_path)["probe_hint"]
+    share = result.probe_total_seconds / result.fit_seconds  # unrounded, as the hint has it
+    assert share > 0.1
+    assert hint.startswith(f"probes took {100 * share:.0f} % of this run; ")
+    assert "callbacks.probe.enabled=false" in hint

@@ -35,7 +35,7 @@ from sinklab.runs.checkpoints import (
 from sinklab.runs.layout import RunLayout
 from sinklab.runs.schedule import log_spaced_steps
 from sinklab.training.callbacks import LogSpacedCheckpoint, ProbeCallback, ThroughputMonitor
-from sinklab.training.callbacks.probes import probe_evaluations
+from sinklab.training.callbacks.probes import probe_evaluations, thinning_hint
 from sinklab.training.config import TrainerConfig
 from sinklab.training.datamodule import SinkDataModule
 from sinklab.training.full_params import rank0_model
@@ -198,6 +198,10 @@ class RunResult:
             else None,
             "intervention_seconds": round(self.intervention_seconds, 2),
             "intervention_share_pct": round(100 * self.intervention_seconds / self.fit_seconds, 2)
+            if self.fit_seconds
+            else None,
+            # probes over 10 % of the run: how to thin them (callbacks.probe keys), else None
+            "probe_hint": thinning_hint(self.probe_total_seconds / self.fit_seconds)
             if self.fit_seconds
             else None,
             "checkpoint_seconds": round(self.checkpoint_seconds, 2),
