@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
@@ -18,7 +20,9 @@ from sinklab.analysis import names
 from sinklab.analysis.capture import capture
 from sinklab.analysis.pipeline import head_averaged_patterns
 from sinklab.analysis.records import read_rows
+from sinklab.analysis.streaming import StreamConfig, stream_nll
 from sinklab.data.probe_set import load_probe_set
+from sinklab.data.run_data import load_stream_ids
 from sinklab.errors import ConfigError
 from sinklab.reports import plots
 from sinklab.runs.checkpoints import list_checkpoints, load_checkpoint_model
@@ -87,7 +91,9 @@ def emergence_report(
     for metric in metrics:
         written.append(
             plots.save_figure(
-                plots.emergence_figure(df, metric, x=x, logx=logx, title=f"{metric} ({name})"),
+                plots.emergence_figure(
+                    df, metric, x=x, logx=logx, title=plots.metric_title(metric, name)
+                ),
                 out_dir / f"emergence_{slug(metric)}.png",
                 dpi,
             )
@@ -95,7 +101,9 @@ def emergence_report(
         if ((df["metric"] == metric) & (df["head"] == -1) & (df["layer"] >= 0)).any():
             written.append(
                 plots.save_figure(
-                    plots.layer_step_heatmap(df, metric, title=f"{metric} by layer"),
+                    plots.layer_step_heatmap(
+                        df, metric, title=plots.metric_title(metric, f"by layer, {name}")
+                    ),
                     out_dir / f"heatmap_{slug(metric)}.png",
                     dpi,
                 )
@@ -122,6 +130,32 @@ def emergence_report(
     return written
 
 
+def stream_nll_at_step(run_dir: Path, step: int) -> tuple[dict[str, np.ndarray], int] | None:
+    """Per-position NLL [T-1] of every condition of the run's own streaming evaluation (its
+    saved `callbacks.probe.stream` and stream) on the checkpoint of `step` (NaN where a
+    condition did not run), and C; None when the run has no checkpoint at that step, no
+    saved stream, or no streaming section."""
+    layout = RunLayout(run_dir)
+    ckpt = next((c for c in list_checkpoints(Path(run_dir)) if c.step == step), None)
+    if ckpt is None or not layout.stream_ids.is_file() or not layout.hydra_config.is_file():
+        return None
+    saved = OmegaConf.load(layout.hydra_config)
+    section = OmegaConf.select(saved, "callbacks.probe.stream")
+    window = OmegaConf.select(saved, "data.seq_len")
+    if section is None or not isinstance(window, int):
+        return None
+    values = dict(OmegaConf.to_container(section, resolve=True))  # type: ignore[arg-type]
+    values.pop("enabled", None)
+    values.pop("every_n_probes", None)  # the training schedule, not a measurement setting
+    cfg = StreamConfig.from_dict(values).resolve(window)
+    ids = load_stream_ids(Path(run_dir))
+    if cfg.stream_len is not None and len(ids) < cfg.stream_len:
+        cfg = replace(cfg, stream_len=len(ids))  # a short validation split, as in training
+    model, _ = load_checkpoint_model(ckpt.path)
+    result = stream_nll(model, ids, cfg)
+    return {c: v.double().cpu().numpy() for c, v in result.nll.items()}, result.cache_len
+
+
 def streaming_report(
     run_dir: Path,
     out_dir: Path,
@@ -130,10 +164,17 @@ def streaming_report(
     x: str = "step",
     logx: bool = True,
     dpi: int = 90,
+    per_token: bool = True,
 ) -> list[Path]:
     """The streaming evaluation's two figures from a run's table: perplexity against stream
     position at `step` (None: the last step with stream rows), and R_win / R_4 over training
-    above Sink_1 and the first-token mass on the same x axis."""
+    above Sink_1 and the first-token mass on the same x axis.
+
+    The position figure puts every condition, the recompute oracle included, on the same
+    query positions: with `per_token` and a checkpoint at `step`, it re-runs the run's
+    streaming evaluation on that checkpoint for per-position NLL (`stream_nll_at_step`, a few
+    seconds on a CPU); otherwise it draws the logged bucket rows, where a strided oracle is a
+    labelled level rather than a line (`plots.stream_position_figure`)."""
     df = run_table(run_dir, table)
     stream = df[df["metric"].str.startswith("stream/nll/")]
     if not len(stream):
@@ -145,13 +186,15 @@ def streaming_report(
         raise ConfigError("step", f"{step} has no stream rows; steps with them: {have}")
     name = Path(run_dir).name
     title = f"streaming perplexity, step {step} ({name})"
-    written = [
-        plots.save_figure(
-            plots.stream_position_figure(df, step=step, title=title),
-            out_dir / f"stream_ppl_by_position_step{step}.png",
-            dpi,
+    per_position = stream_nll_at_step(run_dir, step) if per_token else None
+    if per_position is not None:
+        nll, cache_len = per_position
+        figure = plots.stream_shared_position_figure(
+            nll, cache_len, title=f"{title}, shared positions"
         )
-    ]
+    else:
+        figure = plots.stream_position_figure(df, step=step, title=title)
+    written = [plots.save_figure(figure, out_dir / f"stream_ppl_by_position_step{step}.png", dpi)]
     measured = set(df.loc[df["metric"].str.startswith("stream/ratio/"), "metric"])
     conds = [m.removeprefix("stream/ratio/") for m in sorted(measured)]
     ratios = [c for c in plots.STREAM_RATIOS if c in conds] or [
@@ -243,7 +286,12 @@ def compare_sweep(
             "all layers" if layer == -1 else f"layer {layer}"
         )  # model row, or mean of layer rows
         fig = plots.sweep_figure(
-            curves, metric, by, x=x, logx=logx, title=f"{metric} ({where}) by {by}"
+            curves,
+            metric,
+            by,
+            x=x,
+            logx=logx,
+            title=plots.metric_title(metric, f"{where}, by {by}"),
         )
         stem = f"sweep_{slug(by)}_{slug(metric)}"
         written.append(plots.save_figure(fig, out_dir / f"{stem}.png", dpi))

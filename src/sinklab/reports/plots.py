@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,33 @@ MASSIVE_CURVES = (
     (names.TOP3, "^-", "top-3"),
     (names.MEDIAN, "x--", "median"),
 )
+
+
+def metric_description(metric: str) -> str:
+    """The registry's one-sentence definition (`sinklab.analysis.registry`); the name itself
+    for a metric the registry does not know (a study's renamed copy, say)."""
+    from sinklab.analysis.registry import describe
+
+    try:
+        return describe(metric)
+    except KeyError:
+        return metric
+
+
+def metric_label(metric: str, limit: int = 44) -> str:
+    """An axis label: the definition's first clause (up to its first ':' or ';'), shortened
+    to `limit` characters."""
+    head = re.split(r"[:;] ", metric_description(metric), maxsplit=1)[0].strip().rstrip(".")
+    return textwrap.shorten(head, limit, placeholder="...")
+
+
+def metric_title(metric: str, where: str = "", width: int = 72) -> str:
+    """A title: the whole definition wrapped to `width` (three lines at most), then the
+    metric's name and `where` (a run, a layer) in brackets, so it can be looked up."""
+    text = metric_description(metric).rstrip(".")
+    lines = textwrap.wrap(text, width, max_lines=3, placeholder="...") if text != metric else []
+    tag = ", ".join(part for part in (metric, where) if part)
+    return "\n".join([*lines, f"[{tag}]"])
 
 
 def attention_maps_figure(
@@ -64,8 +92,8 @@ def attention_maps_figure(
             maps[i], cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest"
         )
         ax.set_title(f"layer {layer_labels[i] if layer_labels else i}", fontsize=9)
-        ax.set_xlabel("key", fontsize=8)
-        ax.set_ylabel("query", fontsize=8)
+        ax.set_xlabel("key position", fontsize=8)
+        ax.set_ylabel("query position", fontsize=8)
         ax.tick_params(labelsize=7)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
@@ -114,8 +142,11 @@ def attention_steps_figure(
             )
             if r == 0:
                 ax.set_title(f"layer {layer_labels[c] if layer_labels else c}", fontsize=9)
-            if c == 0 and row_label:
-                ax.set_ylabel(row_label.format(step), fontsize=9)
+            if c == 0:
+                head = f"{row_label.format(step)}\n" if row_label else ""
+                ax.set_ylabel(f"{head}query position", fontsize=8)
+            if r == len(steps) - 1:
+                ax.set_xlabel("key position", fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="attention")
     if title:
@@ -158,10 +189,10 @@ def emergence_figure(
         curve = aggregate_curve(df, metric, -1, x)
         ax.plot(curve[x], curve["value"], "k--", lw=1.6, label="all layers")
     _x_axis(ax, x, logx)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric_label(metric), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2 if len(layers) > 6 else 1)
-    ax.set_title(title or metric, fontsize=10)
+    ax.set_title(title or metric_title(metric), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -186,8 +217,8 @@ def layer_step_heatmap(
     ax.set_yticklabels([str(int(i)) for i in grid.index], fontsize=7)
     ax.set_xlabel(X_LABELS.get(x, x))
     ax.set_ylabel("layer")
-    fig.colorbar(im, ax=ax, label=metric)
-    ax.set_title(title or metric, fontsize=10)
+    fig.colorbar(im, ax=ax, label=metric_label(metric, 36))
+    ax.set_title(title or metric_title(metric), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -238,9 +269,9 @@ def layer_profile_figure(
         ax.axhline(float(model["value"].iloc[0]), color="k", ls="--", lw=1.2, label="all layers")
         ax.legend(fontsize=8)
     ax.set_xlabel("layer")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric_label(metric), fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    ax.set_title(title or metric, fontsize=10)
+    ax.set_title(title or metric_title(metric), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -272,10 +303,10 @@ def sweep_figure(
         if n > 1:
             ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, lw=0)
     _x_axis(ax, x, logx)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(metric_label(metric), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(title or f"{metric} by {by}", fontsize=10)
+    ax.set_title(title or metric_title(metric, f"by {by}" if by else ""), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -335,48 +366,170 @@ def _model_value(df: pd.DataFrame, metric: str) -> float | None:
     return float(rows.iloc[0]) if len(rows) else None
 
 
+def _stream_buckets(df: pd.DataFrame, step: int) -> pd.DataFrame:
+    """The `stream/nll/{cond}/at_{i}` rows at `step` with their condition and bucket start."""
+    at_step = df[df["step"] == step] if "step" in df.columns else df
+    parsed = at_step["metric"].str.extract(_STREAM_NLL)
+    at = at_step.assign(cond=parsed["cond"], start=pd.to_numeric(parsed["start"]))
+    return at.dropna(subset=["cond"])
+
+
+# Condition lines drawn thick-to-thin and solid-to-dashed, each with its own marker, so a line
+# lying exactly on another (the window and the 4-sink cache before their first eviction)
+# still shows under it.
+_LINE_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def stream_line_style(i: int) -> dict[str, Any]:
+    """The i-th condition's line: colour, dash, marker, width (decreasing), z-order."""
+    return {
+        "color": f"C{i % 10}",
+        "ls": _LINE_STYLES[i % len(_LINE_STYLES)],
+        "marker": _MARKERS[i % len(_MARKERS)],
+        "ms": 3.5,
+        "lw": max(0.9, 2.8 - 0.45 * i),
+        "zorder": 3 + i,
+    }
+
+
+def _stream_axes(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    cache: float | None,
+    ylabel: str,
+    title: str,
+) -> plt.Figure:
+    """Perplexity against position, one labelled line per (label, x, mean NLL)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    for i, (label, x, nll) in enumerate(curves):
+        ax.plot(x, np.exp(nll), label=label, **stream_line_style(i))
+    if cache is not None:
+        ax.axvline(cache, color="0.4", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("stream position t (query)")
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    _stream_legend(ax, cache)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _stream_legend(ax: plt.Axes, cache: float | None) -> None:
+    """The conditions' legend, with an entry for the dotted t = C line (a proxy handle, so
+    the axes' own lines stay one per condition)."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    if cache is not None:
+        handles.append(Line2D([], [], color="0.4", ls=":", lw=1))
+        labels.append(f"t = C = {cache:g}: cache full, first eviction")
+    ax.legend(handles, labels, fontsize=7, ncol=2)
+
+
 def stream_position_figure(
     df: pd.DataFrame,
     step: int | None = None,
     conditions: Sequence[str] | None = None,
     title: str = "",
 ) -> plt.Figure:
-    """Perplexity against stream position, one line per condition (the attention_sinks
-    benchmark's plot), from the `stream/nll/{cond}/at_{i}` bucket rows at `step` (None: the
-    last step with stream rows). A bucket's point sits at its centre; the dotted line marks
-    t = C, where the cache first evicts."""
+    """Perplexity against stream position from the logged `stream/nll/{cond}/at_{i}` bucket
+    rows at `step` (None: the last step with them), every condition on the same buckets.
+
+    A condition measured at fewer positions than the buckets hold (the recompute oracle runs
+    every `recompute_stride`-th token) has single tokens where the others have bucket means,
+    so it is not drawn on the buckets: it gets a horizontal line at its perplexity over t >= C
+    (`stream/ppl/{cond}`), labelled so. `stream_shared_position_figure` draws every condition,
+    the oracle included, on exactly the oracle's positions, from per-position NLL."""
     rows = df[df["metric"].str.startswith("stream/nll/")]
     if step is None:
         if not len(rows):
             raise ValueError("no stream/nll rows: the streaming evaluation did not run")
         step = int(rows["step"].max())
-    at_step = df[df["step"] == step] if "step" in df.columns else df
-    parsed = at_step["metric"].str.extract(_STREAM_NLL)
-    at = at_step.assign(cond=parsed["cond"], start=pd.to_numeric(parsed["start"]))
-    at = at.dropna(subset=["cond"])
+    at = _stream_buckets(df, step)
     if not len(at):
         raise ValueError(f"no stream/nll rows at step {step}")
-    bucket = _model_value(at_step, "stream/bucket_len")
+    at_step = df[df["step"] == step] if "step" in df.columns else df
+    bucket = _model_value(at_step, "stream/bucket_len") or 1.0
     cache = _model_value(at_step, "stream/cache_len")
     present = list(dict.fromkeys(at["cond"]))
     chosen = [c for c in (conditions or present) if c in present]
     if not chosen:
         raise ValueError(f"none of the conditions {list(conditions or [])} at step {step}")
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
-    for cond in chosen:
-        part = at[at["cond"] == cond].sort_values("start")
-        x = part["start"].to_numpy(float) + ((bucket or 1.0) - 1) / 2
-        ax.plot(x, np.exp(part["value"].to_numpy(float)), lw=1.3, label=cond)
-    if cache is not None:
-        ax.axvline(cache, color="0.4", ls=":", lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("stream position t (query)")
-    ax.set_ylabel("perplexity (bucket mean NLL)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title or f"streaming perplexity, step {step}", fontsize=10)
-    fig.tight_layout()
+    starts = {c: set(at.loc[at["cond"] == c, "start"].astype(int)) for c in chosen}
+    full = max(len(v) for v in starts.values())
+    dense = [c for c in chosen if len(starts[c]) == full]
+    grid = sorted(set.intersection(*(starts[c] for c in dense)))
+    curves = []
+    for cond in dense:
+        part = at[(at["cond"] == cond) & at["start"].isin(grid)].sort_values("start")
+        x = part["start"].to_numpy(float) + (bucket - 1) / 2  # the bucket's centre
+        curves.append((cond, x, part["value"].to_numpy(float)))
+    fig = _stream_axes(
+        curves,
+        cache,
+        f"perplexity (mean NLL over {bucket:g}-token buckets)",
+        title or f"streaming perplexity, step {step}",
+    )
+    ax = fig.axes[0]
+    for i, cond in enumerate(c for c in chosen if c not in dense):
+        ppl = _model_value(at_step, f"stream/ppl/{cond}")
+        if ppl is None:
+            sampled = at[(at["cond"] == cond) & (at["start"] >= (cache or 0))]["value"]
+            ppl = float(np.exp(sampled.mean())) if len(sampled) else None
+        if ppl is None:
+            continue
+        style = stream_line_style(len(dense) + i)
+        ax.hlines(
+            ppl,
+            cache or 0.0,
+            max(grid) + bucket if grid else (cache or 0.0) + bucket,
+            colors=style["color"],
+            linestyles="--",
+            lw=1.6,
+            label=f"{cond}: PPL over t >= C at its {len(starts[cond])} sampled positions",
+        )
+    _stream_legend(ax, cache)
     return fig
+
+
+def shared_positions(
+    nll: Mapping[str, np.ndarray], per_bucket: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """Every condition on the same query positions and buckets: the positions where all of
+    them have an NLL (the oracle's strided ones, when it is among them), grouped in runs of
+    `per_bucket` consecutive such positions (None: about 32 buckets). Returns each bucket's
+    mean position, each condition's mean NLL per bucket, and `per_bucket`."""
+    if not nll:
+        raise ValueError("no conditions to draw")
+    values = {c: np.asarray(v, dtype=float) for c, v in nll.items()}
+    lengths = {len(v) for v in values.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"per-position NLL of different lengths: {sorted(lengths)}")
+    positions = np.flatnonzero(np.logical_and.reduce([np.isfinite(v) for v in values.values()]))
+    if not len(positions):
+        raise ValueError("no query position where every condition has an NLL")
+    per_bucket = per_bucket or max(1, len(positions) // 32)
+    edges = np.arange(0, len(positions), per_bucket)
+    counts = np.diff(np.append(edges, len(positions)))
+    x = np.add.reduceat(positions.astype(float), edges) / counts
+    means = {c: np.add.reduceat(v[positions], edges) / counts for c, v in values.items()}
+    return x, means, per_bucket
+
+
+def stream_shared_position_figure(
+    nll: Mapping[str, np.ndarray],
+    cache_len: int | None = None,
+    per_bucket: int | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Perplexity against stream position from per-position NLL (`StreamNLL.nll`, NaN where a
+    condition did not run): every condition, the oracle included, on the same positions and
+    buckets (`shared_positions`)."""
+    x, means, per_bucket = shared_positions(nll, per_bucket)
+    curves = [(cond, x, means[cond]) for cond in nll]
+    ylabel = f"perplexity (mean NLL over {per_bucket} shared positions)"
+    return _stream_axes(curves, cache_len, ylabel, title or "streaming perplexity")
 
 
 def stream_need_figure(
