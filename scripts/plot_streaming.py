@@ -10,6 +10,11 @@ probe callback's functions; already measured checkpoints are reused) into
 stream_ppl_by_position_step<N>.png (perplexity against stream position, one line per
 condition) and stream_need_vs_sink.png (R_win and R_4 over training above Sink_1 and the
 first-token mass).
+
+The position plot puts every condition, the recompute oracle included, on the same query
+positions: with a checkpoint at that step it re-runs the run's streaming evaluation there
+(seconds on a CPU). --bucket-rows draws the logged bucket means instead, where the strided
+oracle is a labelled perplexity level.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--linear-x", action="store_true", help="linear x axis (default: symlog)")
     ap.add_argument("--out", type=Path, default=None, help="figure folder (default <run>/figures)")
     ap.add_argument("--dpi", type=int, default=90)
+    ap.add_argument(
+        "--bucket-rows", action="store_true", help="draw the logged buckets, no model re-run"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     try:
@@ -54,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             run, measured = measure_checkpoint(args.target)
             step, table = step if step is not None else measured, args.table or "reanalysis"
         written = streaming_report(
-            run, args.out or run / "figures", step, table, args.x, not args.linear_x, args.dpi
+            run,
+            args.out or run / "figures",
+            step,
+            table,
+            args.x,
+            not args.linear_x,
+            args.dpi,
+            per_token=not args.bucket_rows,
         )
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
