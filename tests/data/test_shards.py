@@ -430,3 +430,25 @@ def test_a_local_hf_dataset_streams_shard_by_shard(
     expected = flat[5:] if max_documents is None else flat[5:max_documents]
     assert _train_tokens(data) == _packed(expected)
     assert len(data.batches.shards.files) == (3 if max_documents is None else 1)
+
+
+def test_workers_started_ahead_do_the_preparation_and_a_cache_hit_ends_them(
+    tmp_path: Path, corpus: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[int] = []
+    new_pool = shards._new_pool
+    monkeypatch.setattr(shards, "_new_pool", lambda n: made.append(n) or new_pool(n))
+    ahead = _cfg(tmp_path, shards={"workers": 2})
+    shards.start_workers(ahead)
+    pool, _ = shards._EARLY[2]
+    workers = list(pool._pool)
+    data = _build(ahead)
+    assert made == [2] and shards._EARLY == {}  # the pool started ahead did the work
+    assert all(not w.is_alive() for w in workers)
+    alone = _build(_cfg(tmp_path, cache_dir=str(tmp_path / "alone"), shards={"workers": 1}))
+    assert _train_tokens(data) == _train_tokens(alone)
+    shards.start_workers(ahead)  # a second start: a hit, the unused pool is ended
+    pool, _ = shards._EARLY[2]
+    workers = list(pool._pool)
+    assert _build(ahead).cache_hit
+    assert shards._EARLY == {} and all(not w.is_alive() for w in workers)

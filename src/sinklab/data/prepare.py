@@ -51,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("overrides", nargs="*", help="key=value settings")
     args = parser.parse_args(argv)
-    # here, not at the top: storage=shards workers import this module again (spawn) and
-    # must not import torch with it
-    from sinklab.data.run_data import RunData
+    try:
+        return _prepare(args)
+    finally:
+        shards.stop_workers()
 
+
+def _prepare(args: argparse.Namespace) -> int:
     try:
         raw: dict[str, Any] = {}
         if args.data:
@@ -66,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache_dir:
             raw["cache_dir"] = str(args.cache_dir.expanduser().resolve())
         cfg = DataConfig.from_dict(raw)
+        if cfg.storage == "shards":  # their start overlaps the imports and the validation split
+            shards.start_workers(cfg)
+        # here, not at the top: storage=shards workers import this module again (spawn) and
+        # must not import torch with it
+        from sinklab.data.run_data import RunData
+
         start = time.perf_counter()
         dm = RunData(cfg)
         dm.build()

@@ -20,12 +20,14 @@ the batch at a step stays a pure function of seed and step.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import threading
 import time
 import zlib
@@ -84,6 +86,7 @@ def prepare(cfg: DataConfig, tokenizer: Tokenizer, progress: bool = True) -> Pre
     started = time.perf_counter()
     folder = shard_folder(cfg, tokenizer)
     if ShardSet.complete(folder):
+        stop_workers()
         return PrepareReport(folder, True, 0, time.perf_counter() - started)
     folder.mkdir(parents=True, exist_ok=True)
     units = documents.plan_units(cfg)
@@ -148,18 +151,29 @@ def _pack(pieces: list[np.ndarray], eos: int | None, dtype: np.dtype) -> np.ndar
     return np.insert(flat, np.cumsum(lengths), eos).astype(dtype)
 
 
-# Worker state: set once per process by the pool initializer.
+# Worker state: the counters from the pool initializer; cfg, tokenizer and folder from the
+# first job's context (a pool can start before they are known: see start_workers).
 _STATE: dict[str, Any] = {}
+Job = tuple[documents.Unit, int, bytes]  # (unit, documents to skip, pickled context)
 
 
-def _init_worker(cfg: DataConfig, tokenizer: Tokenizer, folder: Path, counters: Any) -> None:
+def _init_worker(counters: Any) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one process per core already
-    _STATE.update(cfg=cfg, tokenizer=tokenizer, folder=folder, counters=counters)
+    _STATE.update(counters=counters, context=None)
+    import datasets  # noqa: F401  (now, while the main process starts: not at the first job)
 
 
-def _prepare_unit(job: tuple[documents.Unit, int]) -> int:
+def _use_context(context: bytes) -> None:
+    """Unpickle (cfg, tokenizer, folder) once per worker and preparation, not once per job."""
+    if _STATE.get("context") != context:
+        cfg, tokenizer, folder = pickle.loads(context)
+        _STATE.update(cfg=cfg, tokenizer=tokenizer, folder=folder, context=context)
+
+
+def _prepare_unit(job: Job) -> int:
     """Tokenize one unit into `train-NNNNN.bin` (atomically), then write its json."""
-    unit, skip = job
+    unit, skip, context = job
+    _use_context(context)
     cfg: DataConfig = _STATE["cfg"]
     tokenizer: Tokenizer = _STATE["tokenizer"]
     folder: Path = _STATE["folder"]
@@ -208,7 +222,7 @@ def _worker_number() -> int:
     return identity[0] if identity else 0
 
 
-def _pool_unit(job: tuple[documents.Unit, int]) -> tuple[Any, ...]:
+def _pool_unit(job: Job) -> tuple[Any, ...]:
     """`_prepare_unit` in a pool worker: a ConfigError comes back as data (it does not pickle)."""
     try:
         return ("ok", _prepare_unit(job))
@@ -226,41 +240,80 @@ def _run_jobs(
     """Run the units on min(workers, units) processes (in this process for one), with a
     progress bar of documents, tokens and tokens/s."""
     if not jobs:
+        stop_workers()
         return
     n_proc = min(workers_for(cfg), len(jobs))
-    # spawn, not fork: a fork inherits locks that the parent's threads (fsspec's event loop,
-    # tokenizers' pool, torch's) may hold, and the child then waits on them forever
-    ctx = mp.get_context("spawn")
-    # (documents, tokens) per worker, summed by the progress bar; a raw array has no lock
-    counters = ctx.RawArray("q", 2 * (n_proc + 1))
+    early = _EARLY.pop(workers_for(cfg), None) if n_proc > 1 else None
+    stop_workers()  # a pool started for another worker count (or not needed) goes now
+    pool, counters = early or (_new_pool(n_proc) if n_proc > 1 else (None, _counters(1)))
+    context = pickle.dumps((cfg, tokenizer, folder))
     stop = threading.Event()
     bar = threading.Thread(target=_progress, args=(counters, stop, len(jobs)), daemon=True)
     if progress:
         bar.start()
     try:
-        if n_proc == 1:
-            _init_worker(cfg, tokenizer, folder, counters)
-            for job in jobs:
-                _prepare_unit(job)
+        if pool is None:
+            _init_worker(counters)
+            for unit, skip in jobs:
+                _prepare_unit((unit, skip, context))
         else:
-            # a worker reads with datasets, which imports torch when it can: 300 MB a worker
-            saved = os.environ.get("USE_TORCH")
-            os.environ["USE_TORCH"] = "0"
-            try:
-                pool = ctx.Pool(n_proc, _init_worker, (cfg, tokenizer, folder, counters))
-            finally:
-                if saved is None:
-                    os.environ.pop("USE_TORCH", None)
-                else:
-                    os.environ["USE_TORCH"] = saved
             with pool:
-                for outcome in pool.imap_unordered(_pool_unit, jobs):
+                for outcome in pool.imap_unordered(_pool_unit, [(u, k, context) for u, k in jobs]):
                     if outcome[0] == "error":  # a ConfigError, carried across the pipe
                         raise ConfigError(outcome[1], outcome[2])
     finally:
         stop.set()
         if progress:
             bar.join()
+
+
+# Pools started ahead by start_workers, by worker count; the next preparation takes its own.
+_EARLY: dict[int, tuple[Any, Any]] = {}
+
+
+def start_workers(cfg: DataConfig) -> None:
+    """Start `cfg`'s preparation workers now. A spawned worker starts an interpreter and
+    imports `datasets` (seconds on a busy machine); started before the caller's own imports,
+    the tokenizer and the validation split, that time overlaps them instead of following
+    them. The next `prepare` with as many workers uses the pool; `stop_workers` ends an
+    unused one (a cache hit)."""
+    n = workers_for(cfg)
+    if n > 1 and n not in _EARLY:
+        _EARLY[n] = _new_pool(n)
+
+
+def stop_workers() -> None:
+    """End the pools started ahead and not used."""
+    while _EARLY:
+        pool, _ = _EARLY.popitem()[1]
+        pool.terminate()
+        pool.join()
+
+
+def _counters(n_proc: int) -> Any:
+    """(documents, tokens) per worker, summed by the progress bar; a raw array has no lock."""
+    return mp.get_context("spawn").RawArray("q", 2 * (n_proc + 1))
+
+
+def _new_pool(n_proc: int) -> tuple[Any, Any]:
+    """A pool of `n_proc` spawned workers and their progress counters."""
+    # spawn, not fork: a fork inherits locks that the parent's threads (fsspec's event loop,
+    # tokenizers' pool, torch's) may hold, and the child then waits on them forever
+    ctx = mp.get_context("spawn")
+    counters = _counters(n_proc)
+    # a worker reads with datasets, which imports torch when it can: 300 MB a worker
+    saved = os.environ.get("USE_TORCH")
+    os.environ["USE_TORCH"] = "0"
+    try:
+        return ctx.Pool(n_proc, _init_worker, (counters,)), counters
+    finally:
+        if saved is None:
+            os.environ.pop("USE_TORCH", None)
+        else:
+            os.environ["USE_TORCH"] = saved
+
+
+atexit.register(stop_workers)
 
 
 def _progress(counters: Any, stop: threading.Event, n_units: int) -> None:
