@@ -41,7 +41,7 @@ def test_every_group_file_is_covered() -> None:
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_group_option_composes_and_validates(tmp_path: Path, group: str, option: str) -> None:
     extra = []
-    if (group, option) == ("data", "text_files"):  # the one option that needs the user's files
+    if (group, option) in {("data", "text_files"), ("experiment", "text")}:  # need the user's files
         (tmp_path / "a.txt").write_text("some text")
         extra = [f"data.text_files.paths=[{tmp_path / 'a.txt'}]"]
     cfg = compose_train(

@@ -104,6 +104,8 @@ def recorded_seconds_per_step(
             if size is not None and recipe_size(cfg) != size:
                 continue
             data = json.loads(summary.read_text())
+            if data.get("status", "finished") != "finished":  # stopped early: no full rate
+                continue
             steps = int(data["tokens_seen"]) / _tokens_per_step(cfg)
             rates.append(float(data["fit_seconds"]) / steps)
         except (OSError, ValueError, KeyError, ZeroDivisionError):

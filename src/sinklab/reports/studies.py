@@ -94,9 +94,12 @@ def load_jobs(study_dir: Path, view: View | None = None) -> list[Job]:
     for folder in job_dirs(study_dir):
         layout = RunLayout(folder)
         table, summary = layout.probes_table, layout.summary
-        if not (table.exists() and summary.exists()):  # a job still running, or one that failed
+        if not (table.exists() and summary.exists()):  # a job still running
             continue
-        val = json.loads(summary.read_text()).get("final_val_loss")
+        summary_data = json.loads(summary.read_text())
+        if summary_data.get("status", "finished") != "finished":  # a job that stopped early
+            continue
+        val = summary_data.get("final_val_loss")
         rows = with_analysis_rows(pd.read_parquet(table), layout.reanalysis_table)
         for sibling in view.siblings:
             path = study_dir.parent / sibling.folder / folder.name / layout.reanalysis_table.name
