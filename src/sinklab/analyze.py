@@ -33,7 +33,8 @@ def run(cfg: DictConfig) -> list:
         if OmegaConf.is_missing(cfg, "target"):
             raise ConfigError(
                 "target",
-                "required: a run or multirun folder, a .ckpt file, hf:<folder>, gguf:<file> or smollm2",
+                "required: a run or multirun folder, a .ckpt file, hf:<folder>, hf:<org>/<name>, "
+                "gguf:<file>, smollm2 or gemma3",
             )
         acfg = from_mapping(cfg)
         reports = analyze(acfg)
@@ -41,9 +42,11 @@ def run(cfg: DictConfig) -> list:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     for r in reports:
+        failed = f" ({', '.join(map(str, r.failed))})" if r.failed else ""
         print(
             f"{describe_target(r.name, str(cfg.target))}: measured {len(r.measured)}, "
-            f"already measured {len(r.skipped)}, unreadable {len(r.failed)} -> {r.table} (+ .csv)",
+            f"already measured {len(r.skipped)}, unreadable {len(r.failed)}{failed} -> "
+            f"{r.table} (+ .csv)",
             flush=True,
         )
     return reports

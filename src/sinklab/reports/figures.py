@@ -32,11 +32,15 @@ DEFAULT_METRICS = (names.SINK1, names.FIRST_TOKEN_MASS, names.TOP1_OVER_MEDIAN)
 
 
 def run_table(run_dir: Path, table: str = "probes") -> pd.DataFrame:
-    """The metric rows of a run: `probes` (logged while training) or `reanalysis`."""
+    """The metric rows of a run: `probes` (logged while training) or `reanalysis`. A folder
+    with no training table but a reanalysis one (a hub trajectory measured by sinklab-analyze)
+    is read through its reanalysis table."""
     if table not in TABLES:
         raise ConfigError("table", f"{table!r} is not allowed; choose one of: {', '.join(TABLES)}")
     layout = RunLayout(run_dir)
     path = layout.table(table)
+    if table == "probes" and not path.is_file() and layout.table("reanalysis").is_file():
+        path = layout.table("reanalysis")
     if not path.is_file():
         raise ConfigError("table", f"no {TABLES[table]} in {layout.metrics_dir}")
     return read_rows(path)
