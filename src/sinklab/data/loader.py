@@ -100,6 +100,8 @@ class CompactLoader(DataLoader):
     iterating it gives the batches as tensors, as a plain DataLoader would."""
 
     def __init__(self, stream: Iterable[Batch], num_workers: int = 0, pin_memory: bool = False):
+        if isinstance(stream, CompactStream):  # another CompactLoader's dataset: compact once
+            stream = stream.stream
         self.stream = stream
         self.expand_pinned = pin_memory and num_workers > 0
         super().__init__(

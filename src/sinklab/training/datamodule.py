@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from sinklab.data.batches import SyntheticBatches, TextBatches
 from sinklab.data.config import DataConfig
+from sinklab.data.loader import CompactLoader
 from sinklab.data.run_data import RunData
 
 
@@ -91,8 +92,10 @@ class SinkDataModule(RunData, L.LightningDataModule):
         if self.cfg.num_workers > 0:  # workers never tokenize; silence the fork warning
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         stream = _TrainStream(self.batches, self._cursor, rank, world)
-        return DataLoader(
-            stream, batch_size=None, num_workers=self.cfg.num_workers, pin_memory=self._pin_memory()
+        # Workers send each batch as compact numpy arrays (one pickled message), not one
+        # shared-memory tensor each: 2.5-3x the tokens/s with 2 workers (docs/data.md).
+        return CompactLoader(
+            stream, num_workers=self.cfg.num_workers, pin_memory=self._pin_memory()
         )
 
     def val_dataloader(self) -> DataLoader:
