@@ -3,7 +3,9 @@
 Modules: `config` (ModelConfig), `position` (one object per `model.pos` kind, the RoPE /
 ALiBi / sinusoidal primitives, the causal bias), `layers` (norms, MLPs), `attention`
 (variants, fused and explicit paths), `transformer` (blocks, the model), `recorder`/`probe`
-(the probe cache), `flops` (counts), `hf` (Llama interop), `pretrained` (SmolLM2 from GGUF).
+(the probe cache), `flops` (counts), `convert` (exact converters of nine transformers families, `hf` the Llama
+one's old address), `rolling_cache` (long streams in O(C) memory), `pretrained` (SmolLM2 and
+Gemma 3 from GGUF).
 """
 
 from sinklab.model.config import ModelConfig

@@ -16,9 +16,10 @@ import pandas as pd
 
 from sinklab.analysis import names
 from sinklab.analysis.records import read_rows
+from sinklab.errors import ConfigError
 from sinklab.reanalysis.config import AnalyzeConfig, from_mapping
-from sinklab.reanalysis.runner import analyze_pretrained, pretrained_plan
-from sinklab.reanalysis.targets import PretrainedTarget, resolve
+from sinklab.reanalysis.runner import analyze_pretrained, hub_main, pretrained_plan
+from sinklab.reanalysis.targets import HubTarget, PretrainedTarget, resolve
 from sinklab.reports import plots
 
 # The layers whose attention maps the report draws: spread over the depth; Gemma 3's include
@@ -116,11 +117,15 @@ def run_report(
         }
     )
     (pre,) = resolve(cfg.target)
-    assert isinstance(pre, PretrainedTarget), "the report is for pretrained targets"
-    report = analyze_pretrained(pre, cfg, map_layers)
+    source = None
+    if isinstance(pre, HubTarget):  # a hub model: its main revision, pinned to its commit
+        pre, source = hub_main(pre)
+    if not isinstance(pre, PretrainedTarget):
+        raise ConfigError("target", f"{cfg.target}: the report is for pretrained models")
+    report = analyze_pretrained(pre, cfg, map_layers, source=source)
     df = read_rows(report.table)
     # only this probe set's rows: the table may also hold other settings' (interventions, ...)
-    source = pre.kind if pre.path is None else f"{pre.kind}:{pre.path}"
+    source = source or (pre.kind if pre.path is None else f"{pre.kind}:{pre.path}")
     probe_tag = pretrained_plan(source, cfg).probe_tag
     df = df[(df["run_id"] == pre.name) & (df["checkpoint"] == probe_tag)]
     summary = summarise(df, cfg, pre.name)
