@@ -189,7 +189,7 @@ def test_scaling_acts_as_documented() -> None:
         ({"type": "linear"}, "model.rope_scaling.factor: required; it has no default"),
         (
             {"type": "linear", "factor": 2.0, "rope_type": "linear"},
-            "model.rope_scaling.rope_type: unknown key; known keys: factor, type",
+            "model.rope_scaling.rope_type: unknown key; did you mean model.rope_scaling.type? known keys: factor, type",
         ),
         (
             {"type": "linear", "factor": "two"},
