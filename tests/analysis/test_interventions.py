@@ -362,3 +362,20 @@ def test_analyze_a_pretrained_model_with_groups_interventions(tmp_path) -> None:
     assert (tmp_path / "out" / "probe" / "probe_set.npz").is_file()
     (again,) = runner.analyze(from_mapping(cfg))
     assert again.skipped == [-1] and again.measured == []
+
+
+def test_a_probe_captured_without_logits_scores_the_unedited_model_itself() -> None:
+    """The probe pass keeps no logits (a 262k vocabulary would hold GBs of them); the rows
+    are the same as from a capture that kept them."""
+    model = _model(n_layers=2)
+    ids = _ids()
+    with_logits = capture(model, ids, batch_size=2)
+    without = capture(model, ids, batch_size=2, keep_logits=False)
+    assert without.logits.shape == (*ids.shape, 0)
+    cfg = InterventionConfig(enabled=True, kinds=("no_sink",))
+    a = intervention_rows(model, _probe_set(ids), with_logits, cfg, batch_size=2, device="cpu")
+    b = intervention_rows(model, _probe_set(ids), without, cfg, batch_size=2, device="cpu")
+    assert a.metric.tolist() == b.metric.tolist()
+    assert b.value.tolist() == pytest.approx(a.value.tolist(), rel=1e-5)
+    base = _ppl(model(ids).detach(), ids)
+    assert _value(b, "intervention/none/ppl", -1) == pytest.approx(base, rel=1e-6)

@@ -252,7 +252,12 @@ def intervention_rows(
     metrics = metrics or MetricsConfig()
     ids = probe_set.input_ids
     run_on = torch.device(device) if device is not None else model_device(model)
-    base_sum, count = next_token_nll(probe.logits, ids)
+    if probe.logits.shape[-1]:
+        base_sum, count = next_token_nll(probe.logits, ids)
+    else:  # captured without logits (the probe pass): one unedited forward, chunk by chunk
+        base_sum, count = edited_nll(
+            model, ids, lambda start, stop: {}, batch_size=batch_size, device=run_on
+        )
     base = perplexity(base_sum, count)
     rows: list[tuple[int, int, str, float]] = [(-1, -1, "intervention/none/ppl", base)]
 

@@ -81,6 +81,7 @@ class PassContext:
                 batch_size=self.batch_size,
                 device=self.device,
                 keep_on_device=self.measure_on == "device",
+                keep_logits=False,  # the interventions score the unedited model themselves
             )
         return self.captured
 
