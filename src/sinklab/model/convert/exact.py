@@ -76,6 +76,24 @@ class TheirWeights:
                 f"{self.source}: {name!r} differs from the embedding it is tied to",
             )
 
+    def take_module(self, prefix: str, ours: str, bias: bool = True) -> dict[str, torch.Tensor]:
+        """`prefix`.weight (and .bias) as our `ours`.weight (and .bias): a Linear or a norm
+        whose layout matches ours."""
+        out = {f"{ours}.weight": self.take(f"{prefix}.weight")}
+        if bias:
+            out[f"{ours}.bias"] = self.take(f"{prefix}.bias")
+        return out
+
+    def take_head(
+        self, tied: bool, embedding: torch.Tensor, name: str = "lm_head.weight"
+    ) -> dict[str, torch.Tensor]:
+        """The LM head: checked against `embedding` and consumed when tied (our model shares
+        the tensor, so nothing to fill), else ours `lm_head.weight`."""
+        if tied:
+            self.take_tied(name, embedding)
+            return {}
+        return {"lm_head.weight": self.take(name)}
+
     def left(self) -> list[str]:
         return sorted(self._left)
 

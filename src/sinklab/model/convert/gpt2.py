@@ -95,13 +95,6 @@ def _linear(theirs: TheirWeights, prefix: str, ours: str) -> dict[str, torch.Ten
     }
 
 
-def _norm(theirs: TheirWeights, prefix: str, ours: str) -> dict[str, torch.Tensor]:
-    return {
-        f"{ours}.weight": theirs.take(f"{prefix}.weight"),
-        f"{ours}.bias": theirs.take(f"{prefix}.bias"),
-    }
-
-
 def weights_from_gpt2(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, torch.Tensor]:
     """Our state dict from a GPT2LMHeadModel state dict (keys `transformer.*`, `lm_head.weight`)."""
     d = cfg.d_model
@@ -114,7 +107,7 @@ def weights_from_gpt2(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, torch
         # Saved by older transformers (the causal mask and its fill value); rebuilt per forward.
         for buffer in ("attn.bias", "attn.masked_bias"):
             theirs.skip(f"{theirs_i}.{buffer}", "causal-mask buffer, not a weight")
-        ours.update(_norm(theirs, f"{theirs_i}.ln_1", f"{ours_i}.norm_attn"))
+        ours.update(theirs.take_module(f"{theirs_i}.ln_1", f"{ours_i}.norm_attn"))
         qkv_w = theirs.take(f"{theirs_i}.attn.c_attn.weight")  # [d, 3d]: columns q | k | v
         qkv_b = theirs.take(f"{theirs_i}.attn.c_attn.bias")
         if tuple(qkv_w.shape) != (d, 3 * d) or tuple(qkv_b.shape) != (3 * d,):
@@ -127,14 +120,11 @@ def weights_from_gpt2(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, torch
             ours[f"{ours_i}.attn.{name}.weight"] = qkv_w[:, j * d : (j + 1) * d].t()
             ours[f"{ours_i}.attn.{name}.bias"] = qkv_b[j * d : (j + 1) * d]
         ours.update(_linear(theirs, f"{theirs_i}.attn.c_proj", f"{ours_i}.attn.wo"))
-        ours.update(_norm(theirs, f"{theirs_i}.ln_2", f"{ours_i}.norm_mlp"))
+        ours.update(theirs.take_module(f"{theirs_i}.ln_2", f"{ours_i}.norm_mlp"))
         ours.update(_linear(theirs, f"{theirs_i}.mlp.c_fc", f"{ours_i}.mlp.w_up"))
         ours.update(_linear(theirs, f"{theirs_i}.mlp.c_proj", f"{ours_i}.mlp.w_down"))
-    ours.update(_norm(theirs, "transformer.ln_f", "norm_final"))
-    if cfg.tie_embeddings:
-        theirs.take_tied("lm_head.weight", ours["tok_emb.weight"])
-    else:
-        ours["lm_head.weight"] = theirs.take("lm_head.weight")
+    ours.update(theirs.take_module("transformer.ln_f", "norm_final"))
+    ours.update(theirs.take_head(cfg.tie_embeddings, ours["tok_emb.weight"]))
     return {name: t.contiguous() for name, t in ours.items()}
 
 

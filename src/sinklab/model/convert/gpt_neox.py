@@ -83,14 +83,6 @@ def config_from_gpt_neox(hf: Any) -> ModelConfig:
     )
 
 
-def _pair(theirs: TheirWeights, prefix: str, ours: str) -> dict[str, torch.Tensor]:
-    """weight and bias of a Linear or LayerNorm, whose layouts match ours."""
-    return {
-        f"{ours}.weight": theirs.take(f"{prefix}.weight"),
-        f"{ours}.bias": theirs.take(f"{prefix}.bias"),
-    }
-
-
 def _split_qkv(
     cfg: ModelConfig, theirs: TheirWeights, prefix: str, ours: str
 ) -> dict[str, torch.Tensor]:
@@ -121,19 +113,18 @@ def weights_from_gpt_neox(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, t
         for buffer in ("attention.bias", "attention.masked_bias", "attention.rotary_emb.inv_freq"):
             # saved by transformers before v4.4x; recomputed from the config, not weights
             theirs.skip(f"{theirs_i}.{buffer}", "mask / RoPE-frequency buffer, not a weight")
-        ours.update(_pair(theirs, f"{theirs_i}.input_layernorm", f"{ours_i}.norm_attn"))
+        ours.update(theirs.take_module(f"{theirs_i}.input_layernorm", f"{ours_i}.norm_attn"))
         ours.update(
             _split_qkv(cfg, theirs, f"{theirs_i}.attention.query_key_value", f"{ours_i}.attn")
         )
-        ours.update(_pair(theirs, f"{theirs_i}.attention.dense", f"{ours_i}.attn.wo"))
-        ours.update(_pair(theirs, f"{theirs_i}.post_attention_layernorm", f"{ours_i}.norm_mlp"))
-        ours.update(_pair(theirs, f"{theirs_i}.mlp.dense_h_to_4h", f"{ours_i}.mlp.w_up"))
-        ours.update(_pair(theirs, f"{theirs_i}.mlp.dense_4h_to_h", f"{ours_i}.mlp.w_down"))
-    ours.update(_pair(theirs, "gpt_neox.final_layer_norm", "norm_final"))
-    if cfg.tie_embeddings:
-        theirs.take_tied("lm_head.weight", ours["tok_emb.weight"])
-    else:
-        ours["lm_head.weight"] = theirs.take("lm_head.weight")
+        ours.update(theirs.take_module(f"{theirs_i}.attention.dense", f"{ours_i}.attn.wo"))
+        ours.update(
+            theirs.take_module(f"{theirs_i}.post_attention_layernorm", f"{ours_i}.norm_mlp")
+        )
+        ours.update(theirs.take_module(f"{theirs_i}.mlp.dense_h_to_4h", f"{ours_i}.mlp.w_up"))
+        ours.update(theirs.take_module(f"{theirs_i}.mlp.dense_4h_to_h", f"{ours_i}.mlp.w_down"))
+    ours.update(theirs.take_module("gpt_neox.final_layer_norm", "norm_final"))
+    ours.update(theirs.take_head(cfg.tie_embeddings, ours["tok_emb.weight"]))
     return {name: t.contiguous() for name, t in ours.items()}
 
 

@@ -99,19 +99,7 @@ def _norm(
         if cfg.bias:
             out[f"{ours}.bias"] = torch.zeros(cfg.d_model)
         return out
-    return {
-        f"{ours}.weight": theirs.take(f"{prefix}.weight"),
-        f"{ours}.bias": theirs.take(f"{prefix}.bias"),
-    }
-
-
-def _linear(
-    cfg: ModelConfig, theirs: TheirWeights, prefix: str, ours: str
-) -> dict[str, torch.Tensor]:
-    out = {f"{ours}.weight": theirs.take(f"{prefix}.weight")}
-    if cfg.bias:
-        out[f"{ours}.bias"] = theirs.take(f"{prefix}.bias")
-    return out
+    return theirs.take_module(prefix, ours)
 
 
 def weights_from_opt(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, torch.Tensor]:
@@ -135,12 +123,9 @@ def weights_from_opt(cfg: ModelConfig, theirs: TheirWeights) -> dict[str, torch.
         for mine, name in _LAYER_NORMS.items():
             ours.update(_norm(cfg, theirs, f"{theirs_i}.{name}", f"{ours_i}.{mine}", affine))
         for mine, name in _LAYER_LINEARS.items():
-            ours.update(_linear(cfg, theirs, f"{theirs_i}.{name}", f"{ours_i}.{mine}"))
+            ours.update(theirs.take_module(f"{theirs_i}.{name}", f"{ours_i}.{mine}", cfg.bias))
     ours.update(_norm(cfg, theirs, "model.decoder.final_layer_norm", "norm_final", affine))
-    if cfg.tie_embeddings:
-        theirs.take_tied("lm_head.weight", ours["tok_emb.weight"])
-    else:
-        ours["lm_head.weight"] = theirs.take("lm_head.weight")
+    ours.update(theirs.take_head(cfg.tie_embeddings, ours["tok_emb.weight"]))
     return {name: t.contiguous() for name, t in ours.items()}
 
 
