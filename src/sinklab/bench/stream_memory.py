@@ -73,7 +73,7 @@ class Result:
 # -- the child ----------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> float:
+def status_kb(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
@@ -81,7 +81,7 @@ def _status_kb(field: str) -> float:
     return float("nan")
 
 
-def _reset_peak() -> None:
+def reset_peak() -> None:
     """Start the kernel's peak-RSS counter (VmHWM) afresh at the current RSS."""
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
@@ -134,8 +134,8 @@ def run_job(job: Job) -> Result:
     torch.set_num_threads(job.threads)
     model, ids = load(job.model, job.tokens)
     _release_freed()
-    rss_loaded = _status_kb("VmRSS") / 1024
-    _reset_peak()
+    rss_loaded = status_kb("VmRSS") / 1024
+    reset_peak()
     start = time.perf_counter()
     if job.path == "rolling":
         nll = stream_token_nll(model, ids, job.cache, job.sinks, job.shift, job.chunk)
@@ -145,7 +145,7 @@ def run_job(job: Job) -> Result:
         hidden = model.forward_stream(ids[None], plan, hidden=True)[0]
         nll = _nll_in_slices(model, hidden, ids)
     seconds = time.perf_counter() - start
-    peak = _status_kb("VmHWM") / 1024
+    peak = status_kb("VmHWM") / 1024
     if job.nll_file:
         np.save(job.nll_file, nll.numpy().astype(np.float32))
     ppl = math.exp(float(nll[job.cache :].double().mean()))

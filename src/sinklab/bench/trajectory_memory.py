@@ -19,20 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sinklab.bench.stream_memory import reset_peak, status_kb
+
 REPO = "bench-org/pythia-bench"
-
-
-def _status_kb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return float(line.split()[1])
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
 
 
 def revision_names(n: int) -> list[str]:
@@ -108,9 +97,9 @@ def measure(n_revisions: int, hidden: int, layers: int, workdir: Path) -> list[d
 
     def watched_load(kind: str, path: Any, cache_dir: str | None = None) -> Any:
         if loads:
-            loads[-1]["peak_mb"] = _status_kb("VmHWM") / 1024
-        loads.append({"revision": Path(path).name[:8], "start_mb": _status_kb("VmRSS") / 1024})
-        _reset_peak()
+            loads[-1]["peak_mb"] = status_kb("VmHWM") / 1024
+        loads.append({"revision": Path(path).name[:8], "start_mb": status_kb("VmRSS") / 1024})
+        reset_peak()
         return real_load(kind, path, cache_dir)
 
     corpus_probe.load_pretrained = watched_load
@@ -126,7 +115,7 @@ def measure(n_revisions: int, hidden: int, layers: int, workdir: Path) -> list[d
         analyze(cfg)
     finally:
         corpus_probe.load_pretrained = real_load
-    loads[-1]["peak_mb"] = _status_kb("VmHWM") / 1024
+    loads[-1]["peak_mb"] = status_kb("VmHWM") / 1024
     return loads
 
 
