@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sinklab.reanalysis.memory import release_memory
+
 MODELS = ("smollm2", "gemma3", "tiny")
 
 
@@ -87,19 +89,6 @@ def reset_peak() -> None:
         fh.write("5")
 
 
-def _release_freed() -> None:
-    """Hand the loader's freed heap (the HF model, GGUF buffers) back to the OS, so the RSS
-    counted is the model and the stream path, not glibc's free lists."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc: nothing to trim
-        pass
-
-
 def load(model: str, tokens: int) -> tuple[torch.nn.Module, torch.Tensor]:
     """(model in eval mode, stream ids [tokens])."""
     if model == "tiny":
@@ -133,7 +122,7 @@ def run_job(job: Job) -> Result:
 
     torch.set_num_threads(job.threads)
     model, ids = load(job.model, job.tokens)
-    _release_freed()
+    release_memory()
     rss_loaded = status_kb("VmRSS") / 1024
     reset_peak()
     start = time.perf_counter()

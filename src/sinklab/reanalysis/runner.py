@@ -14,7 +14,6 @@ which revisions: `trajectory.py`; fetching them: `hub.py`).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import warnings
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from sinklab.data.run_data import load_stream_ids, save_quant_ids, save_stream_i
 from sinklab.errors import ConfigError
 from sinklab.reanalysis import hub, tables
 from sinklab.reanalysis.config import AnalyzeConfig
+from sinklab.reanalysis.memory import release_memory
 from sinklab.reanalysis.targets import (
     HubTarget,
     PretrainedTarget,
@@ -331,19 +331,6 @@ def table_path(run_dir: Path, cfg: AnalyzeConfig, n_runs: int) -> Path:
         return RunLayout(run_dir).reanalysis_table
     out = Path(cfg.out_dir)
     return (out / run_dir.name if n_runs > 1 else out) / REANALYSIS_TABLE
-
-
-def release_memory() -> None:
-    """Free the last model before the next loads: collect cycles, then hand glibc's free heap
-    pages back to the system, so RSS stays flat over a trajectory or a run's checkpoints
-    instead of creeping with fragmentation (no-op where libc has no malloc_trim)."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
 
 
 def _warn(message: str) -> None:
