@@ -28,6 +28,10 @@ class MetricsConfig:
     `sink_keys` the key positions k whose Sink_k is reported (0 is Gu's Sink_1);
     `early_keys` how many alpha_k columns (k = 0 .. early_keys-1) are recorded per head;
     `sink_ratio_max_key` the last key the sink ratio looks at (None: T // 2).
+    `query_start` > 0 adds Sink_1, the sink ratio, the first-token mass and alpha_0 max
+    measured on the queries t >= query_start only (`names.from_query_start`), beside the
+    all-queries rows: a run trained with no loss on t < data.min_context is then also
+    measured where its loss is (see `sinks.alpha0_from`).
 
     Massive activations: Sun et al.'s rule |a| > `massive_abs` and |a| >= `massive_rel` x
     median; `top_values` how many top |h| are recorded; `spike_channels` how many channels
@@ -52,6 +56,8 @@ class MetricsConfig:
     sink_keys: tuple[int, ...] = (0,)
     early_keys: int = 4
     sink_ratio_max_key: int | None = None
+    # > 0: Sink_1, the sink ratio, first-token mass and alpha_0 max also on queries t >= it
+    query_start: int = 0
 
     massive_abs: float = 100.0
     massive_rel: float = 1000.0
@@ -95,6 +101,11 @@ class MetricsConfig:
             all(k >= 0 for k in self.sink_keys),
             "metrics.sink_keys",
             f"positions must be >= 0, got {list(self.sink_keys)}",
+        )
+        check(
+            self.query_start >= 0,
+            "metrics.query_start",
+            f"must be >= 0 (0: no extra rows), got {self.query_start}",
         )
         check(self.early_keys >= 1, "metrics.early_keys", f"must be >= 1, got {self.early_keys}")
         check(

@@ -20,6 +20,7 @@ from torch import nn
 
 from sinklab.analysis import activations, dormancy, frames, names, outliers, sinks
 from sinklab.analysis.config import MetricsConfig
+from sinklab.errors import check
 from sinklab.model.probe import ProbeOutput
 
 COLUMNS = ["layer", "head", "metric", "value"]
@@ -157,6 +158,31 @@ def _sink_rows(
     alpha0 = alpha[..., 0].mean(0)
     rows.layer(names.ALPHA0_MAX, layer, alpha0.max())
     return alpha0
+
+
+def _late_query_sink_rows(
+    rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tensor
+) -> torch.Tensor:
+    """The headline sink scores on the queries t >= cfg.query_start only, under
+    `names.from_query_start`; returns that per-head alpha_0 (window mean) for the max curve."""
+    T = tokens.shape[-2]
+    check(
+        cfg.query_start < T,
+        "metrics.query_start",
+        f"{cfg.query_start} leaves no query in a {T}-token probe window; use 0..{T - 1}",
+    )
+    start = cfg.query_start
+    alpha0 = sinks.alpha0_from(tokens, start)  # [N, H]
+    rows.heads(
+        names.from_query_start(names.SINK1), layer, 100.0 * (alpha0 > cfg.eps).float().mean(0)
+    )
+    hit = sinks.sink_ratio_hit_from(tokens, cfg.eps, start, cfg.sink_ratio_max_key)
+    rows.heads(names.from_query_start(names.SINK_RATIO), layer, 100.0 * hit.mean(0))
+    ftm = sinks.first_token_mass_from(tokens, start)
+    rows.heads(names.from_query_start(names.FIRST_TOKEN_MASS), layer, ftm.mean(0))
+    per_head = alpha0.mean(0)
+    rows.layer(names.from_query_start(names.ALPHA0_MAX), layer, per_head.max())
+    return per_head
 
 
 def _frame_rows(rows: _Rows, cfg: MetricsConfig, layer: int, tokens: torch.Tensor) -> int:
@@ -337,6 +363,7 @@ def _measure(
         rows.model("sink/proxy_scores", 0.0 if probe.normalised else 1.0)
 
     alpha0_all: list[torch.Tensor] = []
+    alpha0_late: list[torch.Tensor] = []  # alpha_0 on the queries t >= cfg.query_start
     layer_codes: list[int] = []
     labels: list[torch.Tensor | None] = []
     for layer in range(n_layers):
@@ -346,6 +373,8 @@ def _measure(
             alpha0_all.append(
                 _sink_rows(rows, cfg, layer, slots, tokens, probe.extra_slots, probe.causal)
             )
+            if cfg.query_start > 0:
+                alpha0_late.append(_late_query_sink_rows(rows, cfg, layer, tokens))
         q, k = probe.cache.get(f"blocks.{layer}.attn.q"), probe.cache.get(f"blocks.{layer}.attn.k")
         if cfg.qk and q is not None and k is not None:
             for metric, value in sinks.qk_geometry(q, k, probe.causal).items():
@@ -367,6 +396,8 @@ def _measure(
         )
     if alpha0_all:
         rows.model(names.ALPHA0_MAX, float(torch.cat(alpha0_all).max()))
+    if alpha0_late:
+        rows.model(names.from_query_start(names.ALPHA0_MAX), float(torch.cat(alpha0_late).max()))
     if layer_codes:
         rows.model(names.FRAME_CLASS, float(frames.model_frame(layer_codes)))
     out = rows.frame()

@@ -14,6 +14,18 @@ SINK_RATIO = "sink/sink_ratio_pct"
 FIRST_TOKEN_MASS = "sink/first_token_mass"
 ALPHA0_MAX = "sink/alpha_0_max"
 
+# The sink metrics also measured on the queries t >= metrics.query_start only (when it is
+# > 0), under `from_query_start(name)`: `sink/sink1_pct` -> `sink/sink1_pct/from_query_start`.
+# The name is fixed, not numbered, so runs of a study share it; the run's config says which
+# query_start made it (the min-context study sets the sweep's largest min_context).
+FROM_QUERY_START = (SINK1, SINK_RATIO, FIRST_TOKEN_MASS, ALPHA0_MAX)
+
+
+def from_query_start(metric: str) -> str:
+    """The name of `metric` measured on the queries t >= metrics.query_start only."""
+    return f"{metric}/from_query_start"
+
+
 # Massive activations (Sun et al.)
 TOP1 = "massive/top1"
 TOP2 = "massive/top2"

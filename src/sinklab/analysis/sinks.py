@@ -76,6 +76,43 @@ def first_token_mass(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[..., 1:, 0].float().mean(-1)
 
 
+# Queries t >= query_start only (`MetricsConfig.query_start`). Each definition keeps its own
+# query set and intersects it with t >= s, so s = 0 gives back the all-queries value:
+#   alpha_0:            queries t >= s (every query sees key 0, causal or encoder)
+#   sink ratio alpha':  queries t >= s, divisor T - s (the Spike paper's divisor is its query count T)
+#   first-token mass:   queries t >= max(1, s)
+# A run trained with no loss on t < data.min_context is measured where its loss is with
+# s = min_context: the loss at input position t is the prediction made by query t.
+
+
+def _check_query_start(tokens: torch.Tensor, query_start: int) -> None:
+    T = tokens.shape[-2]
+    if not 0 <= query_start < T:
+        raise ValueError(f"query_start {query_start} is outside the window's queries 0..{T - 1}")
+
+
+def alpha0_from(tokens: torch.Tensor, query_start: int) -> torch.Tensor:
+    """alpha_0 over the queries t >= query_start: mean_{t>=s} A[t, 0]. [..., T, T] -> [...]."""
+    _check_query_start(tokens, query_start)
+    return tokens[..., query_start:, 0].float().mean(-1)
+
+
+def sink_ratio_hit_from(
+    tokens: torch.Tensor, eps: float, query_start: int, max_key: int | None = None
+) -> torch.Tensor:
+    """`sink_ratio_hit` over the queries t >= query_start: 1[max_{k <= max_key}
+    sum_{t>=s} A[t,k] / (T - s) > eps]; the keys (k <= T // 2 by default) are unchanged."""
+    _check_query_start(tokens, query_start)
+    # alpha_spike divides by the number of rows it is given: T - s here
+    return sink_ratio_hit(tokens[..., query_start:, :], eps, max_key)
+
+
+def first_token_mass_from(tokens: torch.Tensor, query_start: int) -> torch.Tensor:
+    """mean_{t >= max(1, s)} A[t, 0]: the first-token mass on the queries t >= query_start."""
+    _check_query_start(tokens, query_start)
+    return tokens[..., max(1, query_start) :, 0].float().mean(-1)
+
+
 def slot_alpha(slots: torch.Tensor) -> torch.Tensor:
     """Per-slot importance: an always-visible slot is seen by all T queries, so alpha = mean_t A[t, e]."""
     return slots.float().mean(-2)
