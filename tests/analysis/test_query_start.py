@@ -175,3 +175,16 @@ def test_query_start_is_refused_below_0_and_past_the_window():
     )
     with pytest.raises(ValueError, match="outside the window's queries 0..5"):
         sinks.alpha0_from(early_sink_map(), T)
+
+
+def test_min_context_sweep_measures_every_setting_from_its_largest_min_context():
+    """All settings are compared on the same queries, the ones every setting trains on."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from sinklab.configs import CONF_DIR
+
+    sweep = OmegaConf.load(Path(CONF_DIR) / "experiment" / "min_context_sweep.yaml")
+    values = [int(v) for v in str(sweep.hydra.sweeper.params["data.min_context"]).split(",")]
+    assert sweep.callbacks.probe.metrics.query_start == max(values) > 0
