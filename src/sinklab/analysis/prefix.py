@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import islice
 from typing import Any, Literal, get_args
 
 import pandas as pd
@@ -47,7 +48,8 @@ class PrefixConfig:
     the mean outlier count per window, rounded up); `candidates` the CushionCache candidate
     ids (empty: the `n_candidates` most frequent tokens of the calibration data);
     `min_gain` the relative drop in max activation a greedy step must bring;
-    `search_batches` how many calibration batches score the searches."""
+    `search_batches` how many calibration batches score the searches (at most
+    `quant.calibration_batches`)."""
 
     prefixes: tuple[PrefixName, ...] = PREFIXES  # type: ignore[assignment]
     bos_id: int | None = None
@@ -84,6 +86,18 @@ class PrefixConfig:
             "bos" not in self.prefixes or self.bos_id is not None,
             "prefix.bos_id",
             "the 'bos' prefix needs the tokenizer's BOS id (or drop 'bos' from prefix.prefixes)",
+        )
+
+    def check_budget(self, calibration_batches: int) -> None:
+        """The searches draw their `search_batches` from the calibration batches: a budget
+        larger than those would quietly search on fewer, so it is refused before any work
+        (the `bos` prefix searches nothing)."""
+        searching = {"prefixquant", "cushioncache"} & set(self.prefixes)
+        check(
+            not searching or self.search_batches <= calibration_batches,
+            "prefix.search_batches",
+            f"must be <= the {calibration_batches} calibration batches the searches draw from, "
+            f"got {self.search_batches}",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,10 +212,11 @@ def cushioncache_prefix(
 
 
 def find_prefixes(
-    model: nn.Module, batches: Sequence[torch.Tensor], cfg: PrefixConfig
+    model: nn.Module, batches: Iterable[torch.Tensor], cfg: PrefixConfig
 ) -> dict[str, list[int]]:
-    """The token ids of each configured prefix, found on `batches` (calibration data)."""
-    search = list(batches)[: cfg.search_batches]
+    """The token ids of each configured prefix, found on the first `cfg.search_batches` of
+    `batches` (calibration data): only those are drawn, and every search step reads them all."""
+    search = list(islice(batches, cfg.search_batches))
     found: dict[str, list[int]] = {}
     for name in cfg.prefixes:
         if name == "bos":
@@ -227,6 +242,7 @@ def prefix_eval(
     pcfg.check_bos()
     calib = quant.take_batches(calib_batches, qcfg.calibration_batches)
     check_fits(model, pcfg.max_len, max(eval_ids.shape[1], *(b.shape[1] for b in calib)))
+    pcfg.check_budget(qcfg.calibration_batches)
     found = find_prefixes(model, calib, pcfg)
     weights = quant.quantized_weights(model, qcfg)  # once, for every mode and prefix
     base = {

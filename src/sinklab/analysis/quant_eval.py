@@ -71,6 +71,10 @@ class ProbeQuantConfig:
             f"{QUANT_KEY}.prefix.bos_id",
             "is filled from the tokenizer; leave it out",
         )
+        try:
+            self.prefix.check_budget(self.quantizer.calibration_batches)
+        except ConfigError as err:  # the key under this section
+            raise ConfigError(f"{QUANT_KEY}.prefix.search_batches", _message(err)) from None
 
     @classmethod
     def from_dict(cls, values: Any, section: str = QUANT_KEY) -> ProbeQuantConfig:
