@@ -93,24 +93,25 @@ def test_claims_reproduced_when_the_data_say_so() -> None:
     )
     assert verdicts == {
         "frames form in the earliest stages of training": "reproduced",
-        "the position encoding decides the frame type": "reproduced",
+        "the position encoding influences the frame type": "reproduced",
         "bidirectional frames belong to encoders": "reproduced",
     }
 
 
 def test_claims_contradicted_when_the_data_say_the_opposite() -> None:
-    late = ["none"] * 8 + ["centralized"]  # formed at the last probe: 100 % of the run
+    late = ["none"] * 8 + ["bidirectional"]  # formed at the last probe: 100 % of the run
     verdicts = _claims(
         {
             ("decoder", "rope"): [late] * 3,
-            ("decoder", "alibi"): [late] * 3,
-            ("encoder", "rope"): [late] * 3,
+            ("decoder", "learned"): [late] * 3,
+            ("encoder", "rope"): [["none"] * 8 + ["centralized"]] * 3,
         }
     )
+    # the decoders agree under a relative and an absolute encoding, and are bidirectional
     assert verdicts == {
         "frames form in the earliest stages of training": "contradicted",
-        "the position encoding decides the frame type": "contradicted",
-        "bidirectional frames belong to encoders": "contradicted",  # encoders centralized
+        "the position encoding influences the frame type": "contradicted",
+        "bidirectional frames belong to encoders": "contradicted",
     }
 
 
@@ -119,17 +120,18 @@ def test_no_frame_at_all_is_inconclusive_not_a_contradiction() -> None:
     verdicts = _claims(
         {
             ("decoder", "rope"): [_settled("centralized")] * 3,
-            ("decoder", "alibi"): [_settled("centralized")] * 3,
+            ("decoder", "learned"): [_settled("centralized")] * 3,
             ("encoder", "rope"): [never] * 3,
             ("encoder", "alibi"): [never] * 3,
         }
     )
-    # the decoders agree on one frame: the encoding does not decide it there; the encoders,
-    # with no frame, say nothing either way about the type or about bidirectional frames
-    assert verdicts["the position encoding decides the frame type"] == "contradicted"
+    # the decoders agree on one frame under a relative and an absolute encoding: the encoding
+    # does not influence it there; the encoders, with no frame, say nothing either way about
+    # the type or about bidirectional frames
+    assert verdicts["the position encoding influences the frame type"] == "contradicted"
     assert verdicts["bidirectional frames belong to encoders"] == "inconclusive"
     only_none = _claims({("encoder", "rope"): [never] * 3, ("encoder", "alibi"): [never] * 3})
-    assert only_none["the position encoding decides the frame type"] == "inconclusive"
+    assert only_none["the position encoding influences the frame type"] == "inconclusive"
     # one encoding with a frame among encodings without: whether a frame forms, not its type
     one_frame = _claims(
         {
@@ -137,7 +139,7 @@ def test_no_frame_at_all_is_inconclusive_not_a_contradiction() -> None:
             ("encoder", "sinusoidal"): [_settled("distributed")] * 3,
         }
     )
-    assert one_frame["the position encoding decides the frame type"] == "inconclusive"
+    assert one_frame["the position encoding influences the frame type"] == "inconclusive"
 
 
 def test_mixed_seeds_make_the_encoding_claim_inconclusive() -> None:
@@ -147,7 +149,7 @@ def test_mixed_seeds_make_the_encoding_claim_inconclusive() -> None:
             ("decoder", "alibi"): [_settled("centralized")] * 2,
         }
     )
-    assert verdicts["the position encoding decides the frame type"] == "inconclusive"
+    assert verdicts["the position encoding influences the frame type"] == "inconclusive"
 
 
 def test_a_bidirectional_decoder_contradicts_claim_three() -> None:
@@ -211,7 +213,7 @@ def test_study_report_of_a_frames_sweep_has_the_frame_table_claims_and_figure(
     rows = _frame_table_rows(body)
     assert rows[0].startswith("| pos=rope | centralized | centralized |")
     assert rows[1].startswith("| pos=alibi | distributed | distributed |")
-    assert "the position encoding decides the frame type" in body
+    assert "the position encoding influences the frame type" in body
     assert (docs / "figures" / "frames_sweep_frame_metrics.png").stat().st_size > 0
     funnel_part = body.split("Pyramidal funnelling", 1)[1].split("Robust summaries", 1)[0]
     assert [line.split(" | ")[0] for line in funnel_part.splitlines() if "| pos=" in line] == [
@@ -304,9 +306,9 @@ def test_study_report_of_the_end_token_sweep_has_the_frame_tables_and_claims(
     assert rows[0].startswith("| pos=rope | centralized |")
     assert rows[1].startswith("| pos=alibi | distributed |")
     claims = body.split("Ruscio et al.'s claims", 1)[1].split("Where the references sit", 1)[0]
-    # encoders that formed frames, none of them bidirectional: claim 3 is contradicted
+    # encoders that formed frames, none of them bidirectional: no bidirectional frame to place
     line = next(x for x in claims.splitlines() if "belong to encoders" in x)
     assert "encoder classes: alibi distributed, rope centralized" in line
-    assert line.rstrip().endswith("| contradicted |")
+    assert line.rstrip().endswith("| inconclusive |")
     assert "<!-- study:frames_end_token_sweep -->" in (docs / "results.md").read_text()
     assert (docs / "figures" / "frames_end_token_sweep_frame_metrics.png").stat().st_size > 0

@@ -13,22 +13,31 @@ Rules (stated here so the verdicts can be argued with):
 - *Emergence time*: the first probe from which the model's frame class (`frames/class`, model
   row: the majority over layers) stays the same until the end, in tokens. A run whose final
   class is "none" has no frame and no emergence time.
-- *Claim 1, frames form early*: reproduced when the 95 % bootstrap interval of the emergence
-  time as a fraction of the run (runs with a frame) lies below `EARLY_FRACTION` (25 %),
-  contradicted when it lies above 50 %, inconclusive otherwise.
-- *Claim 2, the position encoding decides the type*: within one objective, a setting's class
-  is its seeds' majority when at least two thirds of them agree (otherwise "mixed").
-  Only settings whose majority is a frame count: "none" says whether a frame formed, not its
-  type. Per objective with two such settings or more: reproduced when their types differ;
-  contradicted when every one has a majority and all agree (the type does not depend on the
-  encoding); inconclusive when any is mixed. An objective with fewer than two settings with a
-  frame is left out. The claim is reproduced when one objective reproduces it, contradicted
-  when all that count contradict, inconclusive otherwise.
-- *Claim 3, bidirectional frames belong to encoders*: contradicted when a decoder setting's
-  majority is bidirectional, or when encoders form frames (some setting's majority is
-  centralized or distributed) and none of them is bidirectional; reproduced when some encoder
-  setting's majority is bidirectional and no decoder run is; inconclusive otherwise, in
-  particular when no encoder formed a frame at all (the question cannot be asked).
+- *Claim 1, frames form early*: reproduced when the 95 % t interval (`evidence.mean_interval`)
+  of the emergence time as a fraction of the run (runs with a frame) lies entirely below
+  `EARLY_FRACTION` (25 %), contradicted when it lies entirely above `LATE_FRACTION` (50 %),
+  inconclusive otherwise. The bounds decide, never the mean: a mean below 25 % whose interval
+  reaches above it is inconclusive.
+- *Claim 2, the position encoding influences the type* (Ruscio et al. show its influence; the
+  claim is not that it decides the type alone): within one objective, a setting's class is its
+  seeds' majority when at least two thirds of them agree (otherwise "mixed"). Only settings
+  whose majority is not "none" count: "none" says whether a frame formed, not its type. Per
+  objective with two such settings or more: inconclusive when any is mixed; reproduced when
+  their types differ; contradicted when all agree AND they include a relative or no-position
+  encoding (rope, alibi, none) and an absolute one (learned, sinusoidal). Frames that agree
+  under one family only are not counted: on text at 300 steps only the absolute encodings
+  form a frame, and their agreement cannot say that RoPE, ALiBi or NoPE would agree. The claim
+  is reproduced when one objective reproduces it, contradicted when every objective that counts
+  contradicts it, inconclusive otherwise (also when none counts).
+- *Claim 3, bidirectional frames belong to encoders*: both sides count the same unit, the
+  setting majority with the same two-thirds agreement. Contradicted when some decoder
+  setting's majority is bidirectional; reproduced when some encoder setting's majority is and
+  no decoder setting's is; inconclusive otherwise. Runs that end bidirectional without a
+  majority in their setting (one or two seeds of 25) decide nothing either way, and encoders
+  whose frames are all of another type leave it inconclusive too: no bidirectional frame
+  formed anywhere, so where such frames belong cannot be read; calling that a contradiction
+  would test a different claim, that encoders form bidirectional frames. The claim's text
+  gives the settings' and the runs' counts and the encoder classes beside the verdict.
 """
 
 from __future__ import annotations
@@ -121,7 +130,8 @@ def job_keys(job: Any) -> dict[str, str]:
 
 def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
     """One row per setting: final class by seed, the seeds' majority, emergence in k tokens
-    and as a share of the run (mean [95 % CI]), and the layer-mean continuous metrics."""
+    and as a share of the run (mean [95 % t interval] over the seeds with a frame), and the
+    layer-mean continuous metrics."""
     records = []
     for label in dict.fromkeys(job.label for job in jobs):
         group = [job for job in jobs if job.label == label]
@@ -133,8 +143,8 @@ def frames_table(jobs: Sequence[Any]) -> pd.DataFrame:
             "run": label,
             "class": majority(classes),
             "class by seed": " / ".join(classes),
-            "emerged, k tokens": evidence.bootstrap_mean([t / 1e3 for t in times]).text(),
-            "emerged, share of run": evidence.bootstrap_mean(shares).text(2),
+            "emerged, k tokens": evidence.mean_interval([t / 1e3 for t in times]).text(),
+            "emerged, share of run": evidence.mean_interval(shares).text(2),
         }
         for title, metric in CONTINUOUS:
             values = [layer_mean(job.rows, metric) for job in group]
@@ -227,20 +237,35 @@ def funnel_table(jobs: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
-    """Ruscio et al.'s three claims, each with what the sweep shows and the verdict of the
-    rule in the module docstring."""
-    runs = [(job_keys(job), frame_emergence(job.rows)) for job in jobs]
+CLAIM = "claim (Ruscio et al. 2025)"
+CLAIM_EARLY = "frames form in the earliest stages of training"
+CLAIM_ENCODING = "the position encoding influences the frame type"
+CLAIM_BIDIRECTIONAL = "bidirectional frames belong to encoders"
+# Claim 2's two families of encodings: a frame type shared across both says the encoding does
+# not influence it; agreement within one family cannot say that.
+RELATIVE_OR_NONE = frozenset({"rope", "alibi", "none"})
+ABSOLUTE = frozenset({"learned", "sinusoidal"})
+
+# One run: its setting's keys and its `frame_emergence` (final class, formed at, last tokens).
+Run = tuple[dict[str, str], tuple[str, float | None, float]]
+
+
+def early_verdict(share: evidence.Interval) -> str:
+    """Claim 1 from the t interval of the emergence share, judged by its bounds, never its
+    mean: a mean below `EARLY_FRACTION` whose interval reaches above it is not shown early."""
+    if share.n < 2 or math.isnan(share.low) or math.isnan(share.high):
+        return "inconclusive"
+    if share.high < EARLY_FRACTION:
+        return "reproduced"
+    if share.low > LATE_FRACTION:
+        return "contradicted"
+    return "inconclusive"
+
+
+def _emergence_claim(runs: Sequence[Run]) -> dict[str, str]:
+    """Claim 1 over every run with a frame, with the objectives' intervals beside it."""
     shares = [t / last for _, (_, t, last) in runs if t is not None and last > 0]
-    early = evidence.bootstrap_mean(shares)
-    if early.n < 2:
-        v1 = "inconclusive"
-    elif early.high < EARLY_FRACTION:
-        v1 = "reproduced"
-    elif early.low > LATE_FRACTION:
-        v1 = "contradicted"
-    else:
-        v1 = "inconclusive"
+    early = evidence.mean_interval(shares)
     per_objective = []
     for objective in sorted({k.get("variant", "-") for k, _ in runs}):
         part = [
@@ -249,77 +274,105 @@ def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
             if k.get("variant", "-") == objective and t is not None and last > 0
         ]
         if part:
-            per_objective.append(f"{objective} {evidence.bootstrap_mean(part).text(2)}")
-    here = f"emergence at {early.text(2)} of the run ({early.n} runs with a frame)"
+            per_objective.append(f"{objective} {evidence.mean_interval(part).text(2)}")
+    here = f"emergence at {early.text(2)} of the run (95 % t interval, {early.n} runs with a frame)"
     if len(per_objective) > 1:
         here += "; " + ", ".join(per_objective)
-    rows = [
-        {
-            "claim (Ruscio et al. 2025)": "frames form in the earliest stages of training",
-            "here": here,
-            "verdict": v1,
-        }
-    ]
+    return {CLAIM: CLAIM_EARLY, "here": here, "verdict": early_verdict(early)}
 
+
+def encoding_verdict(cells: dict[str, str]) -> str | None:
+    """Claim 2 within one objective from its settings' classes by encoding (pos -> majority);
+    None when the objective cannot speak: fewer than two settings with a frame, or frames that
+    agree but formed under one family of encodings only."""
+    framed = {pos: cls for pos, cls in cells.items() if cls != "none"}
+    if len(framed) < 2:
+        return None
+    if "mixed" in framed.values():
+        return "inconclusive"
+    if len(set(framed.values())) > 1:
+        return "reproduced"
+    if framed.keys() & RELATIVE_OR_NONE and framed.keys() & ABSOLUTE:
+        return "contradicted"
+    return None
+
+
+def _one_family_note(cells: dict[str, str]) -> str:
+    """The reason an objective whose frames agree is left out of claim 2, or ""."""
+    framed = {pos for pos, cls in cells.items() if cls != "none"}
+    if len(framed) < 2 or encoding_verdict(cells) is not None:
+        return ""
+    if framed <= ABSOLUTE:
+        return " (frames only with absolute encodings: not counted)"
+    if framed <= RELATIVE_OR_NONE:
+        return " (frames only with relative or no position encodings: not counted)"
+    return " (frames not under both a relative or no and an absolute encoding: not counted)"
+
+
+def _encoding_claim(majorities: dict[tuple[str, str], str]) -> dict[str, str]:
+    """Claim 2 over the objectives that can speak to it."""
+    texts, verdicts = [], []
+    for objective in sorted({objective for objective, _ in majorities}):
+        cells = {pos: cls for (obj, pos), cls in majorities.items() if obj == objective}
+        listed = ", ".join(f"{pos} {cls}" for pos, cls in sorted(cells.items()))
+        texts.append(f"{objective}: {listed}{_one_family_note(cells)}")
+        found = encoding_verdict(cells)
+        if found is not None:
+            verdicts.append(found)
+    if "reproduced" in verdicts:
+        verdict = "reproduced"
+    elif verdicts and set(verdicts) == {"contradicted"}:
+        verdict = "contradicted"
+    else:
+        verdict = "inconclusive"
+    return {CLAIM: CLAIM_ENCODING, "here": "; ".join(texts) or "-", "verdict": verdict}
+
+
+def bidirectional_verdict(majorities: dict[tuple[str, str], str]) -> str:
+    """Claim 3 from the settings' majorities ((objective, pos) -> class), the same unit and the
+    same two-thirds agreement on both sides: seeds without a majority decide nothing."""
+    encoder = any(c == "bidirectional" for (o, _), c in majorities.items() if o == "encoder")
+    decoder = any(c == "bidirectional" for (o, _), c in majorities.items() if o == "decoder")
+    if decoder:
+        return "contradicted"
+    return "reproduced" if encoder else "inconclusive"
+
+
+def _bidirectional_claim(
+    runs: Sequence[Run], majorities: dict[tuple[str, str], str]
+) -> dict[str, str]:
+    """Claim 3 with the settings' and the runs' counts behind it."""
+
+    def count(objective: str) -> tuple[int, int, int]:
+        settings = [c for (o, _), c in majorities.items() if o == objective]
+        seeds = [cls for keys, (cls, _, _) in runs if keys.get("variant") == objective]
+        return settings.count("bidirectional"), len(settings), seeds.count("bidirectional")
+
+    (enc_set, enc_all, enc_runs), (dec_set, dec_all, dec_runs) = count("encoder"), count("decoder")
+    encoder_classes = ", ".join(
+        f"{pos} {cls}" for (o, pos), cls in sorted(majorities.items()) if o == "encoder"
+    )
+    here = (
+        f"bidirectional majority (2/3 of seeds) in {enc_set} of {enc_all} encoder and "
+        f"{dec_set} of {dec_all} decoder settings; bidirectional final class in {enc_runs} "
+        f"encoder and {dec_runs} decoder runs; encoder classes: {encoder_classes or '-'}"
+    )
+    return {CLAIM: CLAIM_BIDIRECTIONAL, "here": here, "verdict": bidirectional_verdict(majorities)}
+
+
+def frames_claims(jobs: Sequence[Any]) -> pd.DataFrame:
+    """Ruscio et al.'s three claims, each with what the sweep shows and the verdict of the
+    rule in the module docstring."""
+    runs: list[Run] = [(job_keys(job), frame_emergence(job.rows)) for job in jobs]
     by_setting: dict[tuple[str, str], list[str]] = {}
     for keys, (cls, _, _) in runs:
         objective = keys.get("variant", keys.get("causal", "-"))
         by_setting.setdefault((objective, keys.get("pos", "-")), []).append(cls)
     majorities = {key: majority(classes) for key, classes in by_setting.items()}
-    objectives = sorted({objective for objective, _ in majorities})
-    texts, verdicts = [], []
-    for objective in objectives:
-        every = {pos: m for (obj, pos), m in majorities.items() if obj == objective}
-        texts.append(f"{objective}: " + ", ".join(f"{p} {m}" for p, m in sorted(every.items())))
-        cells = {pos: m for pos, m in every.items() if m != "none"}  # settings with a frame
-        if len(cells) < 2:  # one type says nothing about what the encoding decides
-            continue
-        if "mixed" in cells.values():
-            verdicts.append("inconclusive")
-        else:
-            verdicts.append("reproduced" if len(set(cells.values())) > 1 else "contradicted")
-    v2 = (
-        "reproduced"
-        if "reproduced" in verdicts
-        else ("contradicted" if verdicts and set(verdicts) == {"contradicted"} else "inconclusive")
+    return pd.DataFrame.from_records(
+        [
+            _emergence_claim(runs),
+            _encoding_claim(majorities),
+            _bidirectional_claim(runs, majorities),
+        ]
     )
-    rows.append(
-        {
-            "claim (Ruscio et al. 2025)": "the position encoding decides the frame type",
-            "here": "; ".join(texts) or "-",
-            "verdict": v2,
-        }
-    )
-
-    def bidirectional_runs(objective: str) -> int:
-        return sum(
-            1
-            for keys, (cls, _, _) in runs
-            if keys.get("variant") == objective and cls == "bidirectional"
-        )
-
-    n_enc, n_dec = bidirectional_runs("encoder"), bidirectional_runs("decoder")
-    enc_major = any(m == "bidirectional" for (o, _), m in majorities.items() if o == "encoder")
-    dec_major = any(m == "bidirectional" for (o, _), m in majorities.items() if o == "decoder")
-    enc_other = any(
-        m in ("centralized", "distributed") for (o, _), m in majorities.items() if o == "encoder"
-    )
-    if dec_major or (enc_other and n_enc == 0):
-        v3 = "contradicted"
-    elif enc_major and n_dec == 0:
-        v3 = "reproduced"
-    else:
-        v3 = "inconclusive"
-    rows.append(
-        {
-            "claim (Ruscio et al. 2025)": "bidirectional frames belong to encoders",
-            "here": f"bidirectional final class in {n_enc} encoder and {n_dec} decoder runs; "
-            + "encoder classes: "
-            + (
-                ", ".join(f"{p} {m}" for (o, p), m in sorted(majorities.items()) if o == "encoder")
-                or "-"
-            ),
-            "verdict": v3,
-        }
-    )
-    return pd.DataFrame.from_records(rows)
