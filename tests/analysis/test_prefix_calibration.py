@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -32,17 +33,18 @@ def feature(token: int) -> float:
 
 
 class SinkFirst(nn.Module):
-    """Whatever stands first in the sequence takes the sink's massive activation: channel 1 of
-    position 0 is 1000 (the prefix when there is one, otherwise the first text token). Every
-    other value is its token's embedding, |x| <= 1. One quantised linear (identity, so its
+    """The model's own sink tokens (`n_sink_tokens`, prepended inside the model like the real
+    one's) and whatever stands first after them take the massive activation: channel 1 of
+    positions 0..n_sink_tokens is 1000 (the prefix when there is one, otherwise the first text
+    token). Every other value is its token's embedding, |x| <= 1. One quantised linear (identity, so its
     weight quantises exactly and its output is its quantised input), then an FP head that reads
     channel 0 only (so the sink changes no FP prediction) and whose logit for token k peaks
     when the feature is that of k - 1: a ramp 0, 1, ..., 8 is predictable. `hidden` keeps the
     last linear output, to read the quantisation error directly."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_sink_tokens: int = 0) -> None:
         super().__init__()
-        self.cfg = SimpleNamespace(n_sink_tokens=0, max_seq_len=32)
+        self.cfg = SimpleNamespace(n_sink_tokens=n_sink_tokens, max_seq_len=32)
         self.emb = nn.Embedding(V, 2)
         self.lin = nn.Linear(2, 2, bias=False)
         self.lm_head = nn.Linear(2, V)
@@ -58,10 +60,12 @@ class SinkFirst(nn.Module):
         self.hidden = torch.empty(0)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.emb(ids).clone()
-        x[:, 0, 1] = SINK
+        s = self.cfg.n_sink_tokens
+        x = self.emb(ids)
+        x = torch.cat([x.new_zeros(x.shape[0], s, 2), x], dim=1)
+        x[:, : s + 1, 1] = SINK
         self.hidden = self.lin(x)
-        return self.lm_head(self.hidden)
+        return self.lm_head(self.hidden[:, s:])  # the sink tokens predict nothing
 
 
 def ramps(n: int) -> torch.Tensor:
@@ -69,35 +73,43 @@ def ramps(n: int) -> torch.Tensor:
     return torch.arange(V).repeat(n, 1)
 
 
-def test_the_static_range_with_a_prefix_is_the_text_tokens_alone():
-    model, calib = SinkFirst(), [ramps(2)]
-    # with the prefix, position 0 (|x| = 1000) is the prefix: the range is the text's [-1, 1]
+SINK_TOKENS = pytest.mark.parametrize("n_sink_tokens", [0, 2])
+
+
+@SINK_TOKENS
+def test_the_static_range_with_a_prefix_is_the_text_tokens_alone(n_sink_tokens: int):
+    model, calib = SinkFirst(n_sink_tokens), [ramps(2)]
+    # with the prefix, it and the model's sink tokens hold |x| = 1000: the range is the text's
     assert calibrate(model, calib, [PREFIX_TOKEN]) == {"lin": (-1.0, 1.0)}
     # without one, the first text token is the sink and is quantised like the rest: in range
     assert calibrate(model, calib) == {"lin": (-1.0, SINK)}
 
 
-def test_text_tokens_quantise_within_half_a_level_of_the_text_range():
-    model, ids, prefix = SinkFirst(), ramps(2), [PREFIX_TOKEN]
+@SINK_TOKENS
+def test_text_tokens_quantise_within_half_a_level_of_the_text_range(n_sink_tokens: int):
+    model, ids, prefix = SinkFirst(n_sink_tokens), ramps(2), [PREFIX_TOKEN]
     ranges = calibrate(model, [ids], prefix)
+    skip = n_sink_tokens + len(prefix)
     with torch.no_grad():
         model(quant.with_prefix(ids, prefix))
         fp = model.hidden
-        with fake_quant(model, QuantConfig(bits=BITS), "per_tensor_static", ranges, n_skip=1):
+        with fake_quant(model, QuantConfig(bits=BITS), "per_tensor_static", ranges, n_skip=skip):
             model(quant.with_prefix(ids, prefix))
             q = model.hidden
-    text_error = (q[:, 1:] - fp[:, 1:]).abs().max().item()
+    text_error = (q[:, skip:] - fp[:, skip:]).abs().max().item()
     assert text_error <= TEXT_BOUND + 1e-6
     assert text_error > 0  # it did quantise: the bound is not met by doing nothing
-    assert q[:, 0, 1].tolist() == [SINK, SINK]  # the prefix stays exact
+    assert torch.equal(q[:, :skip], fp[:, :skip])  # the sinks and the prefix stay exact
+    assert q[:, skip - 1, 1].tolist() == [SINK, SINK]
 
 
-def test_prefix_eval_quantises_the_text_with_the_text_range():
+@SINK_TOKENS
+def test_prefix_eval_quantises_the_text_with_the_text_range(n_sink_tokens: int):
     """End to end: with the BOS prefix taking the sink, every activation mode's perplexity stays
     within the bound the text range gives; without the prefix, the per-tensor modes' range
     holds 1000 and the perplexity explodes. The bound: each text value moves by at most 1/255,
     so a logit moves by at most e = max_k |w_k0| / 255, a log-probability by at most 2e."""
-    model, ids = SinkFirst(), ramps(3)
+    model, ids = SinkFirst(n_sink_tokens), ramps(3)
     qcfg = QuantConfig(bits=BITS, calibration_batches=1)
     pcfg = PrefixConfig(prefixes=("bos",), bos_id=PREFIX_TOKEN)
     df = prefix_eval(model, ids, [ramps(2)], qcfg, pcfg)
