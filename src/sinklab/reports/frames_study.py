@@ -352,10 +352,11 @@ def _bidirectional_claim(
     encoder_classes = ", ".join(
         f"{pos} {cls}" for (o, pos), cls in sorted(majorities.items()) if o == "encoder"
     )
+    decoders = f"{dec_set} of {dec_all} decoder settings" if dec_all else "no decoder settings"
     here = (
         f"bidirectional majority (2/3 of seeds) in {enc_set} of {enc_all} encoder and "
-        f"{dec_set} of {dec_all} decoder settings; bidirectional final class in {enc_runs} "
-        f"encoder and {dec_runs} decoder runs; encoder classes: {encoder_classes or '-'}"
+        f"{decoders}; bidirectional final class in {enc_runs} encoder and {dec_runs} decoder "
+        f"runs; encoder classes: {encoder_classes or '-'}"
     )
     return {CLAIM: CLAIM_BIDIRECTIONAL, "here": here, "verdict": bidirectional_verdict(majorities)}
 
