@@ -17,7 +17,8 @@ import torch
 
 from sinklab.analysis import MetricsConfig
 from sinklab.analysis.pipeline import measure_probe_set
-from sinklab.bench.timing import Summary, linear_fit, rss_bytes, summarize, timed
+from sinklab.bench.rss import rss_bytes
+from sinklab.bench.timing import Summary, linear_fit, summarize, timed
 from sinklab.data import ProbeSet
 from sinklab.runs.checkpoints import load_checkpoint_model
 from sinklab.runs.schedule import log_spaced_steps

@@ -1,14 +1,13 @@
 """Small timing and memory helpers shared by every benchmark section.
 
 The benchmark machine is shared, so single timings are noisy. Everything here is built for
-side-by-side comparison: robust summaries (median and spread, never a lone mean), an
-interleaving order that lets slow drift hit both contenders equally, and a resident-memory
-reading that reports the *current* RSS (not the high-water mark), so growth can be seen.
+side-by-side comparison: robust summaries (median and spread, never a lone mean) and an
+interleaving order that lets slow drift hit both contenders equally. The resident-memory
+reading (the *current* RSS, not the high-water mark) is `sinklab.bench.rss.rss_bytes`.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -116,19 +115,6 @@ def rates(tokens_per_step: int, steps: Sequence[Stamp]) -> Stamp:
         tokens_per_s(tokens_per_step, [s.wall for s in steps]),
         tokens_per_s(tokens_per_step, [s.cpu for s in steps]),
     )
-
-
-def rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc; 0 where unavailable).
-
-    `resource.getrusage` only gives the peak, which can never show memory being returned.
-    """
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
