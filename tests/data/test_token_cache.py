@@ -8,6 +8,7 @@ and 12.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -112,7 +113,7 @@ def test_unreadable_offsets_and_metadata_without_a_digest_are_rebuilt(tmp_path: 
     meta = json.loads(meta_path.read_text())
     del meta["docs_sha256"]  # a cache written before the digest existed
     meta_path.write_text(json.dumps(meta))
-    with pytest.warns(UserWarning, match="predates the document-offsets digest; rebuilding it"):
+    with pytest.warns(UserWarning, match="predates the offsets and tokens digests; rebuilding it"):
         again = _cache(tmp_path)
     assert json.loads(meta_path.read_text())["docs_sha256"] == offsets_digest(np.array([0, 4, 10]))
     assert again.stream("train", with_bos=True).tolist() == WITH_BOS
@@ -133,18 +134,33 @@ def test_a_bos_stream_built_from_wrong_offsets_is_derived_again(tmp_path: Path) 
     assert _window_bos_positions(_cache(tmp_path)) == _expected_window_bos_positions()
 
 
-def test_rebuilding_a_split_drops_its_old_bos_stream(tmp_path: Path) -> None:
-    """A rebuilt split's old BOS stream is stale even when its record and BOS positions look
-    right: here its document bodies are wrong (all `c`), which only a rebuild can catch."""
+def test_a_bos_stream_derived_from_other_tokens_is_derived_again(tmp_path: Path) -> None:
+    """BOS in the right places is not enough: a BOS stream whose record names other tokens
+    (here its document bodies are all `c`) is stale, and is derived again."""
     cache = _cache(tmp_path)
     bos_file = cache.path("train", with_bos=True)
-    stale = np.array(WITH_BOS)
+    stale = np.array(WITH_BOS, dtype=np.uint16)
     stale[(stale != BOS) & (stale != EOS)] = C
-    np.save(bos_file, stale.astype(np.uint16))
-    (cache.folder / "train.npy").write_bytes(b"garbage")  # the split must be rebuilt
+    np.save(bos_file, stale)
+    record_path = cache.folder / "train_bos.json"
+    record = json.loads(record_path.read_text())
+    stale_plain = np.delete(stale, TRUE_BOS_AT)
+    record["tokens_sha256"] = hashlib.sha256(stale_plain.tobytes()).hexdigest()
+    record_path.write_text(json.dumps(record))
+    assert _cache(tmp_path).stream("train", with_bos=True).tolist() == WITH_BOS
+
+
+def test_a_rebuilt_split_keeps_a_bos_stream_of_the_same_content(tmp_path: Path) -> None:
+    """The BOS stream is never deleted (a job sharing the cache may have it memory-mapped): a
+    split rebuilt to the same tokens and offsets reuses it untouched."""
+    cache = _cache(tmp_path)
+    bos_file = cache.path("train", with_bos=True)
+    stamp = bos_file.stat().st_mtime_ns
+    (cache.folder / "train.npy").write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="rebuilding it"):
         again = _cache(tmp_path)
     assert again.stream("train", with_bos=True).tolist() == WITH_BOS
+    assert bos_file.stat().st_mtime_ns == stamp
 
 
 class _ListTokenizer:

@@ -6,7 +6,8 @@ Each split is one packed stream `doc EOS doc EOS ...`. The `document_start` BOS 
 The offsets decide where BOS lands, so they are checked on every load, not trusted: a digest
 recorded when they were written, a first offset of 0, strictly increasing, inside the stream,
 and an EOS just before every document start. A split that fails any check is rebuilt, with one
-warning saying why; the BOS stream is reused only when it was derived from the same offsets.
+warning saying why; the BOS stream is reused only when it was derived from the same offsets and
+tokens (digests recorded beside it).
 """
 
 from __future__ import annotations
@@ -84,9 +85,6 @@ class TokenCache:
         for start, piece in zip(starts, pieces, strict=True):
             stream[start : start + len(piece)] = piece
             stream[start + len(piece)] = eos
-        # the BOS stream of the old files is stale whatever they held
-        for stale in (f"{name}_bos.npy", f"{name}_bos.json"):
-            (self.folder / stale).unlink(missing_ok=True)
         _save(self.folder / f"{name}_docs.npy", starts)
         _save(self.folder / f"{name}.npy", stream)
         meta = {
@@ -95,6 +93,8 @@ class TokenCache:
             "dtype": np.dtype(self.dtype).name,
             "vocab_size": self.tokenizer.vocab_size,
             "docs_sha256": offsets_digest(starts),
+            # names the content the BOS stream is derived from (computed once, never re-read)
+            "tokens_sha256": hashlib.sha256(stream.tobytes()).hexdigest(),
         }
         _save_text(self.folder / f"{name}.json", json.dumps(meta))  # last: marks the split whole
 
@@ -114,19 +114,24 @@ class TokenCache:
                 or meta["vocab_size"] != self.tokenizer.vocab_size
             ):
                 return "the token file does not match its metadata"
-            if "docs_sha256" not in meta:
-                return "its metadata predates the document-offsets digest"
+            if "docs_sha256" not in meta or "tokens_sha256" not in meta:
+                return "its metadata predates the offsets and tokens digests"
             return offsets_problem(starts, arr, self.tokenizer.eos_id, meta)
         except Exception as err:  # noqa: BLE001 - any damage means rebuild
             return f"unreadable ({err})"
 
     def _bos_stream(self, split: str) -> np.ndarray:
-        """`BOS doc EOS BOS doc EOS ...`, derived from the (checked) offsets; a cached copy is
-        reused only when its record names the same offsets digest and BOS sits at every start."""
+        """`BOS doc EOS BOS doc EOS ...`, derived from the (checked) offsets and tokens; a cached
+        copy is reused only when its record names the same two digests as the split's metadata
+        and BOS sits at every document start.
+
+        Never deleted, only replaced atomically: two jobs of a sweep may share the cache, and
+        one must not remove a file the other has just memory-mapped."""
         path, record_path = self.folder / f"{split}_bos.npy", self.folder / f"{split}_bos.json"
         plain = self.stream(split)
         starts = self.doc_starts(split)
-        digest = offsets_digest(starts)
+        meta = json.loads((self.folder / f"{split}.json").read_text())
+        derived_from = {k: meta[k] for k in ("docs_sha256", "tokens_sha256")}
         at = starts + np.arange(len(starts))  # where each document's BOS lands
         bos = self.tokenizer.bos_id
         if bos is None:
@@ -135,7 +140,7 @@ class TokenCache:
             record = json.loads(record_path.read_text())
             arr = np.load(path, mmap_mode="r")
             if (
-                record.get("docs_sha256") == digest
+                {k: record.get(k) for k in derived_from} == derived_from
                 and arr.shape == (plain.shape[0] + len(starts),)
                 and bool(np.all(arr[at] == bos))
             ):
@@ -144,7 +149,7 @@ class TokenCache:
             pass
         arr = np.insert(np.asarray(plain), starts, bos).astype(self.dtype)
         _save(path, arr)
-        _save_text(record_path, json.dumps({"docs_sha256": digest, "bos_id": bos}))
+        _save_text(record_path, json.dumps({**derived_from, "bos_id": bos}))
         return np.load(path, mmap_mode="r")
 
 
