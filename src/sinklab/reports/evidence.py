@@ -74,9 +74,10 @@ def time_to_sink(
     return float(curve["tokens_seen"].iloc[-1]), False
 
 
-def first_token_mass_auc(rows: pd.DataFrame) -> float:
-    """Time-averaged first-token mass: trapezoid area over tokens seen / tokens seen."""
-    curve = model_curve(rows, names.FIRST_TOKEN_MASS)
+def curve_auc(rows: pd.DataFrame, metric: str) -> float:
+    """Time average of a whole-model metric over training: trapezoid area over tokens seen /
+    tokens seen (nan with fewer than two probes). Rewards an early rise, not a late spike."""
+    curve = model_curve(rows, metric)
     if len(curve) < 2:
         return math.nan
     x = curve["tokens_seen"].to_numpy(dtype=float)
@@ -85,6 +86,11 @@ def first_token_mass_auc(rows: pd.DataFrame) -> float:
     if span <= 0:
         return math.nan
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0) / span)
+
+
+def first_token_mass_auc(rows: pd.DataFrame) -> float:
+    """Time-averaged first-token mass (`curve_auc` of it): the verdicts' default statistic."""
+    return curve_auc(rows, names.FIRST_TOKEN_MASS)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ this, so every number in the report comes from runs that the make target reprodu
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,18 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from sinklab.analysis import names
-from sinklab.reports import evidence, frames_study, funnelling, plots, study_catalog
-from sinklab.reports.directions import Direction
+from sinklab.reports import (
+    evidence,
+    frames_study,
+    funnelling,
+    plots,
+    study_catalog,
+    summary,
+    verdicts,
+)
+from sinklab.reports.markdown import markdown_table
 from sinklab.reports.study_catalog import Column, View
+from sinklab.reports.verdicts import Evidence, JobStats
 from sinklab.runs.layout import RunLayout, job_dirs
 
 # The columns of every study's final-step table (a view adds its own after them).
@@ -52,6 +62,7 @@ class Job:
     keys: dict[str, str]
     rows: pd.DataFrame
     val_loss: float | None
+    seed: str = ""
 
     @property
     def label(self) -> str:
@@ -79,6 +90,11 @@ def job_setting(folder: Path, keys: Sequence[str]) -> dict[str, str]:
     return setting
 
 
+def job_seed(folder: Path) -> str:
+    """The run's seed from its saved config: settings are compared seed by seed."""
+    return str(OmegaConf.select(OmegaConf.load(RunLayout(folder).hydra_config), "seed"))
+
+
 def setting_label(keys: dict[str, str]) -> str:
     """{"model.attention": "relu", "optim": "bb_sgd"} -> "attention=relu,optim=bb_sgd": the
     group prefix only makes legends longer."""
@@ -104,7 +120,7 @@ def load_jobs(study_dir: Path, view: View | None = None) -> list[Job]:
         for sibling in view.siblings:
             path = study_dir.parent / sibling.folder / folder.name / layout.reanalysis_table.name
             rows = with_analysis_rows(rows, path, sibling.prefix, sibling.renamed)
-        jobs.append(Job(folder, job_setting(folder, keys), rows, val))
+        jobs.append(Job(folder, job_setting(folder, keys), rows, val, job_seed(folder)))
     return jobs
 
 
@@ -190,25 +206,37 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    def fmt(value: object) -> str:
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-        return str(value)
-
-    head = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
+def _ratio(job: Job, numerator: str, denominator: str) -> float | None:
+    top, bottom = (
+        final_value(job.rows, numerator, "model"),
+        final_value(job.rows, denominator, "model"),
+    )
+    return None if top is None or not bottom else top / bottom
 
 
-STATISTICS = {
+# Every per-run statistic a verdict, a control or a statistics table can name: one function each,
+# so the tables, the verdicts and the summary read the same numbers.
+STATISTICS: dict[str, Callable[[Job], float | None]] = {
     "ftm_auc": lambda job: evidence.first_token_mass_auc(job.rows),
+    "sink_ratio_auc": lambda job: evidence.curve_auc(job.rows, names.SINK_RATIO),
+    "sink_ratio_auc_supervised": lambda job: evidence.curve_auc(
+        job.rows, names.from_query_start(names.SINK_RATIO)
+    ),
+    "ftm_auc_supervised": lambda job: evidence.curve_auc(
+        job.rows, names.from_query_start(names.FIRST_TOKEN_MASS)
+    ),
     "time_to_sink": lambda job: evidence.time_to_sink(job.rows)[0],
+    "time_to_sink_M": lambda job: evidence.time_to_sink(job.rows)[0] / 1e6,
+    "sink_reached": lambda job: float(evidence.time_to_sink(job.rows)[1]),
+    "final_sink1": lambda job: final_value(job.rows, names.SINK1, "model"),
+    "final_ftm": lambda job: final_value(job.rows, names.FIRST_TOKEN_MASS, "model"),
     "r_win": lambda job: final_value(job.rows, "stream/ratio/window_shift", "model"),
     "r_win_noshift": lambda job: final_value(job.rows, "stream/ratio/window", "model"),
+    # PPL with a window of C recent tokens over PPL with BOS kept plus C - 1 recent (shifted
+    # positions, every position t >= C): what evicting BOS costs, with no oracle in between.
+    "bos_eviction_cost": lambda job: _ratio(
+        job, "stream/ppl/window_shift", "stream/ppl/sinks1_shift"
+    ),
     "max_act": lambda job: final_value(job.rows, "outliers/resid_post/max_abs", "model"),
     "w8a8_static": lambda job: final_value(
         job.rows, "quant/ppl_increase/per_tensor_static", "model"
@@ -217,54 +245,92 @@ STATISTICS = {
         job.rows, "quant_w4/ppl_increase/per_tensor_static", "model"
     ),
 }
+# The robust summaries every study shows, (title, statistic).
+ROBUST: tuple[tuple[str, str], ...] = (
+    ("time to sink, M tokens", "time_to_sink_M"),
+    ("sink reached", "sink_reached"),
+    ("first-token-mass AUC", "ftm_auc"),
+    ("final Sink_1 %", "final_sink1"),
+)
 
 
-def robust_table(jobs: list[Job]) -> pd.DataFrame:
-    """One row per setting: the robust summaries and final Sink_1, mean [95 % bootstrap
+def needed_statistics(view: View) -> list[str]:
+    """The statistics the view's tables, verdicts, controls and correlations read."""
+    wanted = [key for _, key in ROBUST + view.statistics]
+    for d in view.directions:
+        wanted.append(d.statistic)
+        if d.control is not None:
+            wanted.append(d.control.statistic)
+    for corr in view.correlations:
+        wanted += [corr.x, corr.y]
+    return list(dict.fromkeys(wanted))
+
+
+def collect_evidence(jobs: list[Job], view: View, study: str) -> Evidence:
+    """Every statistic the view needs, run by run: what its tables and verdicts are judged on."""
+
+    def clean(value: float | None) -> float | None:
+        return None if value is None or math.isnan(value) else float(value)
+
+    keys = needed_statistics(view)
+    return Evidence(
+        view=view.name,
+        study=study,
+        steps=int(max(job.rows["step"].max() for job in jobs)),
+        tokens=int(max(job.rows["tokens_seen"].max() for job in jobs)),
+        jobs=[
+            JobStats(job.label, job.seed, {key: clean(STATISTICS[key](job)) for key in keys})
+            for job in jobs
+        ],
+    )
+
+
+def robust_table(ev: Evidence, view: View) -> pd.DataFrame:
+    """One row per setting: the robust summaries and the view's statistics, mean [95 % t
     interval] over seeds, and how many seeds reached a lasting sink."""
-    records = []
-    for label in dict.fromkeys(job.label for job in jobs):
-        group = [job for job in jobs if job.label == label]
-        times = [evidence.time_to_sink(job.rows) for job in group]
-        records.append(
-            {
-                "run": label,
-                "seeds": len(group),
-                "time to sink, M tokens": evidence.bootstrap_mean(
-                    [t / 1e6 for t, _ in times]
-                ).text(),
-                "sink reached": f"{sum(reached for _, reached in times)}/{len(group)}",
-                "first-token-mass AUC": evidence.bootstrap_mean(
-                    [STATISTICS["ftm_auc"](job) for job in group]
-                ).text(),
-                "final Sink_1 %": evidence.bootstrap_mean(
-                    [final_value(job.rows, names.SINK1, "model") for job in group]
-                ).text(),
-            }
-        )
-    return pd.DataFrame.from_records(records)
+    return verdicts.statistics_table(ev, ROBUST + view.statistics)
 
 
-def verdict_table(jobs: list[Job], directions: Sequence[Direction]) -> pd.DataFrame:
-    """A view's published directions, each with the bootstrap interval of the difference
-    (setting - baseline) on its statistic and the verdict that interval gives."""
-    records = []
-    for d in directions:
-        setting = [STATISTICS[d.statistic](j) for j in jobs if j.label == d.setting]
-        baseline = [STATISTICS[d.statistic](j) for j in jobs if j.label == d.baseline]
-        if not setting or not baseline:
-            continue
-        diff = evidence.bootstrap_difference(setting, baseline)
-        records.append(
-            {
-                "published direction": d.claim,
-                "compared": f"{d.setting} vs {d.baseline}",
-                "statistic": d.statistic,
-                "difference [95 % CI]": diff.text(),
-                "verdict": evidence.verdict(diff, d.sign),
-            }
-        )
-    return pd.DataFrame.from_records(records)
+def verdict_block(ev: Evidence, view: View) -> list[str]:
+    """The verdict table with its rule and the number of comparisons, and the correlations."""
+    lines = []
+    judged = verdicts.judge(ev, view.directions)
+    if judged:
+        m = judged[0].comparisons
+        lines += [
+            f"Published directions ({m} tested comparison{'s' if m != 1 else ''} in this "
+            "section, Holm-corrected together; difference: setting - baseline, mean [95 % t "
+            "interval] over seeds, seed-paired when the runs share seeds; reproduced / "
+            "contradicted: the Holm-adjusted p < 0.05 with the difference on the published / "
+            "the other side; untestable here: see `src/sinklab/reports/directions.py`):",
+            "",
+            markdown_table(verdicts.verdict_table(judged)),
+            "",
+        ]
+    for corr in view.correlations:
+        lines += [verdicts.correlation_text(ev, corr) + ".", ""]
+    return lines
+
+
+def evidence_lines(ev: Evidence, view: View) -> list[str]:
+    """The part of a section rendered from its evidence alone: the robust summaries, the
+    verdicts and the correlations (tests/reports/test_generated_results.py re-renders it from
+    the committed docs/evidence/<view>.json and finds it verbatim in docs/results.md)."""
+    return [
+        "Robust summaries (mean [95 % t interval] over seeds; time to sink: the first probe "
+        f"from which Sink_1 > {evidence.SINK_THRESHOLD_PCT:g} % for {evidence.PERSIST_PROBES} "
+        "probes, runs that never get there counted at their last probe; per-run values in "
+        f"`docs/evidence/{view.name}.json`):",
+        "",
+        markdown_table(robust_table(ev, view)),
+        "",
+        *verdict_block(ev, view),
+    ]
+
+
+def evidence_path(docs: Path, view: str) -> Path:
+    """Where a view's evidence is kept: docs/evidence/<view>.json, beside the report."""
+    return docs / "evidence" / f"{view}.json"
 
 
 def study_figures(jobs: list[Job], view: View, out_dir: Path) -> list[Path]:
@@ -329,12 +395,7 @@ def _curves(jobs: list[Job], metric: str, which: str) -> pd.DataFrame:
 
 
 def _seed_text(jobs: list[Job]) -> str:
-    seeds = sorted(
-        {
-            str(OmegaConf.select(OmegaConf.load(RunLayout(j.folder).hydra_config), "seed"))
-            for j in jobs
-        }
-    )
+    seeds = sorted({j.seed for j in jobs})
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(seeds)}"
 
 
@@ -409,27 +470,18 @@ def section_report(study_dir: Path, docs: Path, view: View) -> str:
         table = final_table(jobs, columns=extra.columns)
         if len(table.columns) > 1:
             lines += [f"{extra.title}:", "", markdown_table(table), ""]
-    lines += [
-        "Robust summaries (mean [95 % bootstrap interval over seeds]; time to sink: the first "
-        f"probe from which Sink_1 > {evidence.SINK_THRESHOLD_PCT:g} % for "
-        f"{evidence.PERSIST_PROBES} probes, runs that never get there counted at their last "
-        "probe):",
-        "",
-        markdown_table(robust_table(jobs)),
-        "",
-    ]
-    verdicts = verdict_table(jobs, view.directions)
-    if len(verdicts):
-        lines += [
-            "Published directions (reproduced / contradicted: the interval of the difference "
-            "excludes 0 on the published / the other side; inconclusive: it contains 0):",
-            "",
-            markdown_table(verdicts),
-            "",
+    ev = collect_evidence(jobs, view, study)
+    if view.frames:
+        ev.claims = [
+            {k: str(v) for k, v in claim.items()}
+            for claim in frames_study.frames_claims(jobs).to_dict("records")
         ]
+    ev.save(evidence_path(docs, name))
+    lines += evidence_lines(ev, view)
     lines += [
         " ".join(f"![{p.stem}](figures/{p.name})" for p in figures),
     ]
     body = "\n".join(lines)
     update_section(docs / "results.md", name, body)
+    summary.write_summaries(docs, docs.parent / "README.md")
     return body

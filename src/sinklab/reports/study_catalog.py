@@ -21,6 +21,7 @@ from sinklab.analysis import names
 from sinklab.errors import check_choice
 from sinklab.reports import directions
 from sinklab.reports.directions import Direction
+from sinklab.reports.verdicts import Correlation
 
 # (column title, metric, how to reduce over layers): "model" is the whole-model row (-1),
 # "max" / "min" / "last" a reduction over the layer rows; "@start" reads the first probe.
@@ -68,6 +69,10 @@ class View:
     frames: bool = False  # the reference-frame tables, claims and funnelling figures
     siblings: tuple[Sibling, ...] = ()
     directions: tuple[Direction, ...] = ()
+    # (title, statistic of reports.studies.STATISTICS): per-setting mean [t interval] columns of
+    # the robust-summaries table, after the ones every study shows
+    statistics: tuple[tuple[str, str], ...] = ()
+    correlations: tuple[Correlation, ...] = ()  # rank correlations across the view's runs
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,14 @@ _STREAMING = View(
         ("stream/ratio/sinks4_shift", "model"),
     ),
     directions=directions.STREAMING_SWEEP,
+    statistics=(("PPL(window) / PPL(BOS + recent)", "bos_eviction_cost"),),
+    correlations=(
+        Correlation(
+            "bos_eviction_cost",
+            "final_ftm",
+            "Does evicting BOS cost more where the sink is stronger",
+        ),
+    ),
 )
 
 _QUANT = View(
@@ -275,7 +288,7 @@ STUDIES: dict[str, Study] = _catalog(
     ),
     Study(
         "bb_long",
-        (_dormancy_view("bb_long"),),
+        (_dormancy_view("bb_long", directions.BB_LONG),),
         reproduce=False,
         summary="bb_dynamics for Guo et al.'s 10k steps (one seed)",
     ),
@@ -315,7 +328,17 @@ STUDIES: dict[str, Study] = _catalog(
     ),
     Study(
         "min_context_sweep",
-        (View("min_context_sweep", directions=directions.MIN_CONTEXT_SWEEP),),
+        (
+            View(
+                "min_context_sweep",
+                directions=directions.MIN_CONTEXT_SWEEP,
+                statistics=(
+                    ("sink ratio AUC, all queries", "sink_ratio_auc"),
+                    ("sink ratio AUC, t >= 32", "sink_ratio_auc_supervised"),
+                    ("first-token-mass AUC, t >= 32", "ftm_auc_supervised"),
+                ),
+            ),
+        ),
         summary="no loss on queries with fewer than min_context tokens of context",
     ),
     Study(

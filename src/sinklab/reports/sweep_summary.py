@@ -121,7 +121,7 @@ def write_sweep_summary(sweep: Path) -> tuple[Path, Path]:
     """`<sweep>/summary.csv` (every figure, full precision) and `<sweep>/summary.md` (3
     significant figures, the shared overrides above the table)."""
     from sinklab.atomic import atomic_write
-    from sinklab.reports.studies import markdown_table
+    from sinklab.reports.markdown import markdown_table
 
     sweep = Path(sweep)
     jobs = job_dirs(sweep) if sweep.is_dir() else []
