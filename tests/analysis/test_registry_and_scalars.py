@@ -40,7 +40,7 @@ def rich_probe_and_model():
 
 def test_every_emitted_metric_is_registered_and_every_registered_one_is_emitted():
     probe, model, mask, ids = rich_probe_and_model()
-    cfg = MetricsConfig(intervention=True, sink_keys=(0, 2))
+    cfg = MetricsConfig(intervention=True, sink_keys=(0, 2), query_start=4)
     df = measure(probe, model=model, cfg=cfg, trigger_mask=mask, input_ids=ids)
     names = set(df.metric)
     unregistered = sorted(n for n in names if template_of(n) is None)

@@ -28,6 +28,11 @@ METRICS: dict[str, str] = {
     "sink/sink_pct/key_{k}": "Gu et al.'s Sink score for key position k > 0: 100 x the share of (window, head) with alpha_k > eps (alpha_k over queries t >= k in a causal model, all T in an encoder).",
     "sink/sink_ratio_pct": "The Spike paper's sink ratio: 100 x the share of (window, head) with max_{k<=T/2} sum_t A[t,k]/T > eps (all T queries, causal or encoder).",
     "sink/first_token_mass": "Mean over queries t >= 1 of A[t,0], averaged over windows (the same for causal models and encoders).",
+    # metrics.query_start > 0 (names.from_query_start): the same scores on the queries t >= query_start only
+    "sink/sink1_pct/from_query_start": "Sink_1 on the queries t >= metrics.query_start only: 100 x the share of (window, head) with mean_{t>=query_start} A[t,0] > eps (causal or encoder); emitted when query_start > 0.",
+    "sink/sink_ratio_pct/from_query_start": "The sink ratio on the queries t >= metrics.query_start only: 100 x the share of (window, head) with max_{k<=T/2} sum_{t>=query_start} A[t,k] / (T - query_start) > eps; emitted when query_start > 0.",
+    "sink/first_token_mass/from_query_start": "Mean over queries t >= max(1, metrics.query_start) of A[t,0], averaged over windows; emitted when query_start > 0.",
+    "sink/alpha_0_max/from_query_start": "Largest window-averaged mean_{t>=query_start} A[t,0] over the heads of a layer (layer rows) or of the model (model row); emitted when metrics.query_start > 0.",
     "sink/proxy_scores": "Model row: 1 when the attention was not normalised and the sink scores use the proxy |s|/sum|s|, else 0.",
     "slot_mass/{slot}": "Mean attention on the extra slot over all T queries (an always-visible slot), averaged over windows.",
     "slot_sink_pct/{slot}": "100 x the share of (window, head) whose slot mass exceeds eps: the Sink score of the extra slot.",
