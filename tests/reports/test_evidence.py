@@ -60,14 +60,6 @@ def test_first_token_mass_auc_is_a_trapezoid_time_average() -> None:
     assert evidence.first_token_mass_auc(rows) == pytest.approx(250 / 300)
 
 
-def test_bootstrap_mean_of_two_values_spans_them() -> None:
-    ci = evidence.bootstrap_mean([0.0, 10.0])
-    assert (ci.mean, ci.low, ci.high, ci.n) == (5.0, 0.0, 10.0, 2)
-    same = evidence.bootstrap_mean([1.0, 1.0, 1.0])
-    assert (same.low, same.high) == (1.0, 1.0)
-    assert math.isnan(evidence.bootstrap_mean([None]).mean)
-
-
 def test_verdicts() -> None:
     apart = evidence.difference_interval([5, 6, 7, 5, 6], [1, 2, 1, 2, 1])
     assert apart.low > 0

@@ -46,8 +46,6 @@ from sinklab.analysis import names
 
 SINK_THRESHOLD_PCT = 10.0
 PERSIST_PROBES = 3
-N_BOOT = 10_000
-BOOT_SEED = 0
 
 
 def model_curve(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -244,37 +242,6 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     """Benjamini-Hochberg adjusted p-values (false discovery rate), in input order;
     NaN stays NaN and does not count in m."""
     return _adjust(pvalues, step_down=False)
-
-
-def bootstrap_mean(values: Sequence[float | None], n_boot: int = N_BOOT) -> Interval:
-    """Mean over seeds with the 2.5 / 97.5 percentiles of resampled means.
-
-    Superseded by `mean_interval` (it under-covers at n = 5); kept only for the coverage
-    comparison test and until the last callers move over."""
-    x = _clean(values)
-    if len(x) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    rng = np.random.default_rng(BOOT_SEED)
-    means = rng.choice(x, size=(n_boot, len(x)), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return Interval(float(x.mean()), float(low), float(high), len(x))
-
-
-def bootstrap_difference(
-    values: Sequence[float | None], baseline: Sequence[float | None], n_boot: int = N_BOOT
-) -> Interval:
-    """mean(values) - mean(baseline), each resampled over its own seeds.
-
-    Superseded by `difference_interval`; kept only until the last callers move over."""
-    a, b = _clean(values), _clean(baseline)
-    if len(a) == 0 or len(b) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    rng = np.random.default_rng(BOOT_SEED)
-    diffs = rng.choice(a, size=(n_boot, len(a))).mean(axis=1) - rng.choice(
-        b, size=(n_boot, len(b))
-    ).mean(axis=1)
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return Interval(float(a.mean() - b.mean()), float(low), float(high), min(len(a), len(b)))
 
 
 def verdict(
