@@ -229,6 +229,7 @@ STATISTICS: dict[str, Callable[[Job], float | None]] = {
     "time_to_sink_M": lambda job: evidence.time_to_sink(job.rows)[0] / 1e6,
     "sink_reached": lambda job: float(evidence.time_to_sink(job.rows)[1]),
     "final_sink1": lambda job: final_value(job.rows, names.SINK1, "model"),
+    "val_loss": lambda job: job.val_loss,
     "final_ftm": lambda job: final_value(job.rows, names.FIRST_TOKEN_MASS, "model"),
     "r_win": lambda job: final_value(job.rows, "stream/ratio/window_shift", "model"),
     "r_win_noshift": lambda job: final_value(job.rows, "stream/ratio/window", "model"),

@@ -304,7 +304,13 @@ STUDIES: dict[str, Study] = _catalog(
     ),
     Study(
         "pos_sweep",
-        (View("pos_sweep", directions=directions.POS_SWEEP),),
+        (
+            View(
+                "pos_sweep",
+                directions=directions.POS_SWEEP,
+                statistics=(("final val loss", "val_loss"),),
+            ),
+        ),
         summary="the position encodings: RoPE, ALiBi, learned, sinusoidal, none",
     ),
     Study(

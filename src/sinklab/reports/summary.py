@@ -37,6 +37,7 @@ class Question:
     views: tuple[str, ...]
     settings: tuple[str, ...] = ()
     statistics: tuple[tuple[str, str, str], ...] = ()
+    note: str = ""  # a confound the numbers alone do not show (words, no figures)
 
 
 QUESTIONS: tuple[Question, ...] = (
@@ -44,7 +45,12 @@ QUESTIONS: tuple[Question, ...] = (
         "Does the sink emerge for every position encoding, NoPE included?",
         "yes; learned 33.1, NoPE 20.4, ALiBi 20.8 against RoPE 18.2 % (Gu et al.)",
         ("pos_sweep",),
-        statistics=(("pos_sweep", "seeds with a lasting sink", "sink_reached"),),
+        statistics=(
+            ("pos_sweep", "seeds with a lasting sink", "sink_reached"),
+            ("pos_sweep", "final validation loss", "val_loss"),
+        ),
+        note="an encoding with a higher validation loss is also less trained at 300 steps, so "
+        "a larger AUC there may be under-training, not the encoding",
     ),
     Question(
         "Does sigmoid attention without normalisation stay sink-free?",
@@ -97,6 +103,18 @@ QUESTIONS: tuple[Question, ...] = (
         "Does a random first token strengthen the sink?",
         "yes, 27.0 against 18.2 % (Gu et al.)",
         ("first_token_sweep",),
+    ),
+    Question(
+        "Does the head count move the sink?",
+        "Gu et al. (fixed width): little effect, 1/2/4/8 heads 19.50 / 12.95 / 10.68 / 18.18 %; "
+        "the Spike paper: it rises with head dimension, 8 -> 128: 4.1 -> 46.0 %",
+        ("heads_sweep",),
+        statistics=(
+            ("heads_sweep", "seeds with a lasting sink", "sink_reached"),
+            ("heads_sweep", "time to sink, M tokens", "time_to_sink_M"),
+        ),
+        note="at a fixed width more heads are smaller heads, so head count and head dimension "
+        "cannot be told apart here",
     ),
     Question(
         "Do SGD and ReLU attention weaken the dormant heads' BOS sink (Guo et al.)?",
@@ -178,6 +196,8 @@ def answer(q: Question, found: dict[str, Evidence], judged: dict[str, list[Verdi
         ]
         parts += [f"{view}: {_short(v)}" for v in rows]
         parts += [f"{view}: {c[CLAIM]}: **{c['verdict']}**" for c in found[view].claims]
+    if q.note:
+        parts.append(f"note: {q.note}")
     return "; ".join(parts) if parts else "no verdict rows"
 
 
