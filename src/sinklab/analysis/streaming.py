@@ -97,10 +97,11 @@ class StreamConfig:
     `recompute_stride`-th query position from t = C - 1 on; ratios pair each condition with
     it on those positions. The default here is 1, every position, so that every perplexity
     and ratio of a measurement (a pretrained model: `sinklab.analyze target=smollm2`) rests on
-    the same T - 1 - C positions: a stride of 16 left SmolLM2's ratios on 111 of 1,791
-    positions, where window / 1 sink read 1.77 against 1.89 on all. The training probe keeps
-    a sparse oracle for cost (`ProbeStreamConfig`). `recompute_batch_size` is its windows
-    per forward; `every_n_probes` how often a training callback runs the evaluation.
+    the same T - 1 - C positions (a stride of 16 left SmolLM2's ratios on 111 of 1,791
+    positions, a subset that understated the window's collapse; docs/pretrained.md). The
+    training probe keeps a sparse oracle for cost (`ProbeStreamConfig`).
+    `recompute_batch_size` is the oracle's windows per forward; `every_n_probes` how often
+    a training callback runs the evaluation.
     """
 
     stream_len: int | None = None
