@@ -144,14 +144,34 @@ def test_make_study_runs_the_catalogue_and_prints_the_python_post_step() -> None
     post = next(line for line in out.splitlines() if "-m sinklab.analyze" in line)
     assert post.startswith("(cd outputs/studies/attention_sweep && OMP_NUM_THREADS=1 ")
     assert post.endswith(
-        "-m sinklab.analyze 'target=./<job>' steps=last 'groups=[sinks]' quant.enabled=true "
+        "-m sinklab.analyze 'target=\"./<job>\"' steps=last 'groups=[sinks]' quant.enabled=true "
         "quant.quantizer.bits=4 'quant.prefix.prefixes=[bos,prefixquant,cushioncache]' "
-        "'out_dir=../attention_sweep_w4/<job>')"
+        "'out_dir=\"../attention_sweep_w4/<job>\"')"
     )
     assert "2 at a time" in out
     assert "mv outputs/studies/attention_sweep_w4 " in out
     # a report view's name runs the study that feeds it
     assert study_catalog.study("quant_sweep") is STUDIES["attention_sweep"]
+
+
+def test_a_post_step_passes_a_named_job_folder_to_hydra_whole() -> None:
+    """Sweep job folders carry their overrides (`3_seed=1,variant=relu`): the post-step's
+    target and out_dir must reach sinklab-analyze as that one folder name, not as a Hydra
+    list or a second override (the bug that stopped attention_sweep's post-step)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    job = "3_experiment=attention_sweep,seed=1,variant=relu"
+    step = PostStep(out="w4", overrides=("steps=last",))
+    parsed = OverridesParser.create().parse_overrides(step.command(job))
+    values = {o.key_or_group: o.value() for o in parsed}
+    assert values["target"] == f"./{job}"
+    assert values["out_dir"] == f"../w4/{job}"
+
+
+def test_sweep_jobs_are_in_job_order_with_named_folders(tmp_path: Path) -> None:
+    for name in ("10_seed=0", "2_seed=1", "1_seed=0", "not_a_job", "0"):
+        (tmp_path / name).mkdir()
+    assert run_study.sweep_jobs(tmp_path) == ["0", "1_seed=0", "2_seed=1", "10_seed=0"]
 
 
 def test_an_unknown_study_is_refused_in_one_line(capsys: pytest.CaptureFixture) -> None:
@@ -208,7 +228,7 @@ def test_run_sets_earlier_runs_aside_sweeps_post_steps_every_job_and_reports(
         "trainer.max_steps=3",
     ]
     assert sorted(c[0][3:] for c in posts) == [
-        [f"target=./{job}", "steps=last", "groups=[sinks]", f"out_dir=../pos_w4/{job}"]
+        [f'target="./{job}"', "steps=last", "groups=[sinks]", f'out_dir="../pos_w4/{job}"']
         for job in ("0", "1")
     ]
     assert all(c[0][1:3] == ["-m", "sinklab.analyze"] for c in posts)

@@ -56,9 +56,10 @@ def post_step_command(step: PostStep, job: str) -> list[str]:
 
 
 def sweep_jobs(study_dir: Path) -> list[str]:
-    """The job folders of a finished sweep (Hydra numbers them), in job order."""
+    """The job folders of a finished sweep (`<number>` or `<number>_<overrides>`), in job
+    order."""
     jobs = [p.name for p in study_dir.iterdir() if p.is_dir() and p.name[:1].isdigit()]
-    return sorted(jobs, key=lambda name: (int(name) if name.isdigit() else 0, name))
+    return sorted(jobs, key=lambda name: (int(name.split("_", 1)[0]), name))
 
 
 def run_post_step(step: PostStep, study_dir: Path) -> int:

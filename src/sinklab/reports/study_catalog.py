@@ -87,7 +87,9 @@ class PostStep:
 
     def command(self, job: str) -> list[str]:
         """The analyze arguments for one job, run from inside the study folder."""
-        return [f"target=./{job}", *self.overrides, f"out_dir=../{self.out}/{job}"]
+        # Job folders are named after their overrides (`3_seed=1,variant=relu`): quoted, so
+        # Hydra reads the whole folder name as one value.
+        return [f'target="./{job}"', *self.overrides, f'out_dir="../{self.out}/{job}"']
 
 
 @dataclass(frozen=True)
