@@ -21,7 +21,7 @@ from pathlib import Path
 from sinklab.reports import study_catalog
 from sinklab.reports.frames_study import CLAIM
 from sinklab.reports.markdown import escape_cell
-from sinklab.reports.verdicts import UNTESTABLE, Evidence, Verdict, judge
+from sinklab.reports.verdicts import UNTESTABLE, Evidence, Verdict, correlation_text, judge
 
 SUMMARY_MARK = "summary"
 README_MARK = "results"
@@ -196,6 +196,10 @@ def answer(q: Question, found: dict[str, Evidence], judged: dict[str, list[Verdi
         ]
         parts += [f"{view}: {_short(v)}" for v in rows]
         parts += [f"{view}: {c[CLAIM]}: **{c['verdict']}**" for c in found[view].claims]
+        parts += [
+            f"{view}: {correlation_text(found[view], corr)}"
+            for corr in study_catalog.view(view).correlations
+        ]
     if q.note:
         parts.append(f"note: {q.note}")
     return "; ".join(parts) if parts else "no verdict rows"
