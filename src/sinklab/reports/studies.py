@@ -144,7 +144,8 @@ def with_analysis_rows(
 
 
 def final_value(rows: pd.DataFrame, metric: str, how: str) -> float | None:
-    """`metric` at the final probe: the model row ("model") or the max / min / last layer's;
+    """`metric` at the final probe: the model row ("model") or the max / min / first / last
+    layer's;
     with "@start" appended (e.g. "last@start"), at the first probe instead, for a metric
     whose starting value is its reference (the residual peak starts at 1.5-1.7)."""
     how, _, when = how.partition("@")
@@ -158,7 +159,13 @@ def final_value(rows: pd.DataFrame, metric: str, how: str) -> float | None:
     if not len(part):
         return None
     values = part["value"]
-    return float({"max": values.max(), "min": values.min(), "last": values.iloc[-1]}[how])
+    reduced = {
+        "max": values.max(),
+        "min": values.min(),
+        "first": values.iloc[0],
+        "last": values.iloc[-1],
+    }
+    return float(reduced[how])
 
 
 def slot_columns(jobs: list[Job]) -> list[str]:

@@ -24,7 +24,8 @@ from sinklab.reports.directions import Direction
 from sinklab.reports.verdicts import Correlation
 
 # (column title, metric, how to reduce over layers): "model" is the whole-model row (-1),
-# "max" / "min" / "last" a reduction over the layer rows; "@start" reads the first probe.
+# "max" / "min" / "first" / "last" a reduction over the layer rows; "@start" reads the first
+# probe.
 Column = tuple[str, str, str]
 # (metric, which curve): "model" (the whole-model row), "last" (the last layer's), "mean".
 Curve = tuple[str, str]
@@ -326,7 +327,14 @@ STUDIES: dict[str, Study] = _catalog(
         # instead of three sweeps of the same variants).
         "attention_sweep",
         (
-            View("attention_sweep", directions=directions.ATTENTION_SWEEP),
+            View(
+                "attention_sweep",
+                columns=(
+                    ("Sink_1 % layer 0", names.SINK1, "first"),
+                    ("Sink_1 % last layer", names.SINK1, "last"),
+                ),
+                directions=directions.ATTENTION_SWEEP,
+            ),
             _STREAMING,
             _QUANT,
         ),
