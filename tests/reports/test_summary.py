@@ -62,7 +62,8 @@ def test_the_readme_paragraph_counts_the_verdicts_and_lists_what_reproduced(docs
     assert block == summary.readme_markdown(docs)
     assert block.startswith(
         "2 verdict rows over 1 report sections (1 reproduced, 0 contradicted, 1 inconclusive, "
-        "0 untestable here;"
+        "0 untestable here; 95 % t intervals over seeds, Holm-corrected within each section, "
+        "which turns 0 raw verdicts inconclusive;"
     )
     assert (
         "- **Reproduced:** learned > RoPE (33.1 vs 18.2 %, Gu et al. 2025) (pos=learned vs "

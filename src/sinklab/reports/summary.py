@@ -232,10 +232,12 @@ def readme_markdown(docs: Path) -> str:
         if view.directions and name not in found
     )
     order = ("reproduced", "contradicted", "inconclusive", UNTESTABLE)
+    flipped = sum(v.raw != v.verdict for v in rows)
     lines = [
         f"{len(rows)} verdict rows over {len(judged)} report sections "
         f"({', '.join(f'{counts[k]} {k}' for k in order)}; 95 % t intervals over seeds, "
-        "Holm-corrected within each section; generated from `docs/evidence/`):",
+        f"Holm-corrected within each section, which turns {flipped} raw verdicts inconclusive; "
+        "generated from `docs/evidence/`):",
         "",
     ]
     for kind in ("reproduced", "contradicted"):
