@@ -10,7 +10,7 @@ massive activations per layer.
 
 The streaming table (StreamingLLM; every column on the same positions, the oracle at every
 position) instead of the probe report, saved as per-position NLL and written into the doc's
-`<!-- pretrained:smollm2_stream -->` block (about 30 min on 2 busy CPU cores):
+`<!-- pretrained:smollm2_stream -->` block (42 min on the shared 2-core VM; resumes):
 
     python scripts/pretrained_report.py --stream --threads 2 --stream-len 2048 --cache-len 256 \
         --stream-nll outputs/analysis/smollm2_stream/stream_nll.npz \
