@@ -185,3 +185,28 @@ def test_an_oracle_gap_is_left_out_of_every_column_not_filled() -> None:
     assert rows["window"].positions == 2  # t = 2 and 4; t = 3 has no oracle value
     assert rows["window"].ppl == pytest.approx(math.exp((2.0 + 6.0) / 2))
     assert rows["window"].ratio == pytest.approx(math.exp((2.0 + 6.0) / 2 - (1.0 + 3.0) / 2))
+
+
+def _script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "pretrained_report.py"
+    spec = importlib.util.spec_from_file_location("pretrained_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_script_renders_a_saved_nll_into_the_doc_block(tmp_path: Path, capsys) -> None:
+    result = stream_nll(_model(), _ids(), _cfg())
+    saved = tmp_path / "nll.npz"
+    save_stream_nll(result, saved)
+    doc = tmp_path / "doc.md"
+    doc.write_text("# t\n<!-- pretrained:x -->\nstale\n<!-- /pretrained:x -->\nafter\n")
+    args = ["--stream", "--from-nll", str(saved), "--write-doc", str(doc), "--block", "x"]
+    assert _script().main(args) == 0
+    table = stream_markdown(result)
+    assert capsys.readouterr().out.strip() == table
+    assert (
+        doc.read_text() == f"# t\n<!-- pretrained:x -->\n{table}\n<!-- /pretrained:x -->\nafter\n"
+    )
