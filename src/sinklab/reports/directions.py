@@ -12,9 +12,10 @@ it; the study catalogue (`study_catalog.py`) attaches it to that view.
 **Untestable here.** A verdict needs something to contrast with and a metric that can see the
 mechanism. So beside each direction stands:
 - `paper_metric`: what the paper measured, so a reader sees when ours is a stand-in;
-- `control`: what a control setting must show first. For "X removes / weakens the sink" that is
-  a sink in the baseline (Sink_1 > 10 % for 3 probes, in at least 60 % of its seeds): without
-  one there is no effect to remove, and any difference is a floor effect;
+- `control`: what a control setting must show first. For "X removes / weakens / strengthens the
+  sink" that is a sink in the baseline (Sink_1 > 10 % for 3 probes, in at least 60 % of its
+  seeds): without one there is no effect to remove or compare, and any difference is a floor
+  effect;
 - `blind`: why the statistic cannot see the published mechanism in this study at all.
 A direction whose control fails, or that is blind, or that has fewer than two seeds a side, gets
 the verdict **untestable here**, with the reason, instead of reproduced / contradicted /
@@ -219,6 +220,7 @@ POS_SWEEP: tuple[Direction, ...] = (
         +1,
         f"learned > RoPE (33.1 vs 18.2 %, {_GU})",
         paper_metric=_GU_METRIC,
+        control=sinks("pos=rope"),
     ),
     Direction(
         "pos=none",
@@ -227,6 +229,7 @@ POS_SWEEP: tuple[Direction, ...] = (
         +1,
         f"NoPE > RoPE (20.4 vs 18.2 %, {_GU})",
         paper_metric=_GU_METRIC,
+        control=sinks("pos=rope"),
     ),
     Direction(
         "pos=alibi",
@@ -235,6 +238,7 @@ POS_SWEEP: tuple[Direction, ...] = (
         +1,
         f"ALiBi > RoPE (20.8 vs 18.2 %, {_GU})",
         paper_metric=_GU_METRIC,
+        control=sinks("pos=rope"),
     ),
 )
 
@@ -299,6 +303,7 @@ WEIGHT_DECAY_SWEEP: tuple[Direction, ...] = (
         +1,
         f"weight decay 0.5 strengthens the sink (41.1 vs 18.2 %, {_GU})",
         paper_metric=_GU_METRIC,
+        control=sinks("weight_decay=0.1"),
     ),
     _weakens(
         "weight_decay=2.0",
@@ -360,5 +365,6 @@ FIRST_TOKEN_SWEEP: tuple[Direction, ...] = (
         +1,
         f"a random first token strengthens the sink (27.0 vs 18.2 %, {_GU})",
         paper_metric=_GU_METRIC,
+        control=sinks("variant=first_natural"),
     ),
 )
