@@ -135,3 +135,23 @@ def qk_geometry_by_loops(q: torch.Tensor, k: torch.Tensor, causal: bool) -> dict
             ]
             out["cj"][n, h] = sum(cos[t][j] for t, j in pairs) / max(len(pairs), 1)
     return out
+
+
+# The streaming tests' stream: a tiny seeded model and a seeded id stream of T tokens through a
+# cache of C (tests/analysis/test_streaming*.py).
+STREAM_T, STREAM_C = 24, 8
+
+
+def stream_model(**kw) -> nn.Module:
+    """The tiny model the streaming tests run, seeded, in eval mode."""
+    from sinklab.model import build_model
+    from tests.model.helpers import tiny
+
+    torch.manual_seed(0)
+    return build_model(tiny(**{"max_seq_len": 32, **kw})).eval()
+
+
+def stream_ids(vocab: int = 32, n: int = STREAM_T) -> torch.Tensor:
+    """A seeded stream of `n` token ids below `vocab`."""
+    torch.manual_seed(1)
+    return torch.randint(0, vocab, (n,))

@@ -23,20 +23,10 @@ from sinklab.analysis.streaming import (
     stream_nll,
 )
 from sinklab.errors import ConfigError
-from sinklab.model import build_model
-from tests.model.helpers import tiny
-
-T, C = 24, 8
-
-
-def _model(**kw):
-    torch.manual_seed(0)
-    return build_model(tiny(**{"max_seq_len": 32, **kw})).eval()
-
-
-def _ids(vocab: int = 32, n: int = T) -> torch.Tensor:
-    torch.manual_seed(1)
-    return torch.randint(0, vocab, (n,))
+from tests.analysis.analysis_builders import STREAM_C as C
+from tests.analysis.analysis_builders import STREAM_T as T
+from tests.analysis.analysis_builders import stream_ids as _ids
+from tests.analysis.analysis_builders import stream_model as _model
 
 
 def _cfg(**kw) -> StreamConfig:
