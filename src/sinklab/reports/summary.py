@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sinklab.reports import study_catalog
+from sinklab.reports import study_catalog, verdicts
 from sinklab.reports.frames_study import CLAIM
 from sinklab.reports.markdown import escape_cell
 from sinklab.reports.verdicts import UNTESTABLE, Evidence, Verdict, correlation_text, judge
@@ -166,17 +166,11 @@ def _short(v: Verdict) -> str:
 
 
 def _statistic_text(ev: Evidence, title: str, key: str) -> str:
-    from sinklab.reports import evidence as stats
-
-    parts = []
-    for label in ev.labels():
-        values = ev.by_seed(label, key)
-        if not values:
-            continue
-        if key == "sink_reached":
-            parts.append(f"{label} {round(sum(values.values()))}/{len(values)}")
-        else:
-            parts.append(f"{label} {stats.mean_interval(list(values.values())).text()}")
+    parts = [
+        f"{label} {verdicts.statistic_text(ev, label, key)}"
+        for label in ev.labels()
+        if ev.by_seed(label, key)
+    ]
     return f"{title}: " + ", ".join(parts)
 
 

@@ -199,19 +199,25 @@ def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def statistic_text(ev: Evidence, label: str, statistic: str) -> str:
+    """One setting's `statistic` over its seeds: "k/n" seeds for `sink_reached`, otherwise
+    mean [95 % t interval]; "-" without values. The tables and the summary both quote this."""
+    values = ev.by_seed(label, statistic)
+    if not values:
+        return "-"
+    if statistic == "sink_reached":
+        return f"{round(sum(values.values()))}/{len(values)}"
+    return evidence.mean_interval(list(values.values())).text()
+
+
 def statistics_table(ev: Evidence, statistics: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """One row per setting: each (title, statistic) as mean [95 % t interval] over seeds."""
+    """One row per setting: each (title, statistic) as `statistic_text` gives it."""
     records = []
     for label in ev.labels():
         seeds = sum(job.label == label for job in ev.jobs)
         record: dict[str, object] = {"run": label, "seeds": seeds}
         for title, statistic in statistics:
-            if statistic == "sink_reached":
-                got = ev.by_seed(label, statistic)
-                record[title] = f"{round(sum(got.values()))}/{len(got)}" if got else "-"
-            else:
-                values = list(ev.by_seed(label, statistic).values())
-                record[title] = evidence.mean_interval(values).text() if values else "-"
+            record[title] = statistic_text(ev, label, statistic)
         records.append(record)
     return pd.DataFrame.from_records(records)
 
